@@ -1,0 +1,3 @@
+"""backprop-cli: the terminal's backpropagation workbench."""
+
+__version__ = "0.1.0"

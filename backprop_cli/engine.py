@@ -1,0 +1,219 @@
+"""The numeric interpreter: a forward loop over the graph in numpy and a reverse sweep over
+`reversed(graph.nodes)` that accumulates cotangents with += on fan-out.
+
+Values may be scalars or arrays of points (the finite-difference check evaluates many
+perturbed points in one sweep). Domain problems and kinks are recorded per node, never raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import ops
+from .errors import ParseError
+from .graph import Graph
+
+Array = Any
+
+DTYPES: dict[str, type[np.floating[Any]]] = {"float64": np.float64, "float32": np.float32}
+
+
+@dataclass(frozen=True)
+class Issue:
+    """A value or gradient that turned NaN/inf at a node whose inputs were finite."""
+
+    node: int
+    where: str  # "value" or "grad"
+    message: str
+
+
+@dataclass
+class Trace:
+    values: list[Array]
+    grads: list[Array | None]  # None: the node depends on no variable (a constant)
+    issues: list[Issue] = field(default_factory=list)
+    kinks: list[int] = field(default_factory=list)  # nodes evaluated exactly on a kink
+
+
+def _finite(x: Array) -> bool:
+    return bool(np.isfinite(x).all())
+
+
+def _describe(x: Array) -> str:
+    if np.ndim(x) == 0:
+        return format(float(x), ".6g")
+    return f"array{np.shape(x)}"
+
+
+def _nonfinite_word(x: Array) -> str:
+    arr = np.asarray(x)
+    if np.isnan(arr).any():
+        return "nan"
+    return "-inf" if (np.isneginf(arr)).any() and not np.isposinf(arr).any() else "inf"
+
+
+def evaluate(
+    graph: Graph,
+    env: Mapping[str, Array],
+    dtype: type[np.floating[Any]] = np.float64,
+    issues: list[Issue] | None = None,
+) -> list[Array]:
+    """The forward pass: one value per node, in dependency order."""
+    values: list[Array] = []
+    with np.errstate(all="ignore"):
+        for node in graph.nodes:
+            if node.op == "input":
+                assert node.name is not None
+                value = np.asarray(env[node.name], dtype=dtype)[()]
+            elif node.op == "const":
+                value = dtype(node.value)
+            else:
+                op = ops.OPS[node.op]
+                args = [values[i] for i in node.inputs]
+                value = op.forward(*args)
+                if issues is not None and not _finite(value) and all(map(_finite, args)):
+                    issues.append(Issue(node.id, "value", _domain_message(graph, node.id, args)))
+            values.append(value)
+    return values
+
+
+def _domain_message(graph: Graph, node_id: int, args: list[Array]) -> str:
+    node = graph.nodes[node_id]
+    op = ops.OPS[node.op]
+    shown = ", ".join(_describe(a) for a in args)
+    word = "undefined (nan)" if _nonfinite_word(op.forward(*args)) == "nan" else "infinite"
+    where = f" (defined for {op.domain})" if op.domain else " (overflow)"
+    return f"{op.name}({shown}) is {word}{where}"
+
+
+def requires_grad(graph: Graph) -> list[bool]:
+    """A node needs a gradient when it depends on at least one variable."""
+    needs: list[bool] = []
+    for node in graph.nodes:
+        needs.append(node.op == "input" or any(needs[i] for i in node.inputs))
+    return needs
+
+
+def unbroadcast(g: Array, shape: tuple[int, ...]) -> Array:
+    """Sum a cotangent over the axes that broadcasting added or stretched."""
+    if np.shape(g) == shape:
+        return g
+    g = np.asarray(g)
+    while g.ndim > len(shape):
+        g = g.sum(axis=0)
+    for axis, size in enumerate(shape):
+        if size == 1 and g.shape[axis] != 1:
+            g = g.sum(axis=axis, keepdims=True)
+    return g[()]
+
+
+def backward(
+    graph: Graph,
+    values: list[Array],
+    seed: Array = 1.0,
+    issues: list[Issue] | None = None,
+) -> list[Array | None]:
+    """The reverse sweep: ∂output/∂node for every node that depends on a variable."""
+    needs = requires_grad(graph)
+    grads: list[Array | None] = [None] * len(graph.nodes)
+    out = graph.output
+    if not needs[out]:
+        return grads
+    out_value = values[out]
+    grads[out] = np.broadcast_to(
+        np.asarray(seed, dtype=np.result_type(out_value)), np.shape(out_value)
+    )[()]
+    with np.errstate(all="ignore"):
+        for node in reversed(graph.nodes[: out + 1]):
+            g = grads[node.id]
+            if g is None or node.op in ops.LEAVES:
+                continue
+            op = ops.OPS[node.op]
+            args = [values[i] for i in node.inputs]
+            for k, i in enumerate(node.inputs):
+                if not needs[i]:
+                    continue
+                contrib = unbroadcast(op.vjp[k](g, values[node.id], *args), np.shape(values[i]))
+                if (
+                    issues is not None
+                    and not _finite(contrib)
+                    and _finite(g)
+                    and all(map(_finite, args))
+                ):
+                    which = "" if op.arity == 1 else f" (input {k + 1})"
+                    shown = ", ".join(_describe(a) for a in args)
+                    issues.append(
+                        Issue(
+                            node.id,
+                            "grad",
+                            f"the derivative of {op.name}{which} is "
+                            f"{_nonfinite_word(contrib)} at ({shown})",
+                        )
+                    )
+                prev = grads[i]
+                grads[i] = contrib if prev is None else prev + contrib
+    zero = np.zeros((), dtype=np.result_type(out_value))
+    for i, need in enumerate(needs):
+        if need and grads[i] is None:  # depends on a variable but the output ignores it
+            grads[i] = np.broadcast_to(zero, np.shape(values[i]))[()]
+    return grads
+
+
+def kinks(graph: Graph, values: list[Array]) -> list[int]:
+    """Nodes of piecewise ops evaluated exactly where the pieces meet."""
+    found = []
+    for node in graph.nodes:
+        if node.op in ops.LEAVES:
+            continue
+        branch = ops.OPS[node.op].branch
+        if branch is not None:
+            args = [values[i] for i in node.inputs]
+            with np.errstate(all="ignore"):
+                if (np.asarray(branch(*args)) == 0).any():
+                    found.append(node.id)
+    return found
+
+
+def run(graph: Graph, env: Mapping[str, Array], dtype: str = "float64") -> Trace:
+    """Forward, backward, and the notes a report needs."""
+    issues: list[Issue] = []
+    values = evaluate(graph, env, DTYPES[dtype], issues)
+    grads = backward(graph, values, 1.0, issues)
+    return Trace(values, grads, issues, kinks(graph, values))
+
+
+def check_constants(graph: Graph, *, what: str = "expression") -> None:
+    """A constant subexpression that overflows or is undefined is an input error."""
+    needs = requires_grad(graph)
+    values: list[Array] = [None] * len(graph.nodes)
+    with np.errstate(all="ignore"):
+        for node in graph.nodes:
+            if needs[node.id]:
+                continue
+            if node.op == "const":
+                values[node.id] = np.float64(node.value)
+                continue
+            args = [values[i] for i in node.inputs]
+            value = ops.OPS[node.op].forward(*args)
+            if not _finite(value):
+                text = " ".join(graph.text(node.id).split())
+                if len(text) > 60:
+                    text = text[:59] + "…"
+                word = _nonfinite_word(value)
+                if word == "nan":
+                    problem = "is undefined (nan)"
+                elif any((np.asarray(a) == 0).any() for a in args):
+                    problem = f"is {word} (a singularity at 0)"
+                else:
+                    problem = f"overflows float64 ({word})"
+                raise ParseError(
+                    f"the constant subexpression {text!r} {problem}",
+                    source=graph.source,
+                    offset=node.span[0],
+                    what=what,
+                )
+            values[node.id] = value
