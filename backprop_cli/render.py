@@ -1,0 +1,419 @@
+"""Report -> text. Tables and markdown for people, JSON and CSV for scripts.
+
+Functions here return strings or Rich renderables and never print. JSON and CSV are built
+without Rich (Rich wraps long lines when output is piped).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+MAX_CELL = 400  # characters of a formula shown in a table cell
+
+_MARKS = {"ok": "✓", "mismatch": "✗"}
+_STATUS_TEXT = {
+    "kink": "kink",
+    "convention": "convention differs",
+    "undefined": "undefined here",
+    "skipped": "skipped",
+    "budget": "skipped: budget",
+    "error": "SymPy failed",
+}
+
+
+def fmt(x: float | None, dtype: str = "float64") -> str:
+    """The shortest text that reads back as the same number in the engine's dtype."""
+    if x is None:
+        return "—"
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    text = str(np.float32(x)) if dtype == "float32" else repr(float(x))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def output_name(report: dict[str, Any]) -> str:
+    node = report["nodes"][report["output"]["id"]]
+    return str(node["name"]) if node["name"] else "f"
+
+
+def _cap(text: str) -> str:
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+
+
+# ---- JSON and CSV ---------------------------------------------------------------------
+
+
+def _nullify(value: Any, path: str, found: list[str]) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        found.append(f"{path} ({fmt(value)})")
+        return None
+    if isinstance(value, dict):
+        return {k: _nullify(v, f"{path}.{k}" if path else k, found) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nullify(v, f"{path}[{i}]", found) for i, v in enumerate(value)]
+    return value
+
+
+def to_json(report: dict[str, Any]) -> str:
+    """Strict JSON: NaN and infinities become null, with a warning entry saying where."""
+    found: list[str] = []
+    clean = _nullify(report, "", found)
+    if found:
+        shown = ", ".join(found[:12]) + (f" and {len(found) - 12} more" if len(found) > 12 else "")
+        clean["warnings"].append({"message": f"non-finite numbers written as null: {shown}"})
+    return json.dumps(clean, indent=2, ensure_ascii=False, allow_nan=False)
+
+
+def to_csv(report: dict[str, Any]) -> str:
+    """One row: the inputs, the output value and d_<var> for each partial."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    names = list(report["variables"])
+    header = [*names, "value", *(f"d_{v}" for v in report["wrt"])]
+    dtype = report["dtype"]
+    row = [fmt(report["variables"][n]) for n in names]
+    row.append(fmt(report["value"], dtype))
+    row += [fmt(report["gradient"][v], dtype) for v in report["wrt"]]
+    writer.writerow(header)
+    writer.writerow(row)
+    return buffer.getvalue()
+
+
+# ---- shared pieces of the human formats ----------------------------------------------
+
+
+def _mark(partial: dict[str, Any]) -> str:
+    statuses = partial["status"].values()
+    if any(s == "mismatch" for s in statuses):
+        return "✗"
+    if all(s in ("ok", "skipped") for s in statuses):
+        return "✓"
+    return "✓*"
+
+
+def _symbolic_cell(partial: dict[str, Any]) -> str:
+    if partial["symbolic"] is not None:
+        return _cap(partial["symbolic"])
+    return _STATUS_TEXT.get(partial["status"]["symbolic"], "—")
+
+
+def _check_cell(partial: dict[str, Any], key: str, digits: int | None = None) -> str:
+    """A check's value (every digit unless `digits`), or why it was not compared."""
+    status = partial["status"][key]
+    value = partial[key] if key != "symbolic" else partial["symbolic_value"]
+    text = fmt(value) if digits is None else short(value, "float64", digits)
+    if status in ("ok", "mismatch"):
+        return text
+    note = _STATUS_TEXT.get(status, status)
+    return note if value is None else f"{text} ({note})"
+
+
+def check_lines(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """One (mark, sentence) per check, for the summary under the tables."""
+    checks = report["checks"]
+    return [
+        _torch_line(checks["torch"]),
+        _fd_line(checks["finite_difference"]),
+        _symbolic_line(checks["symbolic"]),
+    ]
+
+
+def _torch_line(torch: dict[str, Any]) -> tuple[str, str]:
+    if torch["ok"] is None:
+        return "·", f"torch autograd: skipped ({torch['skipped']})"
+    what = (
+        f"torch autograd, {torch['device']} {torch['dtype']}: "
+        f"{torch['compared']} node values and gradients"
+    )
+    if torch["ok"]:
+        return "✓", f"{what} agree, max error {error(torch['max_error'])}"
+    bad = ", ".join(f"node {m['node']} {m['what']}" for m in torch["mismatches"][:5])
+    return "✗", f"{what}: disagreement at {bad}"
+
+
+def _partials_word(n: int) -> str:
+    return f"{n} partial{'s' if n != 1 else ''}"
+
+
+def _fd_line(fd: dict[str, Any]) -> tuple[str, str]:
+    not_compared = fd.get("not_compared") or {}
+    aside = ", ".join(f"{v} ({_STATUS_TEXT.get(s, s)})" for v, s in not_compared.items())
+    aside = f"; not compared: {aside}" if aside else ""
+    if fd["ok"] is None:
+        return "·", f"finite differences: {fd['skipped']}{aside}"
+    if fd["ok"]:
+        n = _partials_word(fd["compared"])
+        return (
+            "✓",
+            f"finite differences ({fd['method']}): {n} agree, "
+            f"max error {error(fd['max_error'])}{aside}",
+        )
+    return "✗", f"finite differences disagree for {', '.join(fd['mismatches'])}"
+
+
+def _symbolic_line(sym: dict[str, Any]) -> tuple[str, str]:
+    if sym.get("skipped"):
+        return "·", f"SymPy: skipped ({sym['skipped']})"
+    if sym["state"] == "error":
+        return "·", f"SymPy: failed ({sym['error']}); the numeric results stand"
+    if sym["state"] == "budget":
+        budget = fmt(sym["budget_seconds"])
+        return "·", f"SymPy: skipped: budget ({budget} s); the numeric results stand"
+    note = "" if sym["simplified"] else " (not simplified within the budget)"
+    if sym["ok"] is None:
+        return "·", f"SymPy: nothing comparable at this point{note}"
+    if sym["ok"]:
+        n = _partials_word(sym["compared"])
+        return (
+            "✓",
+            f"SymPy, evaluated exactly: {n} agree, max error {error(sym['max_error'])}{note}",
+        )
+    return "✗", f"SymPy partials disagree for {', '.join(sym['mismatches'])}"
+
+
+def _origin(report: dict[str, Any]) -> str:
+    n = report["statements"]
+    where = "" if report["source"] == "expression" else f" from {report['source']}"
+    if n > 1:
+        return f"   (the last of {n} statements{where})"
+    return f"   ({where.strip()})" if where else ""
+
+
+def _point(report: dict[str, Any]) -> str:
+    return ", ".join(f"{k} = {fmt(v)}" for k, v in report["variables"].items())
+
+
+# ---- Rich tables ------------------------------------------------------------------------
+
+
+def short(x: float | None, dtype: str = "float64", digits: int = 10) -> str:
+    """A table cell: the exact shortest text when it is short, else `digits` significant
+    digits and '…' (JSON and markdown always carry every digit)."""
+    text = fmt(x, dtype)
+    if sum(c.isdigit() for c in text.split("e")[0].lstrip("-0.")) <= digits + 2:
+        return text
+    assert x is not None
+    return format(x, f".{digits}g") + "…"
+
+
+def error(x: float) -> str:
+    """An error size: two significant digits are plenty."""
+    return "0" if x == 0 else format(x, ".2g")
+
+
+def _digits(width: int) -> int:
+    return 10 if width >= 110 else 7 if width >= 80 else 5
+
+
+def tables(report: dict[str, Any], width: int = 100) -> list[RenderableType]:
+    """The human report: heading, graph table, partials, and the checks' verdicts."""
+    out: list[RenderableType] = [_heading(report), _graph_table(report, _digits(width))]
+    if report["partials"]:
+        out += _partials(report, width)
+    out.append(_summary(report))
+    return out
+
+
+def _heading(report: dict[str, Any]) -> RenderableType:
+    from rich.text import Text
+
+    dtype = report["dtype"]
+    name = output_name(report)
+    head = Text()
+    head.append(f"{name} = ", style="bold")
+    head.append(_cap(" ".join(report["output"]["text"].split())))
+    head.append(_origin(report), style="dim")
+    head.append("\nvalue ", style="bold")
+    head.append(fmt(report["value"], dtype), style="bold green")
+    if report["variables"]:
+        head.append(f"  at {_point(report)}")
+    if dtype != "float64":
+        head.append(f"  ({dtype})")
+    if report.get("symbolic_output"):
+        head.append("\nSymPy: ", style="bold")
+        head.append(f"{name} = {_cap(report['symbolic_output'])}")
+    return head
+
+
+def _graph_table(report: dict[str, Any], digits: int) -> RenderableType:
+    from rich.table import Table
+    from rich.text import Text
+
+    dtype = report["dtype"]
+    name = output_name(report)
+    notes = any(node["notes"] for node in report["nodes"])
+    table = Table(title=f"Computational graph: value and ∂{name}/∂node", title_justify="left")
+    table.add_column("id", justify="right", no_wrap=True)
+    table.add_column("node", min_width=8)
+    table.add_column("op", no_wrap=True)
+    table.add_column("inputs")
+    table.add_column("value", justify="right", style="green", no_wrap=True)
+    table.add_column(f"∂{name}/∂node", justify="right", style="red", no_wrap=True)
+    if notes:
+        table.add_column("note", style="yellow")
+    for node in report["nodes"]:
+        label = node["label"] + (" ◀ output" if node["output"] else "")
+        row = [
+            str(node["id"]),
+            Text(label, style="bold" if node["output"] or node["op"] == "input" else ""),
+            node["op"],
+            ",".join(map(str, node["inputs"])),
+            short(node["value"], dtype, digits),
+            short(node["grad"], dtype, digits),
+        ]
+        table.add_row(*row, *(["; ".join(node["notes"])] if notes else []))
+    return table
+
+
+def _partials(report: dict[str, Any], width: int) -> list[RenderableType]:
+    from rich.table import Table
+    from rich.text import Text
+
+    dtype = report["dtype"]
+    name = output_name(report)
+    digits = _digits(width)
+    rows: list[list[RenderableType]] = []
+    for p in report["partials"]:
+        mark = _mark(p)
+        rows.append(
+            [
+                f"∂{name}/∂{p['variable']}",
+                short(p["engine"], dtype, digits),
+                _check_cell(p, "symbolic", digits),
+                _check_cell(p, "torch", digits),
+                _check_cell(p, "finite_difference", digits),
+                Text(mark, style="green" if mark.startswith("✓") else "bold red"),
+            ]
+        )
+    formulas = [_symbolic_cell(p) for p in report["partials"]]
+    numbers = max(sum(len(str(c)) + 3 for c in row) for row in rows)
+    inline = numbers + max(len(f) for f in formulas) + 4 <= width
+    table = Table(title=f"Partial derivatives of {name}", title_justify="left")
+    table.add_column("partial", no_wrap=True)
+    if inline:
+        table.add_column("SymPy formula")
+    table.add_column("engine", justify="right", style="bold red", no_wrap=True)
+    for title in ("SymPy exact", "torch", "finite diff."):
+        table.add_column(title, justify="right", no_wrap=True)
+    table.add_column("agree", justify="center", no_wrap=True)
+    for row, formula in zip(rows, formulas, strict=True):
+        table.add_row(*row[:1], *([formula] if inline else []), *row[1:])
+    if inline:
+        return [table]
+    listing = Text("SymPy partials", style="bold")
+    for p, formula in zip(report["partials"], formulas, strict=True):
+        listing.append(f"\n  ∂{name}/∂{p['variable']} = ", style="bold")
+        listing.append(formula)
+    return [listing, table]
+
+
+def _summary(report: dict[str, Any]) -> RenderableType:
+    from rich.text import Text
+
+    summary = Text()
+    for i, (mark, line) in enumerate(check_lines(report)):
+        style = {"✓": "green", "✗": "bold red"}.get(mark, "dim")
+        summary.append(("\n" if i else "") + f"{mark} ", style=style)
+        summary.append(line, style="red" if mark == "✗" else "")
+    if any(_mark(p) == "✓*" for p in report["partials"]):
+        summary.append("\n* some checks could not compare here (kink, convention or undefined)")
+    return summary
+
+
+# ---- markdown -----------------------------------------------------------------------------
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    dtype = report["dtype"]
+    name = output_name(report)
+    lines = [
+        f"**{name}** = `{_md(' '.join(report['output']['text'].split()))}`{_origin(report)}",
+        "",
+        f"value **{fmt(report['value'], dtype)}**"
+        + (f" at {_point(report)}" if report["variables"] else ""),
+        "",
+    ]
+    if report.get("symbolic_output"):
+        lines += [f"SymPy: `{name} = {_md(report['symbolic_output'])}`", ""]
+    lines += [
+        f"| id | node | op | inputs | value | ∂{name}/∂node | note |",
+        "|---:|---|---|---|---:|---:|---|",
+    ]
+    for node in report["nodes"]:
+        label = node["label"] + (" (output)" if node["output"] else "")
+        lines.append(
+            f"| {node['id']} | `{_md(label)}` | {node['op']} | "
+            f"{', '.join(map(str, node['inputs']))} | {fmt(node['value'], dtype)} | "
+            f"{fmt(node['grad'], dtype)} | {_md('; '.join(node['notes']))} |"
+        )
+    if report["partials"]:
+        lines += [
+            "",
+            "| variable | SymPy formula | exact value | engine | torch | finite diff. | agree |",
+            "|---|---|---:|---:|---:|---:|:---:|",
+        ]
+        for p in report["partials"]:
+            lines.append(
+                f"| ∂{name}/∂{p['variable']} | `{_md(_symbolic_cell(p))}` | "
+                f"{_check_cell(p, 'symbolic')} | {fmt(p['engine'], dtype)} | "
+                f"{_check_cell(p, 'torch')} | "
+                f"{_check_cell(p, 'finite_difference')} | {_mark(p)} |"
+            )
+    lines.append("")
+    lines += [f"- {mark} {line}" for mark, line in check_lines(report)]
+    return "\n".join(lines) + "\n"
+
+
+# ---- the op registry --------------------------------------------------------------------
+
+
+def ops_rows() -> list[dict[str, Any]]:
+    from . import ops
+
+    rows = []
+    for op in ops.OPS.values():
+        notes = []
+        if op.branch is not None:
+            notes.append("piecewise: torch's subgradient at the kink")
+        if op.domain:
+            notes.append(f"defined for {op.domain}")
+        rows.append(
+            {"op": op.name, "syntax": op.syntax, "arity": op.arity, "rule": op.rule, "notes": notes}
+        )
+    return rows
+
+
+def ops_table(rows: list[dict[str, Any]]) -> RenderableType:
+    from rich.table import Table
+
+    table = Table(title="Operations and their derivative rules", title_justify="left")
+    for column in ("op", "written as", "derivative rule", "notes"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["op"], row["syntax"], row["rule"], "; ".join(row["notes"]))
+    return table
+
+
+def ops_markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["| op | written as | derivative rule | notes |", "|---|---|---|---|"]
+    for row in rows:
+        lines.append(
+            f"| {row['op']} | `{_md(row['syntax'])}` | {_md(row['rule'])} | "
+            f"{_md('; '.join(row['notes']))} |"
+        )
+    return "\n".join(lines) + "\n"
