@@ -1,0 +1,88 @@
+"""README's transcripts and numbers are real outputs: regenerate them and compare."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run
+
+ROOT = Path(__file__).parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def blocks(lang: str = "") -> list[str]:
+    """The fenced code blocks of README with this info string, in order."""
+    found, current, info = [], None, ""
+    for line in README.splitlines(keepends=True):
+        if line.startswith("```"):
+            if current is None:
+                current, info = [], line[3:].strip()
+            else:
+                if info == lang:
+                    found.append("".join(current))
+                current = None
+        elif current is not None:
+            current.append(line)
+    return found
+
+
+def strip(text: str) -> str:
+    return "\n".join(line.rstrip() for line in text.strip().splitlines())
+
+
+@pytest.fixture(autouse=True)
+def _width(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "88")
+
+
+def test_tour_transcript():
+    shown = next(b for b in blocks() if b.startswith("f = (x+y)*z"))
+    assert strip(run("grad", "(x+y)*z", "x=-2", "y=5", "z=-4").stdout) == strip(shown)
+
+
+def test_kink_transcript():
+    shown = next(b for b in blocks() if b.startswith('$ backprop grad "relu(x)'))
+    output = shown.partition("\n")[2]
+    result = run("grad", "relu(x) * y + max(x, y)", "x=0", "y=0")
+    assert result.code == 0
+    assert strip(result.stdout) == strip(output)
+    assert "warning: node 1 (relu) is evaluated on its kink" in result.stderr
+
+
+def test_json_contract_example():
+    shown = json.loads(blocks("json")[0])
+    actual = run("grad", "q = x + y; f = q * z", "x=-2", "y=5", "z=-4", "--format", "json").json()
+    for data in (shown, actual):
+        data["checks"]["torch"].pop("version")  # depends on the installed torch
+    assert actual == shown
+
+
+def test_csv_example():
+    shown = next(b for b in blocks() if "--format csv" in b)
+    output = shown.partition("\n")[2]
+    assert run("grad", "(x+y)*z", "x=-2", "y=5", "z=-4", "--format", "csv").stdout == output
+
+
+def test_error_example():
+    shown = next(b for b in blocks() if b.startswith('$ backprop grad "sigmod'))
+    output = shown.partition("\n")[2]
+    result = run("grad", "sigmod(w*x)", "w=2", "x=1")
+    assert result.code == 2
+    assert result.stderr == output
+
+
+def test_ops_table():
+    table = run("ops", "--format", "markdown").stdout
+    assert table in README
+
+
+def test_quickstart_has_two_commands_and_ci_runs_the_same_tests():
+    quickstart = README.split("## Quickstart", 1)[1].split("##", 1)[0]
+    commands = blocks("sh")[0].strip().splitlines()
+    assert len(commands) == 2 and commands[0] in quickstart
+    assert "backprop grad" in commands[0]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert commands[1] in ci
