@@ -87,7 +87,7 @@ def finite_differences(
     values = engine.evaluate(graph, batch, np.float64)
     f = np.broadcast_to(np.asarray(values[graph.output], dtype=np.float64), (size,))
     branches = _branches(graph, values, size)
-    deps = graph.depends_on()
+    deps = graph.depends_on() if branches else []
 
     results: dict[str, FiniteDifference] = {}
     for k, name in enumerate(wrt):

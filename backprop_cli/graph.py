@@ -34,9 +34,12 @@ class Graph:
     def out(self) -> Node:
         return self.nodes[self.output]
 
-    def text(self, node_id: int) -> str:
-        """The source text a node came from (spans are kept, not copies of the text)."""
+    def text(self, node_id: int, limit: int | None = None) -> str:
+        """The source text a node came from (spans are kept, not copies of the text),
+        cut to `limit` characters with '…' when asked."""
         start, end = self.nodes[node_id].span
+        if limit is not None and end - start > limit:
+            return self.source[start : start + limit - 1] + "…"
         return self.source[start:end]
 
     def label(self, node_id: int) -> str:

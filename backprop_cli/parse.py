@@ -108,10 +108,13 @@ class Token:
     end: int
 
 
+_OUTSIDE = re.compile(r"[^\t\n\r\f\x20-\x7e]")  # anything but printable ASCII and spacing
+
+
 def _check_characters(source: str, what: str) -> None:
-    for offset, ch in enumerate(source):
-        if ch.isascii() and (ch.isprintable() or ch in "\t\n\r\f"):
-            continue
+    found = _OUTSIDE.search(source)
+    if found is not None:
+        offset, ch = found.start(), found.group()
         code = f"U+{ord(ch):04X}"
         name = unicodedata.name(ch, "")
         if ch == "\0":

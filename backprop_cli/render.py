@@ -103,6 +103,9 @@ def _mark(partial: dict[str, Any]) -> str:
 
 
 def _symbolic_cell(partial: dict[str, Any]) -> str:
+    """SymPy's partial as LaTeX when asked for (--latex), else in SymPy syntax."""
+    if partial.get("latex"):
+        return _cap(partial["latex"])
     if partial["symbolic"] is not None:
         return _cap(partial["symbolic"])
     return _STATUS_TEXT.get(partial["status"]["symbolic"], "—")

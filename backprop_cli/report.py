@@ -18,6 +18,7 @@ from .graph import Graph
 from .parse import Program
 from .sandbox import Bounded
 
+TEXT_LIMIT = 200  # characters of a node's source text in the report; `span` locates all of it
 OK_STATUSES = {"ok", "kink", "convention", "undefined", "skipped", "budget", "error"}
 
 
@@ -133,7 +134,7 @@ def gradient_report(program: Program, point: dict[str, float], options: Options)
         "output": {
             "id": graph.output,
             "label": graph.label(graph.output),
-            "text": graph.text(graph.output),
+            "text": graph.text(graph.output, TEXT_LIMIT),
             "value": _num(trace.values[graph.output]),
         },
         "value": _num(trace.values[graph.output]),
@@ -199,7 +200,8 @@ def _nodes(graph: Graph, trace: engine.Trace) -> list[dict[str, Any]]:
                 "value": _num(trace.values[node.id]),
                 "grad": None if grad is None else _num(grad),
                 "name": node.name,
-                "text": graph.text(node.id),
+                "text": graph.text(node.id, TEXT_LIMIT),
+                "span": list(node.span),
                 "output": node.id == graph.output,
                 "notes": notes,
             }

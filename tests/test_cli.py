@@ -321,6 +321,8 @@ def test_latex_and_no_simplify():
     data = r.json()
     assert "\\sin" in data["latex"]["x"]
     assert data["partials"][0]["simplified"] is False
+    table = run("grad", "x**2 * sin(x)", "x=1", "--latex", "--no-torch").stdout
+    assert "\\sin" in table
 
 
 def test_constant_expression_has_value_and_nothing_to_differentiate():
