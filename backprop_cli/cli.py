@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from enum import Enum
 from typing import Annotated, Any, NoReturn
 
@@ -57,13 +59,16 @@ class _Group(TyperGroup):
         except ClickException as exc:
             ctx = getattr(exc, "ctx", None)
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-            _stderr(f"error: {exc.format_message()}{hint}")
+            if exc.format_message():  # empty when the help was shown for missing arguments
+                _stderr(f"error: {exc.format_message()}{hint}")
             code = exc.exit_code
         except typer.Abort:
             _stderr("aborted")
             code = 130
         except BackpropError as exc:
             _stderr(f"error: {exc.message}")
+            for line in exc.details():
+                _stderr(line)
             code = exc.exit_code
         except Exception as exc:
             if os.environ.get("BACKPROP_DEBUG"):
@@ -123,26 +128,37 @@ def _main(
 
 
 def _read(path: str, what: str, limit: int) -> str:
-    """Read a program from a file or stdin ('-'), refusing oversize input without reading it all."""
+    """Read a program from a file or stdin ('-'), refusing oversize input without reading it
+    all: a UTF-8 character is at most 4 bytes, so more than 4·limit bytes is too long."""
+    most = 4 * limit + 4
+    chunks: list[bytes] = []
+    size = 0
     try:
-        if path == "-":
-            data = sys.stdin.buffer.read(4 * limit + 4) if hasattr(sys.stdin, "buffer") else b""
-            if not data and not hasattr(sys.stdin, "buffer"):
-                data = sys.stdin.read(limit + 1).encode()
-        else:
-            with open(path, "rb") as f:
-                data = f.read(4 * limit + 4)
+        stream = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+        try:
+            while size <= most:
+                chunk = stream.read(min(1 << 20, most + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+        finally:
+            if path != "-":
+                stream.close()
     except OSError as exc:
         raise BackpropError(f"cannot read {what}: {exc.strerror or exc}") from None
+    too_long = BackpropError(
+        f"{what} is longer than {limit:,} characters",
+        hint="raise the limit with --max-length if you really mean it",
+    )
+    if size > most:
+        raise too_long
     try:
-        text = data.decode("utf-8")
+        text = b"".join(chunks).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BackpropError(f"{what} is not valid UTF-8 (byte {exc.start})") from None
     if len(text) > limit:
-        raise BackpropError(
-            f"{what} is longer than {limit:,} characters",
-            hint="raise the limit with --max-length if you really mean it",
-        )
+        raise too_long
     return text
 
 
@@ -165,7 +181,7 @@ def _load_program(
     return parse_program(source, limits=limits, what=what), values
 
 
-def _parse_values(args: list[str], limits: Limits) -> dict[str, float]:
+def _parse_values(args: list[str], limits: Limits, warnings: list[str]) -> dict[str, float]:
     point: dict[str, float] = {}
     for arg in args:
         if arg.startswith("-") and "=" not in arg:
@@ -173,7 +189,7 @@ def _parse_values(args: list[str], limits: Limits) -> dict[str, float]:
                 f"unexpected argument {arg!r}: not an option of this command, nor NAME=VALUE",
                 hint="options go before a '--'; see 'backprop grad --help'",
             )
-        name, value = parse_binding(arg, limits=limits)
+        name, value = parse_binding(arg, limits=limits, warnings=warnings)
         if name in point:
             raise BackpropError(f"{name} is given twice ({name}={point[name]!r} and {arg!r})")
         point[name] = value
@@ -253,12 +269,27 @@ def grad(
     symbolic_timeout: Annotated[
         float,
         typer.Option(
-            "--symbolic-timeout", min=0.1, metavar="SECONDS", help="Wall-clock budget for SymPy."
+            "--symbolic-timeout",
+            min=0.1,
+            max=3600,
+            metavar="SECONDS",
+            help="Wall-clock budget for SymPy.",
         ),
     ] = 5.0,
+    max_rows: Annotated[
+        int,
+        typer.Option(
+            "--max-rows",
+            min=0,
+            metavar="N",
+            help="Rows of the graph table (0: all); JSON and CSV always hold every node.",
+        ),
+    ] = 200,
     max_length: Annotated[
         int,
-        typer.Option("--max-length", min=1, metavar="CHARS", help="Refuse longer input."),
+        typer.Option(
+            "--max-length", min=1, max=100_000_000, metavar="CHARS", help="Refuse longer input."
+        ),
     ] = DEFAULT_LIMITS.max_length,
 ) -> None:
     """Differentiate an expression at a point: the computational graph with every node's value
@@ -272,7 +303,7 @@ def grad(
     limits = Limits(max_length=max_length)
     try:
         program, rest = _load_program(expression, list(values or []), file, limits)
-        point = _parse_values(rest, limits)
+        point = _parse_values(rest, limits, program.warnings)
         options = Options(
             wrt=[w.strip() for w in wrt.split(",") if w.strip()] if wrt is not None else None,
             dtype=dtype.value,
@@ -291,26 +322,42 @@ def grad(
 
     for warning in report["warnings"]:
         _stderr(f"warning: {warning['message']}")
-    if fmt is Format.json:
-        sys.stdout.write(to_json(report) + "\n")
-    elif fmt is Format.csv:
-        sys.stdout.write(to_csv(report))
-    elif fmt is Format.markdown:
-        sys.stdout.write(to_markdown(report))
-    else:
-        _print_rich(report)
+    with _output():
+        if fmt is Format.json:
+            sys.stdout.write(to_json(report) + "\n")
+        elif fmt is Format.csv:
+            sys.stdout.write(to_csv(report))
+        elif fmt is Format.markdown:
+            sys.stdout.write(to_markdown(report))
+        else:
+            _print_rich(report, max_rows)
     if not report["ok"]:
         _report_disagreement(report)
         raise typer.Exit(EXIT_DISAGREE)
 
 
-def _print_rich(report: dict[str, Any]) -> None:
+@contextmanager
+def _output() -> Iterator[None]:
+    """Write the result; a reader that stops early (`| head`) ends us quietly, and an
+    output that cannot be written is a one-line error."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Nobody reads the rest: say nothing more, and keep Python from complaining at exit.
+        with suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError as exc:
+        raise BackpropError(f"cannot write the output: {exc.strerror or exc}") from None
+
+
+def _print_rich(report: dict[str, Any], max_rows: int) -> None:
     from rich.console import Console
 
     from .render import tables
 
     console = Console(highlight=False)
-    for i, renderable in enumerate(tables(report, console.width)):
+    for i, renderable in enumerate(tables(report, console.width, max_rows)):
         if i:
             console.print()
         console.print(renderable)

@@ -7,14 +7,15 @@ perturbed points in one sweep). Domain problems and kinks are recorded per node,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from . import ops
-from .errors import ParseError
+from .errors import BackpropError, ParseError
 from .graph import Graph
 
 Array = Any
@@ -45,7 +46,8 @@ def _finite(x: Array) -> bool:
 
 def _describe(x: Array) -> str:
     if np.ndim(x) == 0:
-        return format(float(x), ".6g")
+        text = repr(float(x))
+        return text[:-2] if text.endswith(".0") else text
     return f"array{np.shape(x)}"
 
 
@@ -56,13 +58,18 @@ def _nonfinite_word(x: Array) -> str:
     return "-inf" if (np.isneginf(arr)).any() and not np.isposinf(arr).any() else "inf"
 
 
+Jitter = Callable[[Array], Array]
+
+
 def evaluate(
     graph: Graph,
     env: Mapping[str, Array],
     dtype: type[np.floating[Any]] = np.float64,
     issues: list[Issue] | None = None,
+    jitter: Jitter | None = None,
 ) -> list[Array]:
-    """The forward pass: one value per node, in dependency order."""
+    """The forward pass: one value per node, in dependency order. `jitter`, when given,
+    perturbs every op's result (see `spread`)."""
     values: list[Array] = []
     with np.errstate(all="ignore"):
         for node in graph.nodes:
@@ -77,6 +84,8 @@ def evaluate(
                 value = op.forward(*args)
                 if issues is not None and not _finite(value) and all(map(_finite, args)):
                     issues.append(Issue(node.id, "value", _domain_message(graph, node.id, args)))
+                if jitter is not None:
+                    value = jitter(value)
             values.append(value)
     return values
 
@@ -116,8 +125,10 @@ def backward(
     values: list[Array],
     seed: Array = 1.0,
     issues: list[Issue] | None = None,
+    jitter: Jitter | None = None,
 ) -> list[Array | None]:
-    """The reverse sweep: ∂output/∂node for every node that depends on a variable."""
+    """The reverse sweep: ∂output/∂node for every node that depends on a variable.
+    `jitter`, when given, perturbs every contribution (see `spread`)."""
     needs = requires_grad(graph)
     grads: list[Array | None] = [None] * len(graph.nodes)
     out = graph.output
@@ -138,6 +149,8 @@ def backward(
                 if not needs[i]:
                     continue
                 contrib = unbroadcast(op.vjp[k](g, values[node.id], *args), np.shape(values[i]))
+                if jitter is not None:
+                    contrib = jitter(contrib)
                 if (
                     issues is not None
                     and not _finite(contrib)
@@ -186,8 +199,60 @@ def run(graph: Graph, env: Mapping[str, Array], dtype: str = "float64") -> Trace
     return Trace(values, grads, issues, kinks(graph, values))
 
 
-def check_constants(graph: Graph, *, what: str = "expression") -> None:
+SPREAD_COPIES = 4
+SPREAD_ULPS = 16
+
+
+def spread(
+    graph: Graph, env: Mapping[str, float], trace: Trace, dtype: str = "float64"
+) -> tuple[list[float], list[float | None]]:
+    """How far each node's value and gradient move when every operation is off by a few
+    units in the last place, as two correct libraries (numpy and torch, say) can be.
+
+    The graph is re-run on a few copies whose every op result and backward contribution is
+    multiplied by 1 + δ, |δ| ≤ SPREAD_ULPS·ε, with a fixed seed (so reports are
+    deterministic); the spread is the largest move from the unperturbed trace. An
+    ill-conditioned number (a cancellation, a pole) gets a large spread; a number that
+    turns nan under perturbation gets inf.
+    """
+    dt = DTYPES[dtype]
+    rng = np.random.default_rng(0)
+    eps = float(np.finfo(dt).eps)
+
+    def jitter(x: Array) -> Array:
+        shape = np.shape(x)
+        if not shape or shape[0] != SPREAD_COPIES:
+            shape = (SPREAD_COPIES, *shape)
+            x = np.broadcast_to(x, shape)
+        delta = rng.uniform(-1.0, 1.0, size=(SPREAD_COPIES,) + (1,) * (len(shape) - 1))
+        return (x * dt(1 + SPREAD_ULPS * eps * delta).astype(dt))[()]
+
+    batch = {name: np.full(SPREAD_COPIES, value, dtype=dt) for name, value in env.items()}
+    with np.errstate(all="ignore"):
+        values = evaluate(graph, batch, dt, jitter=jitter)
+        grads = backward(graph, values, 1.0, jitter=jitter)
+    return (
+        [_moved(v, base) for v, base in zip(values, trace.values, strict=True)],
+        [
+            None if g is None or base is None else _moved(g, base)
+            for g, base in zip(grads, trace.grads, strict=True)
+        ],
+    )
+
+
+def _moved(perturbed: Array, base: Array) -> float:
+    with np.errstate(all="ignore"):
+        moved = np.abs(np.asarray(perturbed, dtype=np.float64) - np.float64(base))
+    if not np.isfinite(base):
+        return 0.0
+    if not np.isfinite(moved).all():
+        return float("inf")
+    return float(moved.max())
+
+
+def check_constants(graph: Graph, *, what: str = "expression", dtype: str = "float64") -> None:
     """A constant subexpression that overflows or is undefined is an input error."""
+    dt = DTYPES[dtype]
     needs = requires_grad(graph)
     values: list[Array] = [None] * len(graph.nodes)
     with np.errstate(all="ignore"):
@@ -195,25 +260,52 @@ def check_constants(graph: Graph, *, what: str = "expression") -> None:
             if needs[node.id]:
                 continue
             if node.op == "const":
-                values[node.id] = np.float64(node.value)
-                continue
-            args = [values[i] for i in node.inputs]
-            value = ops.OPS[node.op].forward(*args)
+                value = dt(node.value)
+                args: list[Array] = []
+            else:
+                args = [values[i] for i in node.inputs]
+                value = ops.OPS[node.op].forward(*args)
             if not _finite(value):
-                text = " ".join(graph.text(node.id).split())
-                if len(text) > 60:
-                    text = text[:59] + "…"
-                word = _nonfinite_word(value)
-                if word == "nan":
-                    problem = "is undefined (nan)"
-                elif any((np.asarray(a) == 0).any() for a in args):
-                    problem = f"is {word} (a singularity at 0)"
-                else:
-                    problem = f"overflows float64 ({word})"
                 raise ParseError(
-                    f"the constant subexpression {text!r} {problem}",
+                    f"the constant {_quoted(graph, node.id)} {_why_nonfinite(value, args, dtype)}",
                     source=graph.source,
                     offset=node.span[0],
                     what=what,
                 )
             values[node.id] = value
+
+
+def _quoted(graph: Graph, node_id: int) -> str:
+    text = " ".join(graph.text(node_id, 61).split())
+    return repr(text) if graph.nodes[node_id].op == "const" else f"subexpression {text!r}"
+
+
+def _why_nonfinite(value: Array, args: list[Array], dtype: str) -> str:
+    word = _nonfinite_word(value)
+    if word == "nan":
+        return "is undefined (nan)"
+    if any((np.asarray(a) == 0).any() for a in args):
+        return f"is {word} (a singularity at 0)"
+    return f"overflows {dtype} ({word})"
+
+
+def check_point_fits(point: Mapping[str, float], dtype: str) -> list[str]:
+    """Values that the engine's dtype cannot hold: overflow is an error, underflow a warning."""
+    dt = DTYPES[dtype]
+    warnings = []
+    for name, value in point.items():
+        with np.errstate(all="ignore"):
+            cast = dt(value)
+        if np.isinf(cast) and math.isfinite(value):
+            raise BackpropError(
+                f"the value of {name} ({value!r}) overflows {dtype} "
+                f"(largest {float(np.finfo(dt).max):.3g})",
+                hint="use --dtype float64",
+            )
+        if value != 0 and cast == 0:
+            warnings.append(f"the value of {name} ({value!r}) underflows to 0 in {dtype}")
+        elif value != 0 and abs(float(cast)) < float(np.finfo(dt).tiny):
+            warnings.append(
+                f"the value of {name} ({value!r}) is subnormal in {dtype} and keeps few digits"
+            )
+    return warnings

@@ -347,7 +347,7 @@ class _Parser:
             statements.append((tok.start, assigned))
             last, last_start = node, tok.start
         if last is None:
-            raise self.error("no statement: the input holds only comments", last_start)
+            raise self.error("nothing to compute: the input has no statement", last_start)
         for offset, assigned in statements[:-1]:
             if not assigned:
                 line, col = _line_col(self.source, offset)
@@ -519,6 +519,11 @@ class _Parser:
             raise self.error(f"number {tok.text} is too large for float64", tok.start)
         if value == 0.0 and any(c in "123456789" for c in tok.text.split("e")[0].split("E")[0]):
             self.warnings.append(f"the number {tok.text} is too small for float64 and becomes 0")
+        elif 0.0 < value < 2.2250738585072014e-308:
+            self.warnings.append(
+                f"the number {tok.text} is subnormal in float64 and keeps only a few digits "
+                f"({value!r})"
+            )
         return self.add("const", (), tok.start, tok.end, value=value)
 
     def reduce(self, frame: _Frame, operands: list[_Operand]) -> None:
@@ -563,7 +568,8 @@ def _prepare(source: str, limits: Limits, what: str) -> str:
             f"{what} is {len(source):,} characters long; the limit is {limits.max_length:,}",
             hint="raise it with --max-length if you really mean it",
         )
-    return source
+    # One newline convention, so lines and columns mean the same on every platform.
+    return source.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def parse_program(
@@ -596,14 +602,21 @@ def check_variable_name(name: str, what: str) -> None:
         raise BackpropError(f"{what}: {name!r} is reserved and cannot be a variable")
 
 
-def parse_constant(text: str, *, what: str, limits: Limits = DEFAULT_LIMITS) -> float:
-    """A constant expression such as `-2`, `1.5e-3` or `pi/4`, evaluated in float64."""
+def parse_constant(
+    text: str, *, what: str, limits: Limits = DEFAULT_LIMITS, warnings: list[str] | None = None
+) -> float:
+    """A constant expression such as `-2`, `1.5e-3` or `pi/4`, evaluated in float64.
+    Parser warnings (a literal that underflows, say) are added to `warnings`."""
     from .engine import evaluate
 
     if not text.strip():
         raise BackpropError(f"{what} is empty")
     program = parse_program(text, limits=limits, what=what)
     graph = program.graph
+    if program.statements != 1:
+        raise BackpropError(f"{what} must be one expression, not {program.statements} statements")
+    if warnings is not None:
+        warnings += [f"{what}: {w}" for w in program.warnings]
     if graph.variables:
         names = ", ".join(graph.variables)
         raise BackpropError(
@@ -616,7 +629,9 @@ def parse_constant(text: str, *, what: str, limits: Limits = DEFAULT_LIMITS) -> 
     return value
 
 
-def parse_binding(arg: str, *, limits: Limits = DEFAULT_LIMITS) -> tuple[str, float]:
+def parse_binding(
+    arg: str, *, limits: Limits = DEFAULT_LIMITS, warnings: list[str] | None = None
+) -> tuple[str, float]:
     """`NAME=VALUE` from the command line."""
     name, sep, value_text = arg.partition("=")
     name = name.strip()
@@ -628,4 +643,5 @@ def parse_binding(arg: str, *, limits: Limits = DEFAULT_LIMITS) -> tuple[str, fl
     if not name:
         raise BackpropError(f"missing the name in {arg!r} (expected NAME=VALUE)")
     check_variable_name(name, f"value {arg!r}")
-    return name, parse_constant(value_text, what=f"value for {name}", limits=limits)
+    value = parse_constant(value_text, what=f"value for {name}", limits=limits, warnings=warnings)
+    return name, value

@@ -43,8 +43,13 @@ def fmt(x: float | None, dtype: str = "float64") -> str:
 
 
 def output_name(report: dict[str, Any]) -> str:
+    """What to call the output in ∂out/∂x: its name, else f, never a variable's name."""
     node = report["nodes"][report["output"]["id"]]
-    return str(node["name"]) if node["name"] else "f"
+    taken = set(report["variables"])
+    for name in (node["name"], "f", "out", "output"):
+        if name and name not in taken:
+            return str(name)
+    return "output_"
 
 
 def _cap(text: str) -> str:
@@ -145,8 +150,8 @@ def _torch_line(torch: dict[str, Any]) -> tuple[str, str]:
     return "✗", f"{what}: disagreement at {bad}"
 
 
-def _partials_word(n: int) -> str:
-    return f"{n} partial{'s' if n != 1 else ''}"
+def _partials_agree(n: int) -> str:
+    return "1 partial agrees" if n == 1 else f"{n} partials agree"
 
 
 def _fd_line(fd: dict[str, Any]) -> tuple[str, str]:
@@ -156,11 +161,10 @@ def _fd_line(fd: dict[str, Any]) -> tuple[str, str]:
     if fd["ok"] is None:
         return "·", f"finite differences: {fd['skipped']}{aside}"
     if fd["ok"]:
-        n = _partials_word(fd["compared"])
+        n = _partials_agree(fd["compared"])
         return (
             "✓",
-            f"finite differences ({fd['method']}): {n} agree, "
-            f"max error {error(fd['max_error'])}{aside}",
+            f"finite differences ({fd['method']}): {n}, max error {error(fd['max_error'])}{aside}",
         )
     return "✗", f"finite differences disagree for {', '.join(fd['mismatches'])}"
 
@@ -177,10 +181,10 @@ def _symbolic_line(sym: dict[str, Any]) -> tuple[str, str]:
     if sym["ok"] is None:
         return "·", f"SymPy: nothing comparable at this point{note}"
     if sym["ok"]:
-        n = _partials_word(sym["compared"])
+        n = _partials_agree(sym["compared"])
         return (
             "✓",
-            f"SymPy, evaluated exactly: {n} agree, max error {error(sym['max_error'])}{note}",
+            f"SymPy, evaluated exactly: {n}, max error {error(sym['max_error'])}{note}",
         )
     return "✗", f"SymPy partials disagree for {', '.join(sym['mismatches'])}"
 
@@ -219,9 +223,13 @@ def _digits(width: int) -> int:
     return 10 if width >= 110 else 7 if width >= 80 else 5
 
 
-def tables(report: dict[str, Any], width: int = 100) -> list[RenderableType]:
-    """The human report: heading, graph table, partials, and the checks' verdicts."""
-    out: list[RenderableType] = [_heading(report), _graph_table(report, _digits(width))]
+def tables(report: dict[str, Any], width: int = 100, max_rows: int = 0) -> list[RenderableType]:
+    """The human report: heading, graph table (at most `max_rows` rows, 0: all), partials,
+    and the checks' verdicts."""
+    out: list[RenderableType] = [
+        _heading(report),
+        _graph_table(report, _digits(width), max_rows),
+    ]
     if report["partials"]:
         out += _partials(report, width)
     out.append(_summary(report))
@@ -249,23 +257,51 @@ def _heading(report: dict[str, Any]) -> RenderableType:
     return head
 
 
-def _graph_table(report: dict[str, Any], digits: int) -> RenderableType:
+def _shown_nodes(nodes: list[dict[str, Any]], max_rows: int) -> list[dict[str, Any] | None]:
+    """The rows to show: all, or the first and last ones around a gap (None) that keeps the
+    output row and every node with a note."""
+    if not max_rows or len(nodes) <= max_rows:
+        return list(nodes)
+    keep = {n["id"] for n in nodes if n["output"] or n["notes"]}
+    head, tail = (max_rows * 3) // 4, max_rows // 4
+    keep |= {n["id"] for n in nodes[:head]} | {n["id"] for n in nodes[len(nodes) - tail :]}
+    rows: list[dict[str, Any] | None] = []
+    for node in nodes:
+        if node["id"] in keep:
+            rows.append(node)
+        elif rows and rows[-1] is not None:
+            rows.append(None)
+    return rows
+
+
+def _graph_table(report: dict[str, Any], digits: int, max_rows: int = 0) -> RenderableType:
     from rich.table import Table
     from rich.text import Text
 
     dtype = report["dtype"]
     name = output_name(report)
     notes = any(node["notes"] for node in report["nodes"])
-    table = Table(title=f"Computational graph: value and ∂{name}/∂node", title_justify="left")
+    nodes = report["nodes"]
+    rows = _shown_nodes(nodes, max_rows)
+    title = f"Computational graph: value and ∂{name}/∂node"
+    hidden = len(nodes) - sum(r is not None for r in rows)
+    caption = f"{hidden:,} of {len(nodes):,} nodes not shown (--max-rows 0 shows all)"
+    table = Table(
+        title=title, title_justify="left", caption=caption if hidden else None,
+        caption_justify="left",
+    )  # fmt: skip
     table.add_column("id", justify="right", no_wrap=True)
     table.add_column("node", min_width=8)
     table.add_column("op", no_wrap=True)
     table.add_column("inputs")
-    table.add_column("value", justify="right", style="green", no_wrap=True)
-    table.add_column(f"∂{name}/∂node", justify="right", style="red", no_wrap=True)
+    table.add_column("value", justify="right", style="green", overflow="fold")
+    table.add_column(f"∂{name}/∂node", justify="right", style="red", overflow="fold")
     if notes:
         table.add_column("note", style="yellow")
-    for node in report["nodes"]:
+    for node in rows:
+        if node is None:
+            table.add_row("…", "…", "", "", "", "", *([""] if notes else []))
+            continue
         label = node["label"] + (" ◀ output" if node["output"] else "")
         row = [
             str(node["id"]),
@@ -280,42 +316,55 @@ def _graph_table(report: dict[str, Any], digits: int) -> RenderableType:
 
 
 def _partials(report: dict[str, Any], width: int) -> list[RenderableType]:
+    """The partials table; a check skipped for every variable gets no column, and formulas
+    too wide for the terminal are listed above the table instead of in it."""
     from rich.table import Table
     from rich.text import Text
 
     dtype = report["dtype"]
     name = output_name(report)
     digits = _digits(width)
-    rows: list[list[RenderableType]] = []
-    for p in report["partials"]:
-        mark = _mark(p)
-        rows.append(
-            [
-                f"∂{name}/∂{p['variable']}",
-                short(p["engine"], dtype, digits),
-                _check_cell(p, "symbolic", digits),
-                _check_cell(p, "torch", digits),
-                _check_cell(p, "finite_difference", digits),
-                Text(mark, style="green" if mark.startswith("✓") else "bold red"),
-            ]
-        )
-    formulas = [_symbolic_cell(p) for p in report["partials"]]
-    numbers = max(sum(len(str(c)) + 3 for c in row) for row in rows)
-    inline = numbers + max(len(f) for f in formulas) + 4 <= width
+    partials = report["partials"]
+    ran = {
+        key: any(p["status"][key] != "skipped" for p in partials)
+        for key in ("symbolic", "torch", "finite_difference")
+    }
+    columns = [
+        ("SymPy exact", "symbolic"),
+        ("torch", "torch"),
+        ("finite diff.", "finite_difference"),
+    ]
+    columns = [(title, key) for title, key in columns if ran[key]]
+    rows = [
+        [
+            short(p["engine"], dtype, digits),
+            *(_check_cell(p, key, digits) for _, key in columns),
+        ]
+        for p in partials
+    ]
+    formulas = [_symbolic_cell(p) for p in partials] if ran["symbolic"] else []
+    numbers = max(sum(len(c) + 3 for c in row) for row in rows) + 20
+    inline = bool(formulas) and numbers + max(len(f) for f in formulas) <= width
     table = Table(title=f"Partial derivatives of {name}", title_justify="left")
     table.add_column("partial", no_wrap=True)
     if inline:
         table.add_column("SymPy formula")
-    table.add_column("engine", justify="right", style="bold red", no_wrap=True)
-    for title in ("SymPy exact", "torch", "finite diff."):
-        table.add_column(title, justify="right", no_wrap=True)
+    table.add_column("engine", justify="right", style="bold red", overflow="fold")
+    for title, _ in columns:
+        table.add_column(title, justify="right", overflow="fold")
     table.add_column("agree", justify="center", no_wrap=True)
-    for row, formula in zip(rows, formulas, strict=True):
-        table.add_row(*row[:1], *([formula] if inline else []), *row[1:])
-    if inline:
+    for i, (p, row) in enumerate(zip(partials, rows, strict=True)):
+        mark = _mark(p)
+        table.add_row(
+            f"∂{name}/∂{p['variable']}",
+            *([formulas[i]] if inline else []),
+            *row,
+            Text(mark, style="green" if mark.startswith("✓") else "bold red"),
+        )
+    if inline or not formulas:
         return [table]
     listing = Text("SymPy partials", style="bold")
-    for p, formula in zip(report["partials"], formulas, strict=True):
+    for p, formula in zip(partials, formulas, strict=True):
         listing.append(f"\n  ∂{name}/∂{p['variable']} = ", style="bold")
         listing.append(formula)
     return [listing, table]

@@ -19,7 +19,11 @@ from .parse import Program
 from .sandbox import Bounded
 
 TEXT_LIMIT = 200  # characters of a node's source text in the report; `span` locates all of it
-OK_STATUSES = {"ok", "kink", "convention", "undefined", "skipped", "budget", "error"}
+# Statuses that are not a disagreement: the check agreed, or could not compare here.
+OK_STATUSES = {
+    "ok", "kink", "convention", "undefined", "inconclusive", "skipped", "budget", "error",
+}  # fmt: skip
+FD_RESOLUTION = 1e-3  # finite differences must resolve the derivative to 0.1% to judge it
 
 
 @dataclass
@@ -37,11 +41,34 @@ class Options:
 
 
 @dataclass
-class _Collected:
+class _Symbolic:
+    """What the SymPy child sent back before its budget ran out."""
+
     output: dict[str, Any] | None = None
     partials: dict[str, dict[str, Any]] = field(default_factory=dict)
     simplified: set[str] = field(default_factory=set)
     error: str | None = None
+    state: str = "skipped"
+
+
+@dataclass
+class _Run:
+    """Everything one report is made from."""
+
+    graph: Graph
+    point: dict[str, float]
+    wrt: list[str]
+    options: Options
+    trace: engine.Trace
+    value_spread: list[float]
+    grad_spread: list[float | None]
+    kinked: set[str]  # variables that feed a node evaluated on its kink
+    fd: dict[str, checks.FiniteDifference] | None
+    torch: checks.TorchRun | None
+    sym: _Symbolic
+
+    def tol(self, check: str) -> tuple[float, float]:
+        return checks.TOLERANCES[self.options.dtype][check]
 
 
 def _num(x: Any) -> float:
@@ -58,16 +85,25 @@ def check_point(graph: Graph, point: dict[str, float]) -> list[str]:
             f"missing value{'s' if len(missing) > 1 else ''} for {listed}",
             hint=f"give {'them' if len(missing) > 1 else 'it'} as {example}",
         )
-    return [
-        f"a value was given for '{name}', but the expression does not use it"
-        for name in point
-        if name not in graph.variables
-    ]
+    unused = []
+    for name in point:
+        if name in graph.variables:
+            continue
+        if any(n.op == "const" and graph.text(n.id) == name for n in graph.nodes):
+            unused.append(
+                f"'{name}' is the constant {name} in the expression, so the value given for "
+                f"it is not used (assign it in the program to shadow it: {name} = …; …)"
+            )
+        else:
+            unused.append(f"a value was given for '{name}', but the expression does not use it")
+    return unused
 
 
 def resolve_wrt(graph: Graph, wrt: list[str] | None) -> list[str]:
     if wrt is None:
         return list(graph.variables)
+    if not wrt:
+        raise BackpropError("--wrt names no variable", hint="e.g. --wrt x,y")
     unknown = [name for name in wrt if name not in graph.variables]
     if unknown:
         have = ", ".join(graph.variables) or "none"
@@ -75,96 +111,61 @@ def resolve_wrt(graph: Graph, wrt: list[str] | None) -> list[str]:
             f"--wrt names {', '.join(unknown)}, which the expression does not use "
             f"(its variables: {have})"
         )
-    seen: list[str] = []
-    for name in wrt:
-        if name not in seen:
-            seen.append(name)
-    return seen
+    return list(dict.fromkeys(wrt))
 
 
 def gradient_report(program: Program, point: dict[str, float], options: Options) -> dict[str, Any]:
+    """Run everything and return the report (see README for the schema)."""
     graph = program.graph
     warnings: list[dict[str, Any]] = [{"message": w} for w in program.warnings]
     warnings += [{"message": w} for w in check_point(graph, point)]
     wrt = resolve_wrt(graph, options.wrt)
     point = {name: point[name] for name in graph.variables}
+    if options.dtype != "float64":
+        engine.check_constants(graph, dtype=options.dtype)
+        warnings += [{"message": w} for w in engine.check_point_fits(point, options.dtype)]
     if options.torch and options.device != "cpu":
         checks.check_device(options.device, options.dtype)  # a bad device fails before any work
 
     trace = engine.run(graph, point, options.dtype)
-    symbolic_job = None
-    if options.symbolic and wrt:
-        from . import symbolic
-
-        symbolic_job = Bounded(
-            symbolic.partials,
-            (graph, point, wrt, options.latex, options.simplify),
-            seconds=options.symbolic_timeout,
-            memory_mb=options.symbolic_memory_mb,
-        )
-    fd = checks.finite_differences(graph, point, wrt) if options.finite_difference else None
-    torch_run = None
-    if options.torch and graph.variables:
-        try:
+    job = _start_symbolic(graph, point, wrt, options)
+    try:
+        fd = checks.finite_differences(graph, point, wrt) if options.finite_difference else None
+        torch_run = None
+        if options.torch and graph.variables:
             torch_run = checks.torch_run(graph, point, options.dtype, options.device)
-        except BaseException:
-            if symbolic_job is not None:
-                symbolic_job.deadline = 0.0
-                symbolic_job.collect()
-            raise
-    collected = _collect(symbolic_job)
-
-    nodes = _nodes(graph, trace)
-    for issue in trace.issues:
-        warnings.append({"node": issue.node, "message": f"node {issue.node}: {issue.message}"})
-    for node_id in trace.kinks:
-        warnings.append(
-            {
-                "node": node_id,
-                "message": f"node {node_id} ({graph.nodes[node_id].op}) is evaluated on its "
-                "kink: the subgradient torch uses was taken",
-            }
-        )
-    tol = checks.TOLERANCES[options.dtype]
-    report: dict[str, Any] = {
-        "expression": graph.source,
-        "source": program.origin,
-        "statements": program.statements,
-        "dtype": options.dtype,
-        "output": {
-            "id": graph.output,
-            "label": graph.label(graph.output),
-            "text": graph.text(graph.output, TEXT_LIMIT),
-            "value": _num(trace.values[graph.output]),
-        },
-        "value": _num(trace.values[graph.output]),
-        "variables": dict(point),
-        "wrt": wrt,
-        "gradient": {name: _num(trace.grads[graph.variables[name]]) for name in wrt},
-        "nodes": nodes,
-    }
-    partials = _partials(graph, trace, wrt, fd, torch_run, collected, options, tol)
-    report["symbolic"] = {
-        p["variable"]: p["symbolic"] for p in partials if p["symbolic"] is not None
-    }
-    report["symbolic_output"] = collected.output["formula"] if collected.output else None
-    if options.latex:
-        report["latex"] = {
-            p["variable"]: p["latex"] for p in partials if p.get("latex") is not None
-        }
-    report["partials"] = partials
-    report["checks"] = {
-        "torch": _torch_summary(graph, trace, torch_run, options, tol["torch"]),
-        "finite_difference": _fd_summary(partials, fd, tol["finite_difference"]),
-        "symbolic": _symbolic_summary(partials, symbolic_job, collected, options, tol),
-    }
-    report["warnings"] = warnings
-    report["ok"] = all(c["ok"] is not False for c in report["checks"].values())
-    return report
+        value_spread, grad_spread = engine.spread(graph, point, trace, options.dtype)
+    except BaseException:
+        if job is not None:
+            job.deadline = 0.0
+            job.collect()
+        raise
+    deps = graph.depends_on() if trace.kinks else []
+    run = _Run(
+        graph, point, wrt, options, trace, value_spread, grad_spread,
+        {name for node in trace.kinks for name in deps[node]},
+        fd, torch_run, _collect(job),
+    )  # fmt: skip
+    return _assemble(run, program, warnings)
 
 
-def _collect(job: Bounded | None) -> _Collected:
-    got = _Collected()
+def _start_symbolic(
+    graph: Graph, point: dict[str, float], wrt: list[str], options: Options
+) -> Bounded | None:
+    if not (options.symbolic and wrt):
+        return None
+    from . import symbolic
+
+    return Bounded(
+        symbolic.partials,
+        (graph, point, wrt, options.latex, options.simplify),
+        seconds=options.symbolic_timeout,
+        memory_mb=options.symbolic_memory_mb,
+    )
+
+
+def _collect(job: Bounded | None) -> _Symbolic:
+    got = _Symbolic()
     if job is None:
         return got
     for message in job.collect():
@@ -177,10 +178,63 @@ def _collect(job: Bounded | None) -> _Collected:
             got.partials[name] = info
             if message["stage"] == "simplified":
                 got.simplified.add(name)
+    if got.error:
+        got.state = "error"
+    elif job.status == "timeout":
+        got.state = "partial" if got.partials else "budget"
+    else:
+        got.state = "done" if job.status == "done" else job.status
     return got
 
 
-def _nodes(graph: Graph, trace: engine.Trace) -> list[dict[str, Any]]:
+def _assemble(run: _Run, program: Program, warnings: list[dict[str, Any]]) -> dict[str, Any]:
+    graph, trace = run.graph, run.trace
+    for issue in trace.issues:
+        warnings.append({"node": issue.node, "message": f"node {issue.node}: {issue.message}"})
+    for node_id in trace.kinks:
+        op = graph.nodes[node_id].op
+        warnings.append(
+            {
+                "node": node_id,
+                "message": f"node {node_id} ({op}) is evaluated on its kink: "
+                "the subgradient torch uses was taken",
+            }
+        )
+    partials = [_partial(run, name) for name in run.wrt]
+    report: dict[str, Any] = {
+        "expression": graph.source,
+        "source": program.origin,
+        "statements": program.statements,
+        "dtype": run.options.dtype,
+        "output": {
+            "id": graph.output,
+            "label": graph.label(graph.output),
+            "text": graph.text(graph.output, TEXT_LIMIT),
+            "value": _num(trace.values[graph.output]),
+        },
+        "value": _num(trace.values[graph.output]),
+        "variables": dict(run.point),
+        "wrt": run.wrt,
+        "gradient": {name: _num(trace.grads[graph.variables[name]]) for name in run.wrt},
+        "nodes": _nodes(run),
+        "symbolic": {p["variable"]: p["symbolic"] for p in partials if p["symbolic"] is not None},
+        "symbolic_output": run.sym.output["formula"] if run.sym.output else None,
+    }
+    if run.options.latex:
+        report["latex"] = {p["variable"]: p["latex"] for p in partials if p.get("latex")}
+    report["partials"] = partials
+    report["checks"] = {
+        "torch": _torch_summary(run),
+        "finite_difference": _fd_summary(run, partials),
+        "symbolic": _symbolic_summary(run, partials),
+    }
+    report["warnings"] = warnings
+    report["ok"] = all(c["ok"] is not False for c in report["checks"].values())
+    return report
+
+
+def _nodes(run: _Run) -> list[dict[str, Any]]:
+    graph, trace = run.graph, run.trace
     kinks = set(trace.kinks)
     issues: dict[int, list[str]] = {}
     for issue in trace.issues:
@@ -209,113 +263,129 @@ def _nodes(graph: Graph, trace: engine.Trace) -> list[dict[str, Any]]:
     return out
 
 
-def _partials(
-    graph: Graph,
-    trace: engine.Trace,
-    wrt: list[str],
-    fd: dict[str, checks.FiniteDifference] | None,
-    torch_run: checks.TorchRun | None,
-    sym: _Collected,
-    options: Options,
-    tol: dict[str, tuple[float, float]],
-) -> list[dict[str, Any]]:
-    rows = []
-    for name in wrt:
-        node_id = graph.variables[name]
-        grad = trace.grads[node_id]
-        assert grad is not None
-        engine_value = _num(grad)
-        row: dict[str, Any] = {"variable": name, "engine": engine_value}
-        status: dict[str, str] = {}
+def _partial(run: _Run, name: str) -> dict[str, Any]:
+    node_id = run.graph.variables[name]
+    grad = run.trace.grads[node_id]
+    assert grad is not None
+    engine_value = _num(grad)
+    slack = checks.SPREAD_SLACK * (run.grad_spread[node_id] or 0.0)
+    row: dict[str, Any] = {"variable": name, "engine": engine_value, "spread": slack}
+    status: dict[str, str] = {}
+    _symbolic_part(run, name, engine_value, slack, row, status)
 
-        info = sym.partials.get(name)
-        row["symbolic"] = info["formula"] if info else None
-        row["symbolic_value"] = info.get("value") if info else None
-        row["simplified"] = name in sym.simplified
-        if options.latex:
-            row["latex"] = info.get("latex") if info else None
-        if info is None:
-            status["symbolic"] = "skipped" if not options.symbolic else "budget"
-            if sym.error and options.symbolic:
-                status["symbolic"] = "error"
-        elif info.get("undefined"):
-            status["symbolic"] = "undefined"
-            row["symbolic_note"] = info["undefined"]
-        elif checks.agree(engine_value, info["value"], *tol["symbolic"]):
-            status["symbolic"] = "ok"
+    if run.torch is None:
+        row["torch"] = None
+        status["torch"] = "skipped"
+    else:
+        tgrad = run.torch.grads[node_id]
+        row["torch"] = None if tgrad is None else _num(tgrad)
+        rtol, atol = run.tol("torch")
+        ok = checks.agree(engine_value, row["torch"], rtol, atol + slack)
+        status["torch"] = "ok" if ok else "mismatch"
+
+    estimate = run.fd.get(name) if run.fd is not None else None
+    if estimate is None:
+        row["finite_difference"] = None
+        status["finite_difference"] = "skipped"
+    else:
+        row["finite_difference"] = estimate.value
+        row["fd_error_estimate"] = estimate.error_estimate
+        status["finite_difference"] = _fd_status(run, engine_value, estimate)
+    row["status"] = status
+    row["ok"] = all(s in OK_STATUSES for s in status.values())
+    return row
+
+
+def _symbolic_part(
+    run: _Run,
+    name: str,
+    engine_value: float,
+    slack: float,
+    row: dict[str, Any],
+    status: dict[str, str],
+) -> None:
+    info = run.sym.partials.get(name)
+    row["symbolic"] = info["formula"] if info else None
+    row["symbolic_value"] = info.get("value") if info else None
+    row["simplified"] = name in run.sym.simplified
+    if run.options.latex:
+        row["latex"] = info.get("latex") if info else None
+    if info is None:
+        if not run.options.symbolic:
+            status["symbolic"] = "skipped"
         else:
-            status["symbolic"] = "convention" if info.get("convention") else "mismatch"
-            if info.get("convention"):
-                row["symbolic_note"] = "SymPy's value on a kink differs by convention"
-
-        if torch_run is None:
-            row["torch"] = None
-            status["torch"] = "skipped"
-        else:
-            tgrad = torch_run.grads[node_id]
-            row["torch"] = None if tgrad is None else _num(tgrad)
-            agree = checks.agree(engine_value, row["torch"], *tol["torch"])
-            status["torch"] = "ok" if agree else "mismatch"
-
-        estimate = fd.get(name) if fd is not None else None
-        if estimate is None:
-            row["finite_difference"] = None
-            status["finite_difference"] = "skipped"
-        else:
-            row["finite_difference"] = estimate.value
-            row["fd_error_estimate"] = estimate.error_estimate
-            status["finite_difference"] = _fd_status(engine_value, estimate, tol)
-        row["status"] = status
-        row["ok"] = all(s in OK_STATUSES for s in status.values())
-        rows.append(row)
-    return rows
+            status["symbolic"] = "error" if run.sym.error else "budget"
+        return
+    if info.get("undefined"):
+        status["symbolic"] = "undefined"
+        row["symbolic_note"] = info["undefined"]
+        return
+    if checks.agree(engine_value, info["value"], *_widened(run.tol("symbolic"), slack)):
+        status["symbolic"] = "ok"
+    elif not math.isfinite(engine_value):
+        # SymPy's algebra may have cancelled what makes the function undefined here
+        # (x/x, exp(log(x)) at x < 0); the engine's warning names the node.
+        status["symbolic"] = "undefined"
+        row["symbolic_note"] = "the function is not finite here; SymPy's form extends it"
+    elif info.get("convention") or name in run.kinked:
+        # On a kink the derivative is a convention: the engine takes torch's subgradient.
+        status["symbolic"] = "convention"
+        row["symbolic_note"] = "on a kink SymPy's value is a different convention"
+    else:
+        status["symbolic"] = "mismatch"
 
 
-def _fd_status(
-    engine_value: float, estimate: checks.FiniteDifference, tol: dict[str, tuple[float, float]]
-) -> str:
+def _widened(tol: tuple[float, float], slack: float) -> tuple[float, float]:
+    return tol[0], tol[1] + slack
+
+
+def _fd_status(run: _Run, engine_value: float, estimate: checks.FiniteDifference) -> str:
     if estimate.kink:
         return "kink"
-    if estimate.value is None or not math.isfinite(engine_value):
+    if estimate.value is None:
+        return "undefined" if estimate.reliable else "inconclusive"
+    if not math.isfinite(engine_value):
         return "undefined"
-    rtol, atol = tol["finite_difference"]
-    slack = 2 * (estimate.error_estimate or 0.0)
-    return "ok" if checks.agree(engine_value, estimate.value, rtol, atol + slack) else "mismatch"
+    rtol, atol = run.tol("finite_difference")
+    err = estimate.error_estimate if estimate.error_estimate is not None else math.inf
+    scale = max(abs(engine_value), abs(estimate.value))
+    if not estimate.reliable or err > FD_RESOLUTION * scale + atol:
+        return "inconclusive"  # the differences cannot resolve this derivative
+    return "ok" if checks.agree(engine_value, estimate.value, rtol, atol + 2 * err) else "mismatch"
 
 
-def _torch_summary(
-    graph: Graph,
-    trace: engine.Trace,
-    run: checks.TorchRun | None,
-    options: Options,
-    tol: tuple[float, float],
-) -> dict[str, Any]:
-    rtol, atol = tol
+def _torch_summary(run: _Run) -> dict[str, Any]:
+    rtol, atol = run.tol("torch")
     summary: dict[str, Any] = {"rtol": rtol, "atol": atol}
-    if run is None:
-        reason = "--no-torch" if not options.torch else "no variables"
+    if run.torch is None:
+        reason = "--no-torch" if not run.options.torch else "no variables"
         summary.update(ok=None, skipped=reason)
         return summary
     mismatches = []
     worst = 0.0
     compared = 0
-    for node in graph.nodes:
-        pairs = [("value", trace.values[node.id], run.values[node.id])]
+    trace = run.trace
+    for node in run.graph.nodes:
+        pairs: list[tuple[str, Any, Any, float | None]] = [
+            ("value", trace.values[node.id], run.torch.values[node.id], run.value_spread[node.id])
+        ]
         if trace.grads[node.id] is not None:
-            pairs.append(("grad", trace.grads[node.id], run.grads[node.id]))
-        for what, ours, theirs in pairs:
+            theirs = run.torch.grads[node.id]
+            pairs.append(("grad", trace.grads[node.id], theirs, run.grad_spread[node.id]))
+        for what, ours, theirs, spread in pairs:
             a = _num(ours)
             b = None if theirs is None else _num(theirs)
+            slack = checks.SPREAD_SLACK * (spread or 0.0)
             compared += 1
             worst = max(worst, checks.abs_error(a, b))
-            if not checks.agree(a, b, rtol, atol):
+            if not checks.agree(a, b, rtol, atol + slack):
                 mismatches.append({"node": node.id, "what": what, "engine": a, "torch": b})
     summary.update(
         ok=not mismatches,
         skipped=None,
-        device=run.device,
-        dtype=options.dtype,
-        version=run.version,
+        device=run.torch.device,
+        dtype=run.options.dtype,
+        version=run.torch.version,
         compared=compared,
         max_error=worst,
         mismatches=mismatches[:20],
@@ -323,14 +393,10 @@ def _torch_summary(
     return summary
 
 
-def _fd_summary(
-    partials: list[dict[str, Any]],
-    fd: dict[str, checks.FiniteDifference] | None,
-    tol: tuple[float, float],
-) -> dict[str, Any]:
-    rtol, atol = tol
+def _fd_summary(run: _Run, partials: list[dict[str, Any]]) -> dict[str, Any]:
+    rtol, atol = run.tol("finite_difference")
     summary: dict[str, Any] = {"rtol": rtol, "atol": atol, "method": "5-point central"}
-    if fd is None:
+    if run.fd is None:
         summary.update(ok=None, skipped="disabled")
         return summary
     compared = [p for p in partials if p["status"]["finite_difference"] in ("ok", "mismatch")]
@@ -349,36 +415,26 @@ def _fd_summary(
     return summary
 
 
-def _symbolic_summary(
-    partials: list[dict[str, Any]],
-    job: Bounded | None,
-    sym: _Collected,
-    options: Options,
-    tol: dict[str, tuple[float, float]],
-) -> dict[str, Any]:
-    rtol, atol = tol["symbolic"]
+def _symbolic_summary(run: _Run, partials: list[dict[str, Any]]) -> dict[str, Any]:
+    rtol, atol = run.tol("symbolic")
     summary: dict[str, Any] = {"rtol": rtol, "atol": atol}
-    if job is None:
-        summary.update(ok=None, skipped="--no-symbolic" if not options.symbolic else "no variables")
+    if run.sym.state == "skipped":
+        summary.update(
+            ok=None, skipped="--no-symbolic" if not run.options.symbolic else "no variables"
+        )
         return summary
     compared = [p for p in partials if p["status"]["symbolic"] in ("ok", "mismatch")]
-    if sym.error:
-        state = "error"
-    elif job.status == "timeout":
-        state = "budget" if not sym.partials else "partial"
-    else:
-        state = "done" if job.status == "done" else job.status
     summary.update(
         ok=all(p["status"]["symbolic"] == "ok" for p in compared) if compared else None,
         skipped=None,
         compared=len(compared),
-        state=state,
-        simplified=bool(sym.simplified) and len(sym.simplified) == len(partials),
-        budget_seconds=options.symbolic_timeout,
+        state=run.sym.state,
+        simplified=bool(partials) and len(run.sym.simplified) == len(partials),
+        budget_seconds=run.options.symbolic_timeout,
         max_error=max(
             (checks.abs_error(p["engine"], p["symbolic_value"]) for p in compared), default=0.0
         ),
         mismatches=[p["variable"] for p in compared if p["status"]["symbolic"] != "ok"],
-        error=sym.error,
+        error=run.sym.error,
     )
     return summary

@@ -16,6 +16,7 @@ from . import ops
 from .graph import Graph
 
 MAX_FORMULA_CHARS = 200_000
+_SMALLEST_NORMAL = 2.2250738585072014e-308
 DIGITS = 30  # working precision of the exact evaluation
 
 # Where SymPy's value at a kink is a convention that differs from torch's subgradient.
@@ -35,7 +36,11 @@ def to_sympy(graph: Graph, sp: Any) -> list[Any]:
             elif text == "e":
                 exprs.append(sp.E)
             else:
-                frac = Fraction(text)  # the literal exactly as typed: 0.1 is 1/10
+                # The literal as typed (0.1 is 1/10), unless float64 could not hold it to
+                # full precision: then the value the engine really used.
+                typed = Fraction(text)
+                used = node.value if node.value is not None else 0.0
+                frac = typed if typed == 0 or abs(used) >= _SMALLEST_NORMAL else Fraction(used)
                 exprs.append(sp.Rational(frac.numerator, frac.denominator))
         else:
             exprs.append(ops.OPS[node.op].sympy(sp, *(exprs[i] for i in node.inputs)))

@@ -183,7 +183,8 @@ ERRORS = [
     ("x ÷ 2", "non-ASCII", 3),
     ("", "empty expression", 1),
     ("   ", "empty expression", 1),
-    ("# only a comment", "only comments", 1),
+    ("# only a comment", "no statement", 1),
+    (";;\n\n;", "no statement", 1),
     ("9**9**9", "overflows float64", 1),
     ("x + 9**9**9**9", "overflows float64", 8),
     ("x * log(0)", "singularity", 5),
@@ -335,6 +336,30 @@ def test_binding_errors(arg, fragment):
     assert fragment in info.value.message
 
 
-def test_constant_values_may_not_assign():
+def test_constant_values_are_one_expression():
     with pytest.raises(BackpropError, match="not an assignment"):
+        parse_constant("a = 2", what="value for x")
+    with pytest.raises(BackpropError, match="one expression, not 2 statements"):
         parse_constant("a = 2; a", what="value for x")
+    with pytest.raises(BackpropError, match="one expression, not 2 statements"):
+        parse_constant("1\n5", what="value for x")
+
+
+def test_value_warnings_are_kept():
+    warnings: list[str] = []
+    assert parse_binding("x=1e-400", warnings=warnings) == ("x", 0.0)
+    assert warnings == ["value for x: the number 1e-400 is too small for float64 and becomes 0"]
+
+
+def test_line_endings_are_normalised_for_positions():
+    with pytest.raises(ParseError) as info:
+        parse("q = x + y\r\nf = q * * z\r\n")
+    assert info.value.line == 2 and "?" not in info.value.details()[0]
+    with pytest.raises(ParseError) as info:
+        parse("q = x + y\rf = q * * z")
+    assert (info.value.line, info.value.column) == (2, 9)
+
+
+def test_subnormal_literals_warn():
+    program = parse_program("x * 1e-320")
+    assert any("subnormal" in w for w in program.warnings)
