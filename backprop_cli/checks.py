@@ -24,12 +24,14 @@ TOLERANCES: dict[str, dict[str, tuple[float, float]]] = {
     "float32": {"torch": (1e-4, 1e-6), "finite_difference": (1e-3, 1e-5), "symbolic": (1e-3, 1e-5)},
 }
 
-# Step sizes tried by the finite-difference check: h = s * 2**-j, s = |x| (1 at x = 0).
-FD_STEPS = tuple(range(2, 45))
+# Step sizes tried by the finite-difference check: powers of two from 2^-2 down to 2^-44
+# times 1 (absolute) and times |x| (relative), never below 2^8 ulps of x.
+FD_BAND = (2, 44)
 _STENCIL = np.array([-2.0, -1.0, 1.0, 2.0])
 FD_ROUNDING = 64  # a function value is trusted to FD_ROUNDING·ε of its size
 FD_POINTS_PER_PASS = 2_000_000  # batch size × nodes per vectorised pass (bounds memory)
 FD_AGREEMENT = 1e-2  # neighbouring steps must agree this well (relative) to be trusted
+FD_PLATEAU = 3  # ... along a run of at least this many step sizes
 FD_CONSISTENCY = 1e-2  # the outer points must predict the centre value this well
 FD_NEGLIGIBLE = 1e-10  # or their disagreement this small next to |f| / h
 
@@ -74,65 +76,99 @@ class FiniteDifference:
 
 
 def finite_differences(
-    graph: Graph, env: Mapping[str, float], wrt: Iterable[str]
+    graph: Graph, env: Mapping[str, float], wrt: Iterable[str], noise: float = 0.0
 ) -> dict[str, FiniteDifference]:
     """∂output/∂v for each v from a 5-point central stencil, evaluated in float64.
 
-    Forty-odd step sizes, from a quarter of |v| down to 2^-44 of it, go through the graph in
-    vectorised passes. Each estimate's error is judged by how far it is from its neighbours
-    (a smaller and a larger step) plus the rounding the function values allow, and the
-    estimate with the smallest error is kept, with that error; steps whose stencil crosses
-    a kink or leaves the domain are discarded. Where no step can resolve the derivative
-    (a huge output, a pole within reach) the error says so, and the caller does not compare.
+    Steps from a quarter down to 2^-44, both absolute and relative to |v|, go through the
+    graph in vectorised passes. An estimate is trusted when it agrees with both
+    neighbouring step sizes; among those the one that agrees best (after rounding) is kept,
+    with that disagreement as its error. Steps whose stencil crosses a kink or a pole, or
+    leaves the domain, are discarded. Where no step can resolve the derivative (a huge
+    output, a pole within reach, a period the steps cannot follow) the result says so, and
+    the caller does not compare. `noise` is how far rounding can move the output (its
+    spread, see engine.spread): a large intermediate makes differences noisy even where the
+    output itself is small.
     """
     wrt = list(wrt)
-    per_var = len(FD_STEPS) * len(_STENCIL)
-    chunk = max(1, FD_POINTS_PER_PASS // (per_var * max(1, len(graph.nodes))))
+    steps = {name: _steps(float(env[name])) for name in wrt}
     results: dict[str, FiniteDifference] = {}
     deps: list[frozenset[str]] | None = None
-    for first in range(0, len(wrt), chunk):
-        names = wrt[first : first + chunk]
-        offsets, batch = _stencil_batch(graph, env, names)
+    budget = max(1, FD_POINTS_PER_PASS // max(1, len(graph.nodes)))
+    for names in _chunks(wrt, steps, budget):
+        offsets, batch, blocks = _stencil_batch(graph, env, names, steps)
         values = engine.evaluate(graph, batch, np.float64)
-        size = 1 + per_var * len(names)
+        size = len(next(iter(batch.values())))
         f = np.broadcast_to(np.asarray(values[graph.output], dtype=np.float64), (size,))
         branches = _branches(graph, values, size)
         if branches and deps is None:
             deps = graph.depends_on()
-        for k, name in enumerate(names):
-            block = slice(1 + k * per_var, 1 + (k + 1) * per_var)
+        for name in names:
+            block, n = blocks[name], len(steps[name])
             mine = [b for nid, b in branches.items() if deps is not None and name in deps[nid]]
             on_kink = any(b[0] == 0 for b in mine)
-            crossed = np.zeros(len(FD_STEPS), dtype=bool)
+            crossed = np.zeros(n, dtype=bool)
             for b in mine:
-                crossed |= (b[block].reshape(len(FD_STEPS), -1) != b[0]).any(axis=1)
-            fv = f[block].reshape(len(FD_STEPS), -1)
-            results[name] = _estimate(float(f[0]), fv, offsets[name], crossed, on_kink)
+                crossed |= (b[block].reshape(n, -1) != b[0]).any(axis=1)
+            fv = f[block].reshape(n, -1)
+            results[name] = _estimate(float(f[0]), fv, offsets[name], crossed, on_kink, noise)
     return results
 
 
+def _steps(x: float) -> np.ndarray:
+    """Step exponents e (h = 2^e), largest first: an absolute band and one relative to |x|."""
+    top, bottom = -FD_BAND[0], -FD_BAND[1]
+    exps = set(range(bottom, top + 1))
+    if x != 0 and math.isfinite(x):
+        e = math.frexp(abs(x))[1] - 1  # 2^e <= |x| < 2^(e+1)
+        exps |= set(range(e + bottom, e + top + 1))
+        lowest = math.frexp(math.ulp(x))[1] - 1 + 8  # keep steps at least 2^8 ulps of x
+        exps = {k for k in exps if k >= lowest}
+    return np.array(sorted((k for k in exps if -1074 <= k <= 1020), reverse=True))
+
+
+def _chunks(wrt: list[str], steps: dict[str, np.ndarray], budget: int) -> list[list[str]]:
+    """Group variables so one pass holds at most `budget` points."""
+    groups: list[list[str]] = []
+    size = 0
+    for name in wrt:
+        points = len(steps[name]) * len(_STENCIL)
+        if not groups or size + points > budget:
+            groups.append([])
+            size = 1
+        groups[-1].append(name)
+        size += points
+    return groups
+
+
 def _stencil_batch(
-    graph: Graph, env: Mapping[str, float], names: list[str]
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    graph: Graph, env: Mapping[str, float], names: list[str], steps: dict[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, slice]]:
     """The points: the centre first, then for each variable every step's four neighbours.
     Offsets are the differences actually realised in floating point."""
-    per_var = len(FD_STEPS) * len(_STENCIL)
-    size = 1 + per_var * len(names)
+    size = 1 + sum(len(steps[name]) * len(_STENCIL) for name in names)
     batch = {name: np.full(size, float(env[name])) for name in graph.variables}
-    offsets = {}
+    offsets, blocks = {}, {}
+    start = 1
     with np.errstate(all="ignore"):
-        for k, name in enumerate(names):
+        for name in names:
             x = float(env[name])
-            scale = abs(x) if x != 0 and math.isfinite(x) else 1.0
-            h = scale * np.ldexp(1.0, -np.array(FD_STEPS))
+            h = np.ldexp(1.0, steps[name])
             points = x + h[:, None] * _STENCIL[None, :]
-            batch[name][1 + k * per_var : 1 + (k + 1) * per_var] = points.ravel()
+            blocks[name] = slice(start, start + points.size)
+            batch[name][blocks[name]] = points.ravel()
             offsets[name] = points - x
-    return offsets, batch
+            start += points.size
+    return offsets, batch, blocks
 
 
 def _estimate(
-    centre: float, fv: np.ndarray, offsets: np.ndarray, crossed: np.ndarray, kink: bool
+    centre: float,
+    fv: np.ndarray,
+    offsets: np.ndarray,
+    crossed: np.ndarray,
+    kink: bool,
+    noise: float = 0.0,
 ) -> FiniteDifference:
     with np.errstate(all="ignore"):
         h = np.abs(offsets[:, 2])
@@ -143,33 +179,59 @@ def _estimate(
         textbook = ((fv[:, 0] - fv[:, 3]) + 8 * (fv[:, 2] - fv[:, 1])) / (12 * h)
         estimates = np.where(classic, textbook, estimates)
         magnitude = np.maximum(np.abs(fv).max(axis=1), abs(centre))
-        rounding = FD_ROUNDING * EPS * magnitude * np.abs(weights).sum(axis=1)
+        noise_floor = np.maximum(FD_ROUNDING * EPS * magnitude, SPREAD_SLACK * noise)
+        rounding = noise_floor * np.abs(weights).sum(axis=1)
         # A pole or jump inside the stencil shows as a centre value that the four outer
         # points do not predict; such a step says nothing about the derivative.
         predicted = (fv * _centre_weights(offsets)).sum(axis=1)
         smooth = np.abs(predicted - centre) <= FD_CONSISTENCY * magnitude + rounding * h
     usable = np.isfinite(estimates) & np.isfinite(rounding) & ~crossed & (h > 0) & smooth
-    errors = np.full(len(h), np.inf)
-    for i in np.flatnonzero(usable):
-        # An estimate is as good as its agreement with the neighbouring step sizes.
-        near = [m for m in (i - 1, i + 1) if 0 <= m < len(h) and usable[m]]
-        if near:
-            spread = max(abs(float(estimates[i]) - float(estimates[m])) for m in near)
-            errors[i] = spread + float(rounding[i])
-    if not np.isfinite(errors).any():
+    if not usable.any():
         # Nothing resolvable: undefined where the function is, inconclusive where it is not.
         return FiniteDifference(None, None, None, kink, not np.isfinite(estimates).any())
-    # Trust an estimate when its neighbours agree to 1%, or when its error is negligible
-    # next to what that step can resolve at all (|f| / h): a step far too large gives tiny,
-    # mutually consistent nonsense, which neither test lets through.
     with np.errstate(all="ignore"):
-        floor = FD_NEGLIGIBLE * magnitude / h
-    trusted = (errors <= FD_AGREEMENT * np.abs(estimates)) | (errors <= floor)
-    pool = np.flatnonzero(trusted) if trusted.any() else np.flatnonzero(np.isfinite(errors))
-    best = int(pool[np.argmin(errors[pool])])
-    return FiniteDifference(
-        float(estimates[best]), float(errors[best]), float(h[best]), kink, bool(trusted.any())
-    )
+        floor = FD_NEGLIGIBLE * magnitude / h  # what a step of size h cannot resolve anyway
+    run = _plateau(estimates, rounding, floor, h, usable)
+    if len(run) < FD_PLATEAU:
+        i = int(np.flatnonzero(usable)[0]) if not run else run[0]
+        return FiniteDifference(float(estimates[i]), None, float(h[i]), kink, False)
+    best, best_err = run[0], math.inf
+    for n, i in enumerate(run):
+        near = [run[m] for m in (n - 1, n + 1) if 0 <= m < len(run)]
+        err = max(abs(float(estimates[i]) - float(estimates[m])) for m in near) + rounding[i]
+        if err < best_err:
+            best, best_err = i, float(err)
+    return FiniteDifference(float(estimates[best]), best_err, float(h[best]), kink, True)
+
+
+def _plateau(
+    estimates: np.ndarray,
+    rounding: np.ndarray,
+    floor: np.ndarray,
+    h: np.ndarray,
+    usable: np.ndarray,
+) -> list[int]:
+    """A run of consecutive step sizes whose estimates agree pairwise (to 1%, or within what
+    the steps cannot resolve, after rounding): the true derivative shows as such a plateau
+    between steps too large (truncation) and too small (rounding). Steps far too large can
+    form a plateau of their own when they alias a fast oscillation, so the run of at least
+    FD_PLATEAU steps with the smallest steps is taken; failing that, the longest run."""
+    runs: list[list[int]] = []
+    for i in range(len(h)):
+        if not usable[i]:
+            continue
+        if runs and runs[-1][-1] == i - 1:
+            j = i - 1
+            diff = abs(float(estimates[i]) - float(estimates[j])) + rounding[i] + rounding[j]
+            scale = FD_AGREEMENT * max(abs(float(estimates[i])), abs(float(estimates[j])))
+            if abs(h[j] / h[i] - 2.0) < 0.5 and diff <= max(scale, floor[i], floor[j]):
+                runs[-1].append(i)
+                continue
+        runs.append([i])
+    long_enough = [run for run in runs if len(run) >= FD_PLATEAU]
+    if long_enough:
+        return long_enough[-1]  # steps are sorted largest first
+    return max(runs, key=len, default=[])
 
 
 def _centre_weights(offsets: np.ndarray) -> np.ndarray:

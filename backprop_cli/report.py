@@ -130,11 +130,14 @@ def gradient_report(program: Program, point: dict[str, float], options: Options)
     trace = engine.run(graph, point, options.dtype)
     job = _start_symbolic(graph, point, wrt, options)
     try:
-        fd = checks.finite_differences(graph, point, wrt) if options.finite_difference else None
+        value_spread, grad_spread = engine.spread(graph, point, trace, options.dtype)
+        fd = None
+        if options.finite_difference:
+            noise = value_spread[graph.output] if options.dtype == "float64" else 0.0
+            fd = checks.finite_differences(graph, point, wrt, noise)
         torch_run = None
         if options.torch and graph.variables:
             torch_run = checks.torch_run(graph, point, options.dtype, options.device)
-        value_spread, grad_spread = engine.spread(graph, point, trace, options.dtype)
     except BaseException:
         if job is not None:
             job.deadline = 0.0
