@@ -348,27 +348,55 @@ def check_device(name: str, dtype: str) -> None:
     resolve_device(torch, name, dtype)
 
 
-def torch_run(graph: Graph, env: Mapping[str, Any], dtype: str, device_name: str) -> TorchRun:
-    """Rebuild the graph in torch, node for node, and let autograd differentiate it."""
-    import torch
-
-    device = resolve_device(torch, device_name, dtype)
+def torch_graph(
+    torch: Any,
+    graph: Graph,
+    env: Mapping[str, Any],
+    dtype: str,
+    device: Any,
+    leaves: Mapping[str, Any] | None = None,
+    retain: bool = True,
+) -> list[Any]:
+    """The graph rebuilt in torch, node for node: one tensor per node. Inputs become leaves
+    that require grad (or the given `leaves`); intermediate gradients are kept when
+    `retain`. Values may be scalars or arrays of points."""
     tdtype = getattr(torch, dtype)
     tensors: list[Any] = []
     for node in graph.nodes:
         if node.op == "input":
             assert node.name is not None
-            t = torch.tensor(float(env[node.name]), dtype=tdtype, device=device, requires_grad=True)
+            if leaves is not None and node.name in leaves:
+                t = leaves[node.name]
+            else:
+                value = np.asarray(env[node.name], dtype=np.float64)
+                # Given leaves hold the parameters: then the other inputs are data.
+                t = torch.tensor(value, dtype=tdtype, device=device, requires_grad=leaves is None)
         elif node.op == "const":
             t = torch.tensor(node.value, dtype=tdtype, device=device)
         else:
             t = ops.OPS[node.op].torch(torch, *(tensors[i] for i in node.inputs))
-            if t.requires_grad:
+            if retain and t.requires_grad:
                 t.retain_grad()
         tensors.append(t)
+    return tensors
+
+
+def torch_run(
+    graph: Graph, env: Mapping[str, Any], dtype: str, device_name: str, seed: Any = None
+) -> TorchRun:
+    """Rebuild the graph in torch and let autograd differentiate it; `seed` is the upstream
+    gradient of an output that holds many points (like `y.backward(gradient=seed)`)."""
+    import torch
+
+    device = resolve_device(torch, device_name, dtype)
+    tensors = torch_graph(torch, graph, env, dtype, device)
     out = tensors[graph.output]
     if out.requires_grad:
-        out.backward()
+        if seed is None:
+            out.backward()
+        else:
+            gradient = torch.tensor(np.asarray(seed, dtype=np.float64), dtype=out.dtype)
+            out.backward(gradient=gradient.to(device))
     values = [t.detach().cpu().numpy() for t in tensors]
     grads: list[Any | None] = []
     for t in tensors:

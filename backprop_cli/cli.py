@@ -6,6 +6,7 @@ cross-check is exit code 1.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -209,6 +210,8 @@ GRAD_EXAMPLES = """\
 
   echo "sin(x)**2" | backprop grad - x=pi/4 --format csv
 
+  backprop grad "(w*x - y)**2" --values params.json x=4 y=8   (params saved by train --save)
+
   backprop grad -- "-x*y" x=3 y=2   (an expression that starts with '-')
 """
 
@@ -233,6 +236,14 @@ def grad(
     file: Annotated[
         str | None,
         typer.Option("--file", metavar="PATH", help="Read the program from a file ('-': stdin)."),
+    ] = None,
+    values_file: Annotated[
+        str | None,
+        typer.Option(
+            "--values",
+            metavar="FILE.json",
+            help="Values from a JSON object (e.g. `train --save` output); NAME=VALUE wins.",
+        ),
     ] = None,
     wrt: Annotated[
         str | None,
@@ -304,6 +315,10 @@ def grad(
     try:
         program, rest = _load_program(expression, list(values or []), file, limits)
         point = _parse_values(rest, limits, program.warnings)
+        if values_file is not None:
+            from .data import read_values
+
+            point = {**read_values(values_file, "--values"), **point}
         options = Options(
             wrt=[w.strip() for w in wrt.split(",") if w.strip()] if wrt is not None else None,
             dtype=dtype.value,
@@ -406,6 +421,398 @@ def ops(
         from rich.console import Console
 
         Console(highlight=False).print(ops_table(rows))
+
+
+class TrainFormat(str, Enum):
+    table = "table"
+    jsonl = "jsonl"
+
+
+class Optim(str, Enum):
+    sgd = "sgd"
+    momentum = "momentum"
+    adam = "adam"
+
+
+class Engine(str, Enum):
+    graph = "graph"
+    torch = "torch"
+
+
+TRAIN_EXAMPLES = """\
+[bold]Examples[/bold]
+
+  backprop train linear --epochs 100 --dtype float32   (the course, digit for digit)
+
+  backprop train affine --epochs 200 --lr 0.02
+
+  backprop train quadratic --x 1,2,3,4 --y 6,17,34,57 --epochs 2000 --optimizer adam --lr 0.1
+
+  backprop train mlp --hidden 3 --data points.csv --loss mse --epochs 500 --seed 0
+
+  backprop train "w1*x**2 + w2*x + b" --data points.csv --init w1=0,w2=0,b=0
+
+  backprop train linear --epochs 100 --format jsonl | jq .loss
+
+  backprop train --list
+"""
+
+
+@app.command(epilog=TRAIN_EXAMPLES)
+def train(
+    model: Annotated[
+        str | None,
+        typer.Argument(
+            help="linear (default), affine, quadratic, logistic, mlp, or an expression.",
+            show_default=False,
+        ),
+    ] = None,
+    list_models: Annotated[bool, typer.Option("--list", help="List the models.")] = False,
+    x: Annotated[str | None, typer.Option("--x", metavar="1,2,3", help="Inputs.")] = None,
+    y: Annotated[str | None, typer.Option("--y", metavar="2,4,6", help="Targets.")] = None,
+    data_file: Annotated[
+        str | None,
+        typer.Option("--data", metavar="FILE.csv", help="CSV with a header row ('-': stdin)."),
+    ] = None,
+    target: Annotated[str, typer.Option("--target", help="The CSV column to predict.")] = "y",
+    loss: Annotated[
+        str | None,
+        typer.Option("--loss", help="mse, mae, huber, bce, or sums such as mse+mae."),
+    ] = None,
+    optimizer: Annotated[Optim, typer.Option("--optimizer")] = Optim.sgd,
+    lr: Annotated[float, typer.Option("--lr", min=0.0, help="Learning rate.")] = 0.01,
+    epochs: Annotated[int, typer.Option("--epochs", min=0, max=100_000_000)] = 100,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size",
+            min=0,
+            help="1: per-sample updates (the default for linear); 0: full batch (the default "
+            "otherwise).",
+        ),
+    ] = None,
+    shuffle: Annotated[bool, typer.Option("--shuffle", help="Reshuffle every epoch.")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Random initialisation and shuffling.")] = 0,
+    init: Annotated[
+        str | None,
+        typer.Option("--init", metavar="w=1,b=0|FILE.json", help="Initial parameters."),
+    ] = None,
+    hidden: Annotated[int, typer.Option("--hidden", min=1, max=10_000, help="mlp units.")] = 3,
+    engine_name: Annotated[
+        Engine, typer.Option("--engine", help="graph: our engine; torch: torch autograd.")
+    ] = Engine.graph,
+    device: Annotated[str, typer.Option("--device", help="torch device (--engine torch).")] = "cpu",
+    check: Annotated[
+        bool, typer.Option("--check", help="Recompute every step with torch autograd.")
+    ] = False,
+    dtype: Annotated[DType, typer.Option("--dtype")] = DType.float64,
+    log_every: Annotated[
+        int | None, typer.Option("--log-every", min=1, metavar="K", help="Log every K epochs.")
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Also print every step's gradients.")
+    ] = False,
+    predict_at: Annotated[
+        str | None,
+        typer.Option("--predict", metavar="4|a=1,b=2", help="Predict here, before and after."),
+    ] = None,
+    plot: Annotated[
+        str | None, typer.Option("--plot", metavar="FILE", help="Loss curve: .png .svg .pdf")
+    ] = None,
+    save: Annotated[
+        str | None, typer.Option("--save", metavar="FILE.json", help="Write the parameters.")
+    ] = None,
+    fmt: Annotated[TrainFormat, typer.Option("--format")] = TrainFormat.table,
+) -> None:
+    """Train a tiny model step by step on our graph engine (forward, backward, step),
+    cross-checked against torch if asked, with the course's log lines and a loss curve.
+
+    Exit codes: 0 trained, 1 diverged or the torch check disagreed, 2 bad usage or data,
+    130 interrupted (the summary is still printed).
+    """
+    from . import train as training
+
+    if list_models:
+        _list_models(fmt)
+        return
+    try:
+        data, note = _train_data(x, y, data_file, target)
+        spec = model or "linear"
+        built = _build_model(spec, data, loss, hidden, seed)
+        if init is not None:
+            built = _with_init(built, init)
+        settings = training.Settings(
+            epochs=epochs,
+            lr=lr,
+            optimizer=optimizer.value,
+            batch_size=batch_size if batch_size is not None else (1 if spec == "linear" else 0),
+            shuffle=shuffle,
+            seed=seed,
+            dtype=dtype.value,
+            engine=engine_name.value,
+            device=device,
+            check=check,
+            log_every=log_every or max(1, epochs // 100),
+            verbose=verbose,
+        )
+        if predict_at is None and x is None and data_file is None and len(built.features) == 1:
+            predict_at = "4"  # the course predicts at x = 4
+        points = _predict_points(predict_at, built)
+        if plot is not None:
+            from .plot import check_path
+
+            check_path(plot)
+        if save is not None:
+            _check_writable(save, "--save")
+        if device != "cpu" and engine_name is Engine.graph and not check:
+            raise BackpropError("--device is for --engine torch or --check")
+        with _output():
+            result = _run_training(built, data, settings, note, points, fmt, verbose)
+        _finish_training(built, result, settings, points, plot, save, fmt)
+    except BackpropError as exc:
+        _fail(exc)
+
+
+def _list_models(fmt: TrainFormat) -> None:
+    from .models import listing
+
+    rows = listing()
+    if fmt is TrainFormat.jsonl:
+        for row in rows:
+            print(json.dumps(row))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Models for backprop train", title_justify="left")
+    for column in ("model", "formula", "default loss", "about"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["model"], row["formula"], row["loss"], row["about"])
+    Console(highlight=False).print(table)
+
+
+def _train_data(
+    x: str | None, y: str | None, data_file: str | None, target: str
+) -> tuple[Any, str]:
+    from .data import from_csv, from_lists
+
+    if data_file is not None:
+        if x is not None or y is not None:
+            raise BackpropError("give --data or --x/--y, not both")
+        what = "stdin" if data_file == "-" else data_file
+        return from_csv(_read(data_file, what, 1_000_000_000), what, target), f" from {what}"
+    if target != "y":
+        raise BackpropError("--target names a column of --data")
+    dataset = from_lists(x, y)
+    return dataset, (" (the course's data: y = 2x)" if x is None else "")
+
+
+def _build_model(spec: str, data: Any, loss: str | None, hidden: int, seed: int) -> Any:
+    from .models import build, unused_columns
+
+    built = build(spec, data, loss=loss, hidden=hidden, seed=seed)
+    for column in unused_columns(built):
+        _stderr(f"warning: the data column {column!r} is not used by the model")
+    return built
+
+
+def _with_init(built: Any, init: str) -> Any:
+    import dataclasses
+
+    from .data import read_values
+    from .parse import parse_constant
+
+    if init.endswith(".json") or os.path.isfile(init):
+        given = read_values(init, "--init")
+    else:
+        given = {}
+        for item in init.split(","):
+            name, sep, text = item.partition("=")
+            if not sep or not name.strip():
+                raise BackpropError(f"--init: expected name=value, got {item!r}")
+            given[name.strip()] = parse_constant(text, what=f"--init value for {name.strip()}")
+    unknown = [name for name in given if name not in built.params]
+    if unknown:
+        raise BackpropError(
+            f"--init names {', '.join(unknown)}, which the model does not have "
+            f"(its parameters: {', '.join(built.params)})"
+        )
+    return dataclasses.replace(built, init={**built.init, **given})
+
+
+def _predict_points(text: str | None, built: Any) -> list[dict[str, float]]:
+    from .data import number
+
+    if text is None:
+        return []
+    if "=" in text:
+        point = {}
+        for item in text.split(","):
+            name, _, value = item.partition("=")
+            point[name.strip()] = number(value, f"--predict {name.strip()}")
+        missing = [f for f in built.features if f not in point]
+        if missing or set(point) - set(built.features):
+            raise BackpropError(f"--predict needs exactly the inputs {', '.join(built.features)}")
+        return [point]
+    if len(built.features) != 1:
+        raise BackpropError(
+            f"--predict: the model has {len(built.features)} inputs; "
+            "give them as name=value,name=value"
+        )
+    return [
+        {built.features[0]: number(item, "--predict")} for item in text.split(",") if item.strip()
+    ]
+
+
+def _check_writable(path: str, option: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise BackpropError(f"{option} {path}: the folder {folder!r} does not exist")
+
+
+def _run_training(
+    built: Any,
+    data: Any,
+    settings: Any,
+    note: str,
+    points: list[dict[str, float]],
+    fmt: TrainFormat,
+    verbose: bool,
+) -> Any:
+    import numpy as np
+
+    from . import render_train as view
+    from . import train as training
+
+    table = fmt is TrainFormat.table
+    if table:
+        for line in view.header(built, len(data), settings, note):
+            print(line)
+        for point in points:
+            before = training.predict(built, built.init, _columns(point), settings.dtype)
+            print(view.predict_line("before", list(point.values()), float(before[0])))
+
+    def on_event(kind: str, info: dict[str, Any]) -> None:
+        if kind == "epoch":
+            print(
+                view.jsonl_epoch(info)
+                if not table
+                else view.progress_line(info["epoch"], info["loss"])
+            )
+        elif kind == "grad" and verbose and table:
+            env, grads = info["env"], info["grads"]
+            if len(info["idx"]) == 1:
+                inputs = [float(env[f][0]) for f in built.features]
+                gs = [float(np.ravel(grads[p])[0]) for p in built.params]
+                print(view.grad_line(inputs, float(env[built.target][0]), gs))
+            else:
+                shown = ", ".join(f"{p}={float(grads[p])!r}" for p in built.params)
+                print(f"\tgrad (batch of {len(info['idx'])}): {shown}")
+
+    with _progress(table, settings.epochs) as advance:
+
+        def with_progress(kind: str, info: dict[str, Any]) -> None:
+            if kind == "tick":
+                advance()
+            else:
+                on_event(kind, info)
+
+        return training.run(built, data, settings, with_progress)
+
+
+def _columns(point: dict[str, float]) -> dict[str, Any]:
+    import numpy as np
+
+    return {name: np.array([value]) for name, value in point.items()}
+
+
+@contextmanager
+def _progress(enabled: bool, total: int) -> Iterator[Any]:
+    """A Rich progress bar on stderr, only where a person watches a terminal."""
+    if not (enabled and sys.stderr.isatty() and total > 1):
+        yield lambda: None
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(
+        console=Console(stderr=True),
+        transient=True,
+        redirect_stdout=sys.stdout.isatty(),
+        redirect_stderr=False,
+    ) as bar:
+        task = bar.add_task("training", total=total)
+        yield lambda: bar.advance(task)
+
+
+def _finish_training(
+    built: Any,
+    result: Any,
+    settings: Any,
+    points: list[dict[str, float]],
+    plot: str | None,
+    save: str | None,
+    fmt: TrainFormat,
+) -> None:
+    from . import render_train as view
+    from . import train as training
+
+    predictions = []
+    for point in points:
+        after = training.predict(built, result.params, _columns(point), settings.dtype)
+        x_shown: Any = next(iter(point.values())) if len(point) == 1 else point
+        predictions.append({"x": x_shown, "y": float(after[0])})
+    with _output():
+        if fmt is TrainFormat.jsonl:
+            print(view.jsonl_final(result, predictions, built))
+        else:
+            for point, prediction in zip(points, predictions, strict=True):
+                print(view.predict_line("after", list(point.values()), prediction["y"]))
+            from rich.console import Console
+
+            console = Console(highlight=False)
+            console.print(view.summary(built, result, settings))
+            for line in view.status_lines(result, settings):
+                console.print(line)
+            drawn = view.curve(result.history, width=min(64, max(20, console.width - 12)))
+            if drawn:
+                console.print(drawn, markup=False)
+    if save is not None:
+        _write_json(save, result.params)
+    if plot is not None:
+        from .plot import loss_plot
+
+        loss_plot(result.history, plot, f"{built.name}: {built.loss} loss")
+    _training_verdict(result, settings)
+
+
+def _write_json(path: str, params: dict[str, float]) -> None:
+    try:
+        with open(path, "w") as f:
+            json.dump(params, f, indent=2)
+            f.write("\n")
+    except OSError as exc:
+        raise BackpropError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _training_verdict(result: Any, settings: Any) -> None:
+    if result.diverged_at is not None:
+        _stderr(
+            f"error: training diverged at epoch {result.diverged_at}: the loss or a parameter "
+            f"became nan or infinite (lr {settings.lr!r}); try a smaller --lr. "
+            "The last finite parameters are kept."
+        )
+        raise typer.Exit(EXIT_DISAGREE)
+    if result.check_ok is False:
+        _stderr(
+            "disagreement: torch autograd's gradients differ from the engine's "
+            f"(largest difference {result.check_max_error:.3g})"
+        )
+        raise typer.Exit(EXIT_DISAGREE)
+    if result.interrupted:
+        _stderr(f"interrupted after {result.epochs_run} epochs; the summary shows what was trained")
+        raise typer.Exit(130)
 
 
 def main() -> None:

@@ -267,6 +267,8 @@ class Program:
     warnings: list[str] = field(default_factory=list)
     statements: int = 1
     origin: str = "expression"  # where the source came from: "expression", "stdin" or a path
+    last_start: int = 0  # where the last statement (the output) begins in graph.source
+    last_assigns: bool = False  # whether that statement is an assignment
 
 
 class _Parser:
@@ -361,7 +363,14 @@ class _Parser:
             self.source,
             dict(sorted(self.variables.items())),
         )
-        return Program(graph, self.warnings, len(statements), self.what)
+        return Program(
+            graph,
+            self.warnings,
+            len(statements),
+            self.what,
+            last_start,
+            statements[-1][1],
+        )
 
     def statement(self) -> tuple[int, bool]:
         tok, nxt = self.peek(), self.peek(1)

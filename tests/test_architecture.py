@@ -17,6 +17,8 @@ def test_core_imports_nothing_heavy():
         "import backprop_cli.parse, backprop_cli.graph, backprop_cli.engine, backprop_cli.ops\n"
         "import backprop_cli.checks, backprop_cli.report, backprop_cli.render\n"
         "import backprop_cli.symbolic, backprop_cli.sandbox\n"
+        "import backprop_cli.train, backprop_cli.models, backprop_cli.data\n"
+        "import backprop_cli.render_train, backprop_cli.plot\n"
         "heavy = [m for m in ('typer', 'rich', 'sympy', 'torch') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
@@ -31,9 +33,10 @@ def _importers(module: str) -> set[str]:
 
 def test_one_module_per_heavy_dependency():
     assert _importers("sympy") == {"symbolic.py"}
-    assert _importers("torch") == {"checks.py"}
+    assert _importers("torch") == {"checks.py", "train_torch.py"}
     assert _importers("typer") == {"cli.py"}
-    assert _importers("rich") <= {"render.py", "cli.py"}
+    assert _importers("rich") <= {"render.py", "render_train.py", "cli.py"}
+    assert _importers("matplotlib") == {"plot.py"}
 
 
 def test_no_eval_exec_or_sympy_parsers():

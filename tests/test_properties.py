@@ -89,7 +89,8 @@ def test_engine_agrees_with_finite_differences_where_smooth(source, point):
     graph, env, trace = _traced(source, point)
     value = float(trace.values[graph.output])
     assume(math.isfinite(value) and abs(value) < 1e6)
-    estimates = checks.finite_differences(graph, env, list(graph.variables))
+    noise = engine.spread(graph, env, trace)[0][graph.output]  # as the report does
+    estimates = checks.finite_differences(graph, env, list(graph.variables), noise)
     rtol, atol = checks.TOLERANCES["float64"]["finite_difference"]
     for name, estimate in estimates.items():
         grad = float(trace.grads[graph.variables[name]])

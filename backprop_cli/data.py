@@ -1,0 +1,140 @@
+"""Training data: comma-separated lists (--x/--y) or a CSV file or stdin with a header row.
+
+Every bad input (a ragged row, a non-number, an empty file, a missing target column) is a
+BackpropError that names the line; numbers follow the strict pattern of the expression
+language (ASCII, no '_' separators, no nan/inf).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import BackpropError
+
+# The course's data (seed 002): y = 2x.
+COURSE_X = (1.0, 2.0, 3.0)
+COURSE_Y = (2.0, 4.0, 6.0)
+
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*", re.ASCII)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    features: dict[str, np.ndarray]  # column name -> values, in file order
+    target_name: str
+    target: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.features)
+
+
+def number(text: str, where: str) -> float:
+    """One number, strictly: what a user sees is what the engine gets."""
+    stripped = text.strip()
+    if not _NUMBER.fullmatch(stripped):
+        shown = stripped if len(stripped) <= 40 else stripped[:39] + "…"
+        raise BackpropError(f"{where}: {shown!r} is not a number")
+    value = float(stripped)
+    if value in (float("inf"), float("-inf")):
+        raise BackpropError(f"{where}: {stripped} is too large for float64")
+    return value
+
+
+def from_lists(x_text: str | None, y_text: str | None) -> Dataset:
+    """--x 1,2,3 --y 2,4,6 (the course's data where both are absent)."""
+    if x_text is None and y_text is None:
+        return Dataset({"x": np.array(COURSE_X)}, "y", np.array(COURSE_Y))
+    if x_text is None or y_text is None:
+        raise BackpropError("give both --x and --y, or neither (the course's data)")
+    xs = [number(t, f"--x item {i + 1}") for i, t in enumerate(x_text.split(","))]
+    ys = [number(t, f"--y item {i + 1}") for i, t in enumerate(y_text.split(","))]
+    if len(xs) != len(ys):
+        raise BackpropError(f"--x has {len(xs)} values but --y has {len(ys)}")
+    return Dataset({"x": np.array(xs)}, "y", np.array(ys))
+
+
+def from_csv(text: str, what: str, target: str) -> Dataset:
+    """A CSV with a header naming the columns; `target` is the column to predict."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    rows = [
+        (number_of_line, row)
+        for number_of_line, row in enumerate(csv.reader(io.StringIO(text)), start=1)
+        if row and any(cell.strip() for cell in row)
+    ]
+    if not rows:
+        raise BackpropError(f"{what} is empty: expected a header row and data rows")
+    header_line, header = rows[0]
+    names = [cell.strip() for cell in header]
+    for name in names:
+        if not _NAME.fullmatch(name):
+            raise BackpropError(
+                f"{what}, line {header_line}: column name {name!r} is not a valid variable "
+                "name (ASCII letters, digits and '_', starting with a letter)"
+            )
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise BackpropError(f"{what}, line {header_line}: column {dup!r} appears twice")
+    if target not in names:
+        raise BackpropError(
+            f"{what} has no target column {target!r} (columns: {', '.join(names)})",
+            hint="choose one with --target",
+        )
+    if len(rows) == 1:
+        raise BackpropError(f"{what} has a header but no data rows")
+    values = np.empty((len(rows) - 1, len(names)))
+    for k, (line, row) in enumerate(rows[1:]):
+        if len(row) != len(names):
+            raise BackpropError(
+                f"{what}, line {line}: {len(row)} fields, but the header has {len(names)}"
+            )
+        for j, cell in enumerate(row):
+            values[k, j] = number(cell, f"{what}, line {line}, column {names[j]!r}")
+    columns = {name: values[:, j].copy() for j, name in enumerate(names)}
+    y = columns.pop(target)
+    if not columns:
+        raise BackpropError(f"{what} has only the target column {target!r}: no inputs")
+    return Dataset(columns, target, y)
+
+
+def read_values(path: str, what: str) -> dict[str, float]:
+    """A JSON object name -> number (the file `backprop train --save` writes)."""
+    import json
+    import math
+
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(10_000_001)
+    except OSError as exc:
+        raise BackpropError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if len(raw) > 10_000_000:
+        raise BackpropError(f"{what} {path} is larger than 10 MB")
+    try:
+        obj = json.loads(raw.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BackpropError(f"{what} {path} is not valid JSON: {exc}") from None
+    if isinstance(obj, dict) and isinstance(obj.get("params"), dict):
+        obj = obj["params"]  # a whole result object: take its parameters
+    if not isinstance(obj, dict):
+        raise BackpropError(f"{what} {path} must hold a JSON object of name: number")
+    values: dict[str, float] = {}
+    for name, value in obj.items():
+        if not _NAME.fullmatch(str(name)):
+            raise BackpropError(f"{what} {path}: {name!r} is not a valid variable name")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise BackpropError(f"{what} {path}: the value of {name!r} is not a number")
+        number_value = float(value)
+        if not math.isfinite(number_value):
+            raise BackpropError(f"{what} {path}: the value of {name!r} is not finite")
+        values[str(name)] = number_value
+    return values

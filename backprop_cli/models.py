@@ -1,0 +1,203 @@
+"""The models and losses `backprop train` knows, written in the expression language.
+
+A model and a loss become one program (`yhat = <model>; loss = <loss of yhat and y>`),
+parsed by the same parser and differentiated by the same engine as `backprop grad`. The
+data columns are its variables; every other free name is a parameter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .data import Dataset
+from .errors import BackpropError
+from .graph import Graph
+from .parse import parse_program
+
+PREDICTION = "yhat"
+LOSS = "loss"
+
+
+@dataclass(frozen=True)
+class Builtin:
+    name: str
+    template: str  # {x} stands for the input column
+    init: dict[str, float]  # parameter -> initial value
+    about: str
+    loss: str = "mse"
+
+
+BUILTINS = {
+    m.name: m
+    for m in (
+        Builtin("linear", "w*{x}", {"w": 1.0}, "the course's model (seed 002); w starts at 1"),
+        Builtin("affine", "w*{x} + b", {"w": 1.0, "b": 0.0}, "nn.Linear(1, 1) (seed 003)"),
+        Builtin(
+            "quadratic",
+            "w1*{x}**2 + w2*{x} + b",
+            {"w1": 1.0, "w2": 1.0, "b": 0.0},
+            "the homework's quadratic model (seed 002)",
+        ),
+        Builtin(
+            "logistic",
+            "sigmoid(w*{x} + b)",
+            {"w": 1.0, "b": 0.0},
+            "binary classification; binary cross-entropy by default",
+            loss="bce",
+        ),
+    )
+}
+MLP_ABOUT = "one hidden sigmoid layer (--hidden N) on every input column, a linear output"
+
+# Per-sample losses of the prediction `yhat` and the target `{y}`.
+LOSSES = {
+    "mse": "(yhat - {y})**2",
+    "mae": "abs(yhat - {y})",
+    # Huber with delta 1, from min and abs: 0.5·r² inside |r| <= 1, |r| - 0.5 outside.
+    "huber": "0.5*min(abs(yhat - {y}), 1)**2 + (abs(yhat - {y}) - min(abs(yhat - {y}), 1))",
+    "bce": "-({y}*log(yhat) + (1 - {y})*log(1 - yhat))",
+}
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str  # a built-in's name, or "custom"
+    formula: str  # the prediction, as the user reads it
+    loss: str  # e.g. "mse" or "mse+mae"
+    program: str  # the whole training program
+    graph: Graph
+    params: list[str]
+    features: list[str]
+    target: str
+    init: dict[str, float] = field(default_factory=dict)  # defaults (random ones included)
+
+    def param_node(self, name: str) -> int:
+        return self.graph.variables[name]
+
+
+def listing() -> list[dict[str, str]]:
+    rows = [
+        {"model": b.name, "formula": b.template.format(x="x"), "about": b.about, "loss": b.loss}
+        for b in BUILTINS.values()
+    ]
+    rows.append(
+        {
+            "model": "mlp",
+            "formula": "sum_j v_j*sigmoid(sum_i w_j_i*x_i + b_j) + c",
+            "about": MLP_ABOUT,
+            "loss": "mse",
+        }
+    )
+    rows.append(
+        {
+            "model": "EXPRESSION",
+            "formula": 'any expression, e.g. "w1*x**2 + w2*x + b"',
+            "about": "its free names that are not data columns are the parameters",
+            "loss": "mse",
+        }
+    )
+    return rows
+
+
+def _loss_text(spec: str, target: str) -> tuple[str, str]:
+    """The loss statements for a spec such as "mse" or "mse+mae"."""
+    parts = [p.strip() for p in spec.split("+")]
+    unknown = [p for p in parts if p not in LOSSES]
+    if unknown or not parts:
+        raise BackpropError(
+            f"unknown loss {unknown[0] if unknown else spec!r}",
+            hint=f"losses: {', '.join(LOSSES)}, or sums such as mse+mae",
+        )
+    if len(set(parts)) != len(parts):
+        raise BackpropError(f"the loss {spec!r} names a term twice")
+    lines = [f"{LOSS}_{p} = {LOSSES[p].format(y=target)}" for p in parts]
+    lines.append(f"{LOSS} = " + " + ".join(f"{LOSS}_{p}" for p in parts))
+    return "+".join(parts), "\n".join(lines)
+
+
+def _mlp(
+    features: list[str], hidden: int, rng: np.random.Generator
+) -> tuple[str, dict[str, float]]:
+    if hidden < 1:
+        raise BackpropError("--hidden must be at least 1")
+    lines, init = [], {}
+    # nn.Linear's initialisation: uniform in ±1/sqrt(fan_in), weights and biases alike.
+    bound_in = 1 / np.sqrt(len(features))
+    for j in range(1, hidden + 1):
+        terms = [f"w_{j}_{i}*{x}" for i, x in enumerate(features, start=1)]
+        lines.append(f"h{j} = sigmoid({' + '.join(terms)} + b_{j})")
+        for i in range(1, len(features) + 1):
+            init[f"w_{j}_{i}"] = float(rng.uniform(-bound_in, bound_in))
+        init[f"b_{j}"] = float(rng.uniform(-bound_in, bound_in))
+    bound_out = 1 / np.sqrt(hidden)
+    for j in range(1, hidden + 1):
+        init[f"v_{j}"] = float(rng.uniform(-bound_out, bound_out))
+    init["c"] = float(rng.uniform(-bound_out, bound_out))
+    out = " + ".join(f"v_{j}*h{j}" for j in range(1, hidden + 1)) + " + c"
+    return "\n".join(lines) + f"\n{PREDICTION} = {out}", init
+
+
+def build(spec: str, data: Dataset, *, loss: str | None, hidden: int, seed: int) -> Model:
+    """The training program for a built-in model name or an expression."""
+    rng = np.random.default_rng(seed)
+    features, target = data.names, data.target_name
+    if spec in BUILTINS or spec == "mlp":
+        builtin = BUILTINS.get(spec)
+        if builtin is not None:
+            if len(features) != 1:
+                raise BackpropError(
+                    f"the {spec} model takes one input column, but the data has "
+                    f"{len(features)} ({', '.join(features)})",
+                    hint="use mlp, or an expression that names the columns",
+                )
+            formula = builtin.template.format(x=features[0])
+            body, init = f"{PREDICTION} = {formula}", dict(builtin.init)
+            default_loss = builtin.loss
+        else:
+            body, init = _mlp(features, hidden, rng)
+            formula = body.splitlines()[-1].split("=", 1)[1].strip()
+            default_loss = "mse"
+        name = spec
+    else:
+        body, formula = _custom_body(spec)
+        init, name, default_loss = {}, "custom", "mse"
+    loss_name, loss_lines = _loss_text(loss or default_loss, target)
+    program = f"{body}\n{loss_lines}"
+    graph = parse_program(program, what="model").graph
+    reserved = {PREDICTION, LOSS, *(f"{LOSS}_{p}" for p in LOSSES)}
+    clash = [c for c in (*features, target) if c in reserved]
+    if clash:
+        raise BackpropError(f"the data column {clash[0]!r} clashes with a name the model uses")
+    params = [v for v in graph.variables if v not in features and v != target]
+    if name == "custom" and target in _model_variables(body):
+        raise BackpropError(f"the model uses the target column {target!r}; it must predict it")
+    if not params:
+        raise BackpropError(f"the model {formula!r} has no parameters to train")
+    for p in params:
+        init.setdefault(p, float(rng.uniform(-1.0, 1.0)))
+    return Model(name, formula, loss_name, program, graph, params, features, target, init)
+
+
+def _custom_body(spec: str) -> tuple[str, str]:
+    """`yhat = …` for an expression or a program whose last statement is the prediction."""
+    program = parse_program(spec, what="model")
+    source = program.graph.source
+    out = program.graph.out
+    if program.statements == 1 and not program.last_assigns:
+        return f"{PREDICTION} = {source.strip()}", source.strip()
+    if program.last_assigns:
+        assert out.name is not None
+        return f"{source.rstrip()}\n{PREDICTION} = {out.name}", out.name
+    start = program.last_start
+    return source[:start] + f"{PREDICTION} = " + source[start:], source[start:].strip()
+
+
+def _model_variables(body: str) -> set[str]:
+    return set(parse_program(body, what="model").graph.variables)
+
+
+def unused_columns(model: Model) -> list[str]:
+    used = set(model.graph.variables)
+    return [c for c in model.features if c not in used]

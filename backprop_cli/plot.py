@@ -1,0 +1,50 @@
+"""Loss curves as image files (PNG, SVG or PDF) through matplotlib, imported only here and
+only when a plot is asked for."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from .errors import BackpropError
+
+FORMATS = (".png", ".svg", ".pdf")
+
+
+def check_path(path: str) -> None:
+    """Fail before training, not after, on a file we could not write."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise BackpropError(f"--plot {path}: the file must end in {', '.join(FORMATS)}")
+    parent = Path(path).parent
+    if not parent.is_dir():
+        raise BackpropError(f"--plot {path}: the folder {str(parent)!r} does not exist")
+
+
+def loss_plot(history: list[dict[str, Any]], path: str, title: str) -> None:
+    points = [(h["epoch"], h["loss"]) for h in history if math.isfinite(h["loss"])]
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # no display needed
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover - matplotlib is a dependency
+        raise BackpropError("--plot needs matplotlib: pip install matplotlib") from None
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    try:
+        if points:
+            epochs, losses = zip(*points, strict=True)
+            ax.plot(epochs, losses, marker="." if len(points) < 60 else None, color="#c0392b")
+            if min(losses) > 0 and max(losses) / min(losses) > 100:
+                ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(path)
+    except OSError as exc:
+        raise BackpropError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)

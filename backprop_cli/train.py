@@ -1,0 +1,241 @@
+"""Training: the course's loop (forward, backward, step) on our graph engine, or on torch.
+
+Each step evaluates the training program on a batch (a vectorised forward pass), seeds the
+loss with 1/batch so the gradient is that of the mean, and updates the parameters with the
+chosen optimizer, whose arithmetic follows torch.optim's step by step. Events (logged
+epochs, per-sample gradients) go to a callback; nothing here prints.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import checks, engine
+from .data import Dataset
+from .errors import BackpropError
+from .models import LOSS, PREDICTION, Model
+
+OPTIMIZERS = ("sgd", "momentum", "adam")
+MOMENTUM = 0.9  # torch.optim.SGD(momentum=0.9), no dampening, not Nesterov
+BETAS = (0.9, 0.999)  # torch.optim.Adam's defaults
+ADAM_EPS = 1e-8
+
+
+@dataclass
+class Settings:
+    epochs: int = 100
+    lr: float = 0.01
+    optimizer: str = "sgd"
+    batch_size: int = 1  # 0: the whole data set
+    shuffle: bool = False
+    seed: int = 0
+    dtype: str = "float64"
+    engine: str = "graph"  # or "torch"
+    device: str = "cpu"
+    check: bool = False
+    log_every: int = 1
+    verbose: bool = False
+
+
+@dataclass
+class Result:
+    params: dict[str, float]  # the last finite parameters
+    loss: float | None  # the mean loss over all data with those parameters
+    history: list[dict[str, Any]] = field(default_factory=list)  # logged epochs
+    epochs_run: int = 0
+    diverged_at: int | None = None  # the epoch whose loss or parameters went non-finite
+    interrupted: bool = False
+    check_max_error: float | None = None  # largest gradient disagreement with torch (--check)
+    check_ok: bool | None = None
+
+
+Event = Callable[[str, dict[str, Any]], None]
+
+
+class Optimizer:
+    """The update rules of torch.optim (SGD, SGD with momentum, Adam), in the engine dtype."""
+
+    def __init__(self, kind: str, lr: float, dtype: type[np.floating[Any]]) -> None:
+        if kind not in OPTIMIZERS:
+            raise BackpropError(f"unknown optimizer {kind!r} (choose {', '.join(OPTIMIZERS)})")
+        self.kind, self.lr, self.dt = kind, dtype(lr), dtype
+        self.state: dict[str, dict[str, Any]] = {}
+        self.t = 0
+
+    def step(self, params: dict[str, Any], grads: dict[str, Any]) -> dict[str, Any]:
+        self.t += 1
+        return {name: self._one(name, params[name], grads[name]) for name in params}
+
+    def _one(self, name: str, p: Any, g: Any) -> Any:
+        dt = self.dt
+        if self.kind == "sgd":
+            return p - self.lr * g
+        state = self.state.setdefault(name, {})
+        if self.kind == "momentum":
+            buf = g if "buf" not in state else dt(MOMENTUM) * state["buf"] + g
+            state["buf"] = buf
+            return p - self.lr * buf
+        b1, b2 = dt(BETAS[0]), dt(BETAS[1])
+        m = state.get("m", dt(0))
+        m = m + (1 - b1) * (g - m)  # torch's lerp toward g
+        v = state.get("v", dt(0)) * b2 + (1 - b2) * (g * g)
+        state["m"], state["v"] = m, v
+        bias1 = 1 - BETAS[0] ** self.t
+        bias2_sqrt = math.sqrt(1 - BETAS[1] ** self.t)
+        denom = np.sqrt(v) / dt(bias2_sqrt) + dt(ADAM_EPS)
+        return p - dt(self.lr / bias1) * (m / denom)
+
+
+def batches(n: int, size: int, rng: np.random.Generator | None) -> list[np.ndarray]:
+    order = rng.permutation(n) if rng is not None else np.arange(n)
+    step = n if size <= 0 else size
+    return [order[i : i + step] for i in range(0, n, step)]
+
+
+def _env(
+    model: Model, data: Dataset, idx: np.ndarray, params: dict[str, Any], dt: Any
+) -> dict[str, Any]:
+    env: dict[str, Any] = {f: data.features[f][idx].astype(dt) for f in model.features}
+    env[model.target] = data.target[idx].astype(dt)
+    env.update(params)
+    return env
+
+
+def predict(
+    model: Model, params: dict[str, Any], inputs: dict[str, np.ndarray], dtype: str
+) -> np.ndarray:
+    """The model's predictions at the given input columns."""
+    dt = engine.DTYPES[dtype]
+    n = len(next(iter(inputs.values())))
+    env: dict[str, Any] = {f: np.asarray(inputs[f], dtype=dt) for f in model.features}
+    env[model.target] = np.zeros(n, dtype=dt)  # unused by the prediction
+    env.update({k: dt(v) for k, v in params.items()})
+    with np.errstate(all="ignore"):
+        values = engine.evaluate(model.graph, env, dt)
+    node = _named(model, PREDICTION)
+    return np.broadcast_to(np.asarray(values[node], dtype=np.float64), (n,))
+
+
+def full_loss(model: Model, data: Dataset, params: dict[str, Any], dtype: str) -> float:
+    dt = engine.DTYPES[dtype]
+    env = _env(model, data, np.arange(len(data)), {k: dt(v) for k, v in params.items()}, dt)
+    with np.errstate(all="ignore"):
+        values = engine.evaluate(model.graph, env, dt)
+    return float(np.mean(values[model.graph.output], dtype=dt))
+
+
+def _named(model: Model, name: str) -> int:
+    return max(n.id for n in model.graph.nodes if n.name == name)
+
+
+def run(model: Model, data: Dataset, settings: Settings, on_event: Event) -> Result:
+    """Train; stops early on divergence or Ctrl-C, keeping the last finite parameters."""
+    if len(data) == 0:
+        raise BackpropError("no data to train on")
+    if (settings.engine == "torch" or settings.check) and settings.device != "cpu":
+        checks.check_device(settings.device, settings.dtype)
+    if settings.engine == "torch":
+        from .train_torch import TorchTrainer
+
+        stepper: _Stepper = TorchTrainer(model, settings)
+    else:
+        stepper = _GraphStepper(model, settings)
+    dt = engine.DTYPES[settings.dtype]
+    params = {name: dt(model.init[name]) for name in model.params}
+    result = Result(params={k: float(v) for k, v in params.items()}, loss=None)
+    rng = np.random.default_rng(settings.seed) if settings.shuffle else None
+    try:
+        for epoch in range(settings.epochs):
+            last_loss = math.nan
+            for idx in batches(len(data), settings.batch_size, rng):
+                env = _env(model, data, idx, params, dt)
+                batch_loss, grads = stepper.gradients(env, len(idx))
+                if settings.check:
+                    _check(model, env, len(idx), grads, settings, result)
+                if settings.verbose:
+                    on_event("grad", {"epoch": epoch, "env": env, "grads": grads, "idx": idx})
+                last_loss = float(batch_loss)
+                new = stepper.step(params, grads)
+                if not math.isfinite(last_loss) or not all(map(np.isfinite, new.values())):
+                    result.diverged_at = epoch
+                    break
+                params = new
+            result.epochs_run = epoch + 1 if result.diverged_at is None else epoch
+            if result.diverged_at is not None:
+                break
+            result.params = {k: float(v) for k, v in params.items()}
+            if (epoch + 1) % settings.log_every == 0 or epoch == 0 or epoch == settings.epochs - 1:
+                entry = {"epoch": epoch, "loss": last_loss, "params": dict(result.params)}
+                result.history.append(entry)
+                on_event("epoch", entry)
+            on_event("tick", {"epoch": epoch})
+    except KeyboardInterrupt:
+        result.interrupted = True
+    result.params = {k: float(v) for k, v in params.items()}
+    result.loss = full_loss(model, data, result.params, settings.dtype)
+    return result
+
+
+class _Stepper:
+    def gradients(self, env: dict[str, Any], n: int) -> tuple[float, dict[str, Any]]:
+        raise NotImplementedError
+
+    def step(self, params: dict[str, Any], grads: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class _GraphStepper(_Stepper):
+    """Gradients from our engine: one forward and one reverse sweep per batch."""
+
+    def __init__(self, model: Model, settings: Settings) -> None:
+        self.model = model
+        self.dt = engine.DTYPES[settings.dtype]
+        self.opt = Optimizer(settings.optimizer, settings.lr, self.dt)
+
+    def gradients(self, env: dict[str, Any], n: int) -> tuple[float, dict[str, Any]]:
+        graph = self.model.graph
+        with np.errstate(all="ignore"):
+            values = engine.evaluate(graph, env, self.dt)
+            losses = np.broadcast_to(values[graph.output], (n,))
+            seed = np.full(np.shape(values[graph.output]), self.dt(1) / self.dt(n), dtype=self.dt)
+            grads = engine.backward(graph, values, seed)
+        mean = np.mean(losses, dtype=self.dt)
+        found = {}
+        for name in self.model.params:
+            g = grads[graph.variables[name]]
+            found[name] = self.dt(0) if g is None else g
+        return float(mean), found
+
+    def step(self, params: dict[str, Any], grads: dict[str, Any]) -> dict[str, Any]:
+        with np.errstate(all="ignore"):
+            return self.opt.step(params, grads)
+
+
+def _check(
+    model: Model,
+    env: dict[str, Any],
+    n: int,
+    grads: dict[str, Any],
+    settings: Settings,
+    result: Result,
+) -> None:
+    """Recompute this step's gradients with torch autograd and keep the largest disagreement."""
+    seed = np.full(n, 1.0 / n)
+    run = checks.torch_run(model.graph, env, settings.dtype, settings.device, seed=seed)
+    rtol, atol = checks.TOLERANCES[settings.dtype]["torch"]
+    worst = result.check_max_error or 0.0
+    ok = result.check_ok is not False
+    for name in model.params:
+        theirs = run.grads[model.graph.variables[name]]
+        ours, other = float(grads[name]), (0.0 if theirs is None else float(theirs))
+        worst = max(worst, checks.abs_error(ours, other))
+        ok = ok and checks.agree(ours, other, rtol, atol)
+    result.check_max_error, result.check_ok = worst, ok
+
+
+__all__ = ["LOSS", "PREDICTION", "Optimizer", "Result", "Settings", "predict", "run"]

@@ -1,0 +1,56 @@
+"""`backprop train --engine torch`: the same training program, differentiated by torch
+autograd and stepped by torch.optim on --device. The only module that trains with torch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import checks, engine
+from .models import Model
+from .train import BETAS, MOMENTUM, Settings, _Stepper
+
+
+class TorchTrainer(_Stepper):
+    def __init__(self, model: Model, settings: Settings) -> None:
+        import torch
+
+        self.torch, self.model = torch, model
+        self.dtype = settings.dtype
+        self.dt = engine.DTYPES[settings.dtype]
+        self.device = checks.resolve_device(torch, settings.device, settings.dtype)
+        tdtype = getattr(torch, settings.dtype)
+        self.leaves = {
+            name: torch.tensor(
+                model.init[name], dtype=tdtype, device=self.device, requires_grad=True
+            )
+            for name in model.params
+        }
+        params = list(self.leaves.values())
+        self.opt: Any
+        if settings.optimizer == "sgd":
+            self.opt = torch.optim.SGD(params, lr=settings.lr)
+        elif settings.optimizer == "momentum":
+            self.opt = torch.optim.SGD(params, lr=settings.lr, momentum=MOMENTUM)
+        else:
+            self.opt = torch.optim.Adam(params, lr=settings.lr, betas=BETAS)
+
+    def gradients(self, env: dict[str, Any], n: int) -> tuple[float, dict[str, Any]]:
+        torch = self.torch
+        self.opt.zero_grad()
+        data = {k: v for k, v in env.items() if k not in self.leaves}
+        tensors = checks.torch_graph(
+            torch, self.model.graph, data, self.dtype, self.device, self.leaves, retain=False
+        )
+        loss = tensors[self.model.graph.output]
+        mean = loss.mean() if loss.dim() else loss
+        mean.backward()
+        grads = {
+            name: self.dt(0.0) if leaf.grad is None else self.dt(leaf.grad.item())
+            for name, leaf in self.leaves.items()
+        }
+        return float(mean.item()), grads
+
+    def step(self, params: dict[str, Any], grads: dict[str, Any]) -> dict[str, Any]:
+        with self.torch.no_grad():
+            self.opt.step()
+        return {name: self.dt(leaf.item()) for name, leaf in self.leaves.items()}

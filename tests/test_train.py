@@ -1,0 +1,314 @@
+"""backprop train: the course digit for digit, every model, loss and optimizer against a plain
+torch loop, the data errors, the outputs (log lines, JSONL, plots, saved parameters)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from backprop_cli import data as data_mod
+from backprop_cli import models, train
+from tests.conftest import run
+
+COURSE_LOG = """\
+predict (before training) 4 4.0
+\tgrad: 1.0 2.0 -2.0
+\tgrad: 2.0 4.0 -7.840000152587891
+\tgrad: 3.0 6.0 -16.228801727294922
+progress: 0 7.315943717956543
+"""
+
+
+def course_in_torch() -> list[str]:
+    """The course's script (seed 002), verbatim in spirit: float32, per-sample SGD."""
+    x_data, y_data = [1.0, 2.0, 3.0], [2.0, 4.0, 6.0]
+    w = torch.tensor([1.0], requires_grad=True)
+    lines = [f"predict (before training) 4 {(4 * w).item()}"]
+    for epoch in range(100):
+        for x, y in zip(x_data, y_data, strict=True):
+            loss = (x * w - y) ** 2
+            loss.backward()
+            lines.append(f"\tgrad: {x} {y} {w.grad.item()}")
+            w.data = w.data - 0.01 * w.grad.data
+            w.grad.data.zero_()
+        lines.append(f"progress: {epoch} {loss.item()}")
+    lines.append(f"predict (after training) 4 {(4 * w).item()}")
+    return lines
+
+
+def test_the_course_digit_for_digit():
+    r = run("train", "linear", "--epochs", "100", "--dtype", "float32", "--verbose")
+    assert r.code == 0, r.stderr
+    ours = [
+        line for line in r.stdout.splitlines() if line.startswith(("predict", "\tgrad", "progress"))
+    ]
+    assert ours == course_in_torch()
+    assert r.stdout.splitlines()[4:9] == COURSE_LOG.splitlines()
+    assert "predict (after training) 4 7.999998569488525" in r.stdout
+
+
+def test_the_course_with_the_torch_engine():
+    r = run("train", "--engine", "torch", "--dtype", "float32", "--format", "jsonl")
+    final = json.loads(r.stdout.splitlines()[-1])
+    assert final["predictions"] == [{"x": 4.0, "y": 7.999998569488525}]
+
+
+def torch_loop(model: models.Model, ds, settings: train.Settings) -> dict[str, float]:
+    """An independent torch training loop: the same formulas written with torch ops,
+    torch.optim, mean reduction, the same batches."""
+    dt = getattr(torch, settings.dtype)
+    params = {p: torch.tensor(model.init[p], dtype=dt, requires_grad=True) for p in model.params}
+    opt = {
+        "sgd": lambda ps: torch.optim.SGD(ps, lr=settings.lr),
+        "momentum": lambda ps: torch.optim.SGD(ps, lr=settings.lr, momentum=0.9),
+        "adam": lambda ps: torch.optim.Adam(ps, lr=settings.lr),
+    }[settings.optimizer](list(params.values()))
+    x = {f: torch.tensor(ds.features[f], dtype=dt) for f in ds.features}
+    y = torch.tensor(ds.target, dtype=dt)
+    for _ in range(settings.epochs):
+        for idx in train.batches(len(ds), settings.batch_size, None):
+            i = torch.tensor(idx)
+            yhat = PREDICT[model.name](params, {f: v[i] for f, v in x.items()})
+            loss = LOSS_FNS[model.loss](yhat, y[i])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return {k: v.item() for k, v in params.items()}
+
+
+PREDICT = {
+    "linear": lambda p, x: p["w"] * x["x"],
+    "affine": lambda p, x: p["w"] * x["x"] + p["b"],
+    "quadratic": lambda p, x: p["w1"] * x["x"] ** 2 + p["w2"] * x["x"] + p["b"],
+    "logistic": lambda p, x: torch.sigmoid(p["w"] * x["x"] + p["b"]),
+}
+LOSS_FNS = {
+    "mse": torch.nn.functional.mse_loss,
+    "mae": torch.nn.functional.l1_loss,
+    "huber": torch.nn.functional.huber_loss,
+    "bce": torch.nn.functional.binary_cross_entropy,
+    "mse+mae": lambda a, b: torch.nn.functional.mse_loss(a, b) + torch.nn.functional.l1_loss(a, b),
+}
+
+XS = [0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
+CASES = [
+    ("linear", "mse", "sgd", 1, [2.1 * v for v in XS]),
+    ("affine", "mse", "sgd", 0, [2 * v + 1 for v in XS]),
+    ("affine", "mae", "momentum", 2, [2 * v + 1 for v in XS]),
+    ("affine", "huber", "adam", 0, [3 * v - 2 for v in XS]),
+    ("affine", "mse+mae", "sgd", 3, [2 * v + 1 for v in XS]),
+    ("quadratic", "mse", "adam", 0, [v * v - v + 0.5 for v in XS]),
+    ("logistic", "bce", "sgd", 0, [0, 0, 0, 1, 1, 1]),
+    ("logistic", "bce", "adam", 2, [0, 0, 1, 0, 1, 1]),
+]
+
+
+@pytest.mark.parametrize(("name", "loss", "optimizer", "batch", "ys"), CASES)
+def test_models_losses_optimizers_match_a_torch_loop(name, loss, optimizer, batch, ys):
+    ds = data_mod.Dataset({"x": np.array(XS)}, "y", np.array(ys, dtype=float))
+    model = models.build(name, ds, loss=loss, hidden=3, seed=0)
+    settings = train.Settings(epochs=60, lr=0.05, optimizer=optimizer, batch_size=batch)
+    result = train.run(model, ds, settings, lambda *_: None)
+    expected = torch_loop(model, ds, settings)
+    for p, value in expected.items():
+        assert result.params[p] == pytest.approx(value, rel=1e-9, abs=1e-12), p
+
+
+@pytest.mark.parametrize(("name", "ys", "answer"), [
+    ("affine", [2 * v + 1 for v in XS], {"w": 2.0, "b": 1.0}),
+    ("quadratic", [3 * v * v + 2 * v + 1 for v in XS], {"w1": 3.0, "w2": 2.0, "b": 1.0}),
+])  # fmt: skip
+def test_models_reach_the_known_answer(name, ys, answer):
+    ds = data_mod.Dataset({"x": np.array(XS)}, "y", np.array(ys))
+    model = models.build(name, ds, loss=None, hidden=3, seed=0)
+    settings = train.Settings(epochs=4000, lr=0.1, optimizer="adam", batch_size=0)
+    result = train.run(model, ds, settings, lambda *_: None)
+    for p, value in answer.items():
+        assert result.params[p] == pytest.approx(value, abs=1e-3)
+
+
+def test_mlp_learns_xor_like_data_and_matches_torch_engine():
+    xs = {"a": np.array([0.0, 0, 1, 1]), "b": np.array([0.0, 1, 0, 1])}
+    ds = data_mod.Dataset(xs, "y", np.array([0.0, 1, 1, 0]))
+    model = models.build("mlp", ds, loss="mse", hidden=4, seed=0)
+    assert len(model.params) == 4 * 2 + 4 + 4 + 1
+    settings = train.Settings(epochs=1000, lr=0.1, optimizer="adam", batch_size=0)
+    ours = train.run(model, ds, settings, lambda *_: None)
+    settings.engine = "torch"
+    theirs = train.run(model, ds, settings, lambda *_: None)
+    for p in model.params:
+        assert ours.params[p] == pytest.approx(theirs.params[p], rel=1e-9, abs=1e-12)
+    # Later, XOR's saddle amplifies last-bit differences between the engines, so the learning
+    # itself is judged on our engine alone.
+    settings = train.Settings(epochs=2000, lr=0.1, optimizer="adam", batch_size=0)
+    assert train.run(model, ds, settings, lambda *_: None).loss < 0.01
+
+
+def test_custom_expression_parameters_are_the_free_names():
+    ds = data_mod.Dataset({"x": np.array(XS)}, "y", np.array(XS))
+    model = models.build("w1*x**2 + w2*x + b", ds, loss=None, hidden=3, seed=0)
+    assert sorted(model.params) == ["b", "w1", "w2"]
+    program = models.build("a = w*x; a + b", ds, loss=None, hidden=3, seed=0)
+    assert sorted(program.params) == ["b", "w"]
+
+
+def test_check_compares_every_step_with_torch():
+    r = run("train", "affine", "--epochs", "20", "--check", "--format", "jsonl")
+    final = json.loads(r.stdout.splitlines()[-1])
+    assert r.code == 0 and final["check"]["ok"] is True
+    assert final["check"]["max_error"] < 1e-12
+
+
+def test_jsonl_is_valid_and_complete():
+    r = run("train", "linear", "--epochs", "100", "--format", "jsonl")
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    epochs = [line for line in lines if not line.get("final")]
+    assert len(epochs) == 100 and [e["epoch"] for e in epochs] == list(range(100))
+    assert all(set(e) == {"epoch", "loss", "params"} for e in epochs)
+    final = lines[-1]
+    assert final["final"] is True and set(final["params"]) == {"w"}
+    assert final["predictions"][0]["x"] == 4.0
+    assert final["predictions"][0]["y"] == pytest.approx(8.0, abs=1e-9)
+
+
+def test_log_every():
+    r = run("train", "linear", "--epochs", "1000", "--format", "jsonl", "--log-every", "250")
+    epochs = [json.loads(line)["epoch"] for line in r.stdout.splitlines()[:-1]]
+    assert epochs == [0, 249, 499, 749, 999]
+
+
+def test_seed_makes_shuffled_training_reproducible():
+    args = [
+        "train",
+        "affine",
+        "--shuffle",
+        "--batch-size",
+        "1",
+        "--epochs",
+        "30",
+        "--format",
+        "jsonl",
+    ]
+    a = run(*args, "--seed", "3").stdout
+    assert a == run(*args, "--seed", "3").stdout
+    assert a != run(*args, "--seed", "4").stdout
+
+
+def test_save_then_init_and_grad_read_it_back(tmp_path):
+    saved = tmp_path / "params.json"
+    r = run("train", "affine", "--epochs", "50", "--save", str(saved), "--format", "jsonl")
+    params = json.loads(saved.read_text())
+    assert params == json.loads(r.stdout.splitlines()[-1])["params"]
+    again = run("train", "affine", "--epochs", "0", "--init", str(saved), "--format", "jsonl")
+    assert json.loads(again.stdout.splitlines()[-1])["params"] == params
+    g = run("grad", "(w*x + b - y)**2", "--values", str(saved), "x=4", "y=8", "--format", "json")
+    assert g.code == 0
+    assert g.json()["variables"]["w"] == params["w"]
+
+
+def test_init_values_and_errors():
+    r = run("train", "affine", "--init", "w=2,b=1", "--epochs", "0", "--format", "jsonl")
+    assert json.loads(r.stdout)["params"] == {"b": 1.0, "w": 2.0}
+    bad = run("train", "affine", "--init", "q=1")
+    assert bad.code == 2 and "--init names q" in bad.stderr
+
+
+def test_data_from_csv_and_stdin(tmp_path):
+    csv = "x,y\n1,3\n2,5\n3,7\n"
+    path = tmp_path / "d.csv"
+    path.write_text(csv)
+    for args, stdin in ((["--data", str(path)], None), (["--data", "-"], csv)):
+        r = run("train", "affine", *args, "--epochs", "3000", "--lr", "0.05", "--optimizer",
+                "adam", "--format", "jsonl", stdin=stdin)  # fmt: skip
+        params = json.loads(r.stdout.splitlines()[-1])["params"]
+        assert params["w"] == pytest.approx(2.0, abs=1e-3)
+        assert params["b"] == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("csv", "fragment"),
+    [
+        ("", "is empty"),
+        ("x,y\n", "no data rows"),
+        ("x,y\n1,2\n3\n", "line 3: 1 fields, but the header has 2"),
+        ("x,y\n1,two\n", "line 2, column 'y': 'two' is not a number"),
+        ("x,y\n1,nan\n", "'nan' is not a number"),
+        ("x,z\n1,2\n", "no target column 'y' (columns: x, z)"),
+        ("x y,y\n1,2\n", "column name 'x y' is not a valid variable name"),
+        ("x,x,y\n1,2,3\n", "column 'x' appears twice"),
+        ("y\n1\n", "only the target column"),
+    ],
+)
+def test_bad_data_is_a_clear_error(csv, fragment, tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text(csv)
+    r = run("train", "affine", "--data", str(path))
+    assert r.code == 2
+    assert fragment in r.stderr.splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--x", "1,2", "--y", "1"], "--x has 2 values but --y has 1"),
+        (["--x", "1,2"], "give both --x and --y"),
+        (["--x", "1,a", "--y", "1,2"], "--x item 2: 'a' is not a number"),
+        (["--loss", "mse+foo"], "unknown loss 'foo'"),
+        (["--plot", "loss.gif"], "must end in .png"),
+        (["--save", "/no/such/dir/p.json"], "does not exist"),
+        (["--device", "cuda"], "--device is for --engine torch or --check"),
+    ],
+)
+def test_bad_options(args, fragment):
+    r = run("train", "affine", *args)
+    assert r.code == 2
+    assert fragment in r.stderr
+
+
+def test_the_target_may_not_be_an_input_of_the_model(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("x,y\n1,2\n")
+    r = run("train", "w*x + y", "--data", str(path))
+    assert r.code == 2 and "uses the target column 'y'" in r.stderr
+
+
+def test_divergence_keeps_the_last_finite_parameters(tmp_path):
+    saved = tmp_path / "p.json"
+    r = run("train", "linear", "--lr", "1", "--epochs", "500", "--save", str(saved))
+    assert r.code == 1
+    assert "diverged at epoch" in r.stderr and "smaller --lr" in r.stderr
+    params = json.loads(saved.read_text())
+    assert math.isfinite(params["w"])
+
+
+def test_torch_engine_on_a_missing_device_is_exit_2(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    r = run("train", "linear", "--engine", "torch", "--device", "cuda")
+    assert r.code == 2 and "CUDA is not available" in r.stderr
+
+
+def test_plot_files(tmp_path):
+    for suffix in ("png", "svg"):
+        path = tmp_path / f"loss.{suffix}"
+        r = run("train", "linear", "--epochs", "30", "--plot", str(path))
+        assert r.code == 0, r.stderr
+        assert path.stat().st_size > 5000
+    assert (tmp_path / "loss.svg").read_text().lstrip().startswith("<?xml")
+    assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_table_mode_has_header_summary_and_curve():
+    r = run("train", "affine", "--epochs", "50")
+    assert r.code == 0
+    for piece in ("model: ŷ = w*x + b", "Parameters", "loss over all data", "by epoch", "└"):
+        assert piece in r.stdout
+
+
+def test_list_models():
+    r = run("train", "--list")
+    for name in ("linear", "affine", "quadratic", "logistic", "mlp"):
+        assert name in r.stdout
