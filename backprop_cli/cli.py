@@ -775,7 +775,7 @@ def _finish_training(
             console.print(view.summary(built, result, settings))
             for line in view.status_lines(result, settings):
                 console.print(line)
-            drawn = view.curve(result.history, width=min(64, max(20, console.width - 12)))
+            drawn = view.curve(result.curve, width=min(64, max(20, console.width - 12)))
             if drawn:
                 console.print(drawn, markup=False)
     if save is not None:
@@ -783,7 +783,7 @@ def _finish_training(
     if plot is not None:
         from .plot import loss_plot
 
-        loss_plot(result.history, plot, f"{built.name}: {built.loss} loss")
+        loss_plot(result.curve, plot, f"{built.name}: {built.loss} loss")
     _training_verdict(result, settings)
 
 

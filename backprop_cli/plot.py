@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 from .errors import BackpropError
 
@@ -22,8 +21,8 @@ def check_path(path: str) -> None:
         raise BackpropError(f"--plot {path}: the folder {str(parent)!r} does not exist")
 
 
-def loss_plot(history: list[dict[str, Any]], path: str, title: str) -> None:
-    points = [(h["epoch"], h["loss"]) for h in history if math.isfinite(h["loss"])]
+def loss_plot(per_epoch: list[tuple[int, float]], path: str, title: str) -> None:
+    points = [(epoch, loss) for epoch, loss in per_epoch if math.isfinite(loss)]
     try:
         import matplotlib
 

@@ -79,9 +79,9 @@ def status_lines(result: Result, settings: Settings) -> list[str]:
     return lines
 
 
-def curve(history: list[dict[str, Any]], width: int = 64, height: int = 12) -> str:
+def curve(per_epoch: list[tuple[int, float]], width: int = 64, height: int = 12) -> str:
     """The loss against the epoch, drawn with text: log scale when it spans decades."""
-    points = [(h["epoch"], h["loss"]) for h in history if math.isfinite(h["loss"])]
+    points = [(epoch, loss) for epoch, loss in per_epoch if math.isfinite(loss)]
     if len(points) < 2:
         return ""
     losses = [loss for _, loss in points]
@@ -99,9 +99,9 @@ def curve(history: list[dict[str, Any]], width: int = 64, height: int = 12) -> s
     bottom = f"{10**lo:.3g}" if log else f"{lo:.3g}"
     pad = max(len(top), len(bottom))
     lines = [f"loss ({'log scale' if log else 'linear scale'}) by epoch"]
-    for r, row in enumerate(grid):
+    for r, cells in enumerate(grid):
         label = top if r == 0 else bottom if r == height - 1 else ""
-        lines.append(f"{label:>{pad}} │{''.join(row)}")
+        lines.append(f"{label:>{pad}} │{''.join(cells)}")
     lines.append(" " * pad + " └" + "─" * width)
     left, right = str(first), str(last)
     lines.append(" " * (pad + 2) + left + " " * max(1, width - len(left) - len(right)) + right)

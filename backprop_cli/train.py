@@ -47,6 +47,7 @@ class Result:
     params: dict[str, float]  # the last finite parameters
     loss: float | None  # the mean loss over all data with those parameters
     history: list[dict[str, Any]] = field(default_factory=list)  # logged epochs
+    curve: list[tuple[int, float]] = field(default_factory=list)  # (epoch, loss), thinned
     epochs_run: int = 0
     diverged_at: int | None = None  # the epoch whose loss or parameters went non-finite
     interrupted: bool = False
@@ -169,6 +170,7 @@ def run(model: Model, data: Dataset, settings: Settings, on_event: Event) -> Res
             if result.diverged_at is not None:
                 break
             result.params = {k: float(v) for k, v in params.items()}
+            _keep(result.curve, epoch, last_loss)
             if (epoch + 1) % settings.log_every == 0 or epoch == 0 or epoch == settings.epochs - 1:
                 entry = {"epoch": epoch, "loss": last_loss, "params": dict(result.params)}
                 result.history.append(entry)
@@ -179,6 +181,18 @@ def run(model: Model, data: Dataset, settings: Settings, on_event: Event) -> Res
     result.params = {k: float(v) for k, v in params.items()}
     result.loss = full_loss(model, data, result.params, settings.dtype)
     return result
+
+
+CURVE_POINTS = 4096
+
+
+def _keep(curve: list[tuple[int, float]], epoch: int, loss: float) -> None:
+    """Every epoch's loss for the curve, thinned to every 2nd, 4th, … as it grows."""
+    stride = curve[1][0] - curve[0][0] if len(curve) > 1 else 1
+    if epoch % stride == 0:
+        curve.append((epoch, loss))
+    if len(curve) > CURVE_POINTS:
+        curve[:] = curve[::2]
 
 
 class _Stepper:

@@ -39,3 +39,25 @@ def test_example_reproduces_its_numbers(path, monkeypatch):
         tol = 0.5 * 10 ** Decimal(text).as_tuple().exponent + 1e-12
         got = data["value"] if key == "value" else data["gradient"][key.removeprefix("d_")]
         assert got == pytest.approx(float(text), abs=tol), (key, got)
+
+
+SESSIONS = sorted((Path(__file__).parent.parent / "examples").glob("*.sh"))
+
+
+def test_there_are_training_sessions():
+    assert len(SESSIONS) >= 2
+
+
+@pytest.mark.parametrize("path", SESSIONS, ids=[p.stem for p in SESSIONS])
+def test_training_session_prints_the_published_lines(path, monkeypatch):
+    monkeypatch.chdir(path.parent.parent)
+    lines = path.read_text().splitlines()
+    command = next(line for line in reversed(lines) if line and not line.startswith("#"))
+    args = shlex.split(command)
+    assert args[0] == "backprop"
+    result = run(*args[1:])
+    assert result.code == 0, result.stderr
+    printed = result.stdout.splitlines()
+    for line in lines:
+        if line.startswith("# expect: "):
+            assert line.removeprefix("# expect: ") in printed

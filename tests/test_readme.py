@@ -90,6 +90,20 @@ def test_error_example():
     assert same(output, result.stderr)
 
 
+def test_train_transcript():
+    shown = next(b for b in blocks() if b.startswith("$ backprop train linear --epochs 100"))
+    output = shown.partition("\n")[2]
+    result = run("train", "linear", "--epochs", "100", "--log-every", "25")
+    assert result.code == 0
+    assert same(output, result.stdout)
+
+
+def test_train_jsonl_example():
+    shown = next(b for b in blocks() if b.startswith("$ backprop train linear --epochs 3"))
+    output = shown.partition("\n")[2]
+    assert same(output, run("train", "linear", "--epochs", "3", "--format", "jsonl").stdout)
+
+
 def test_ops_table():
     table = run("ops", "--format", "markdown").stdout
     assert table in README

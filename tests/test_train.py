@@ -312,3 +312,23 @@ def test_list_models():
     r = run("train", "--list")
     for name in ("linear", "affine", "quadratic", "logistic", "mlp"):
         assert name in r.stdout
+
+
+def test_ctrl_c_stops_cleanly_and_still_summarises(monkeypatch, tmp_path):
+    real = train._GraphStepper.step
+    calls = {"n": 0}
+
+    def interrupted_step(self, params, grads):
+        calls["n"] += 1
+        if calls["n"] > 15:  # 5 epochs of the course's 3 samples
+            raise KeyboardInterrupt
+        return real(self, params, grads)
+
+    monkeypatch.setattr(train._GraphStepper, "step", interrupted_step)
+    saved = tmp_path / "p.json"
+    r = run("train", "linear", "--epochs", "100", "--save", str(saved))
+    assert r.code == 130
+    assert "interrupted after 5 epochs" in r.stderr
+    assert "Parameters" in r.stdout and "progress: 4 " in r.stdout
+    assert "progress: 5 " not in r.stdout
+    assert json.loads(saved.read_text())["w"] == pytest.approx(1.7791289594933983)
