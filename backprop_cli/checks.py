@@ -37,8 +37,10 @@ FD_NEGLIGIBLE = 1e-10  # or their disagreement this small next to |f| / h
 
 
 EPS = float(np.finfo(np.float64).eps)
-# Two numbers may differ by this many times the engine's rounding spread (engine.spread).
+# Two numbers may differ by this many times the engine's rounding spread (engine.spread)...
 SPREAD_SLACK = 4.0
+# ... but an agreement that needs a slack above this fraction of the numbers says nothing.
+SLACK_LIMIT = 0.1
 
 
 def agree(a: float | None, b: float | None, rtol: float, atol: float) -> bool:
@@ -53,6 +55,17 @@ def agree(a: float | None, b: float | None, rtol: float, atol: float) -> bool:
     if not (math.isfinite(a) and math.isfinite(b)):
         return not (math.isfinite(a) or math.isfinite(b))
     return abs(a - b) <= atol + rtol * max(abs(a), abs(b))
+
+
+def judge(a: float | None, b: float | None, rtol: float, atol: float, slack: float) -> str:
+    """'ok', 'mismatch', or 'inconclusive' where only a slack comparable to the numbers
+    themselves (an ill-conditioned point) would make them agree."""
+    if agree(a, b, rtol, atol):
+        return "ok"
+    if agree(a, b, rtol, atol + slack):
+        scale = max(abs(a or 0.0), abs(b or 0.0))
+        return "ok" if slack <= SLACK_LIMIT * scale else "inconclusive"
+    return "mismatch"
 
 
 def abs_error(a: float | None, b: float | None) -> float:

@@ -366,12 +366,22 @@ def _output() -> Iterator[None]:
         raise BackpropError(f"cannot write the output: {exc.strerror or exc}") from None
 
 
-def _print_rich(report: dict[str, Any], max_rows: int) -> None:
+def _console() -> Any:
+    """A Rich console on stdout whose closed pipe reaches `_output` like any other write."""
     from rich.console import Console
 
+    class _Quiet(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError
+
+    return _Quiet(highlight=False)
+
+
+def _print_rich(report: dict[str, Any], max_rows: int) -> None:
     from .render import tables
 
-    console = Console(highlight=False)
+    console = _console()
     for i, renderable in enumerate(tables(report, console.width, max_rows)):
         if i:
             console.print()
@@ -769,9 +779,7 @@ def _finish_training(
         else:
             for point, prediction in zip(points, predictions, strict=True):
                 print(view.predict_line("after", list(point.values()), prediction["y"]))
-            from rich.console import Console
-
-            console = Console(highlight=False)
+            console = _console()
             console.print(view.summary(built, result, settings))
             for line in view.status_lines(result, settings):
                 console.print(line)

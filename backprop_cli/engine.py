@@ -127,17 +127,15 @@ def backward(
     issues: list[Issue] | None = None,
     jitter: Jitter | None = None,
 ) -> list[Array | None]:
-    """The reverse sweep: ∂output/∂node for every node that depends on a variable.
-    `jitter`, when given, perturbs every contribution (see `spread`)."""
+    """The reverse sweep: ∂output/∂node for every node that depends on a variable (zero
+    where the output does not depend on it). `jitter`, when given, perturbs every
+    contribution (see `spread`)."""
     needs = requires_grad(graph)
     grads: list[Array | None] = [None] * len(graph.nodes)
     out = graph.output
-    if not needs[out]:
-        return grads
-    out_value = values[out]
-    grads[out] = np.broadcast_to(
-        np.asarray(seed, dtype=np.result_type(out_value)), np.shape(out_value)
-    )[()]
+    dtype = np.result_type(values[out])
+    if needs[out]:
+        grads[out] = np.broadcast_to(np.asarray(seed, dtype=dtype), np.shape(values[out]))[()]
     with np.errstate(all="ignore"):
         for node in reversed(graph.nodes[: out + 1]):
             g = grads[node.id]
@@ -151,29 +149,25 @@ def backward(
                 contrib = unbroadcast(op.vjp[k](g, values[node.id], *args), np.shape(values[i]))
                 if jitter is not None:
                     contrib = jitter(contrib)
-                if (
-                    issues is not None
-                    and not _finite(contrib)
-                    and _finite(g)
-                    and all(map(_finite, args))
-                ):
-                    which = "" if op.arity == 1 else f" (input {k + 1})"
-                    shown = ", ".join(_describe(a) for a in args)
-                    issues.append(
-                        Issue(
-                            node.id,
-                            "grad",
-                            f"the derivative of {op.name}{which} is "
-                            f"{_nonfinite_word(contrib)} at ({shown})",
-                        )
-                    )
+                broke = not _finite(contrib) and _finite(g) and all(map(_finite, args))
+                if issues is not None and broke:
+                    issues.append(_gradient_issue(node.id, op, k, args, contrib))
                 prev = grads[i]
                 grads[i] = contrib if prev is None else prev + contrib
-    zero = np.zeros((), dtype=np.result_type(out_value))
     for i, need in enumerate(needs):
-        if need and grads[i] is None:  # depends on a variable but the output ignores it
-            grads[i] = np.broadcast_to(zero, np.shape(values[i]))[()]
+        if need and grads[i] is None:  # depends on a variable, but the output does not
+            grads[i] = np.zeros(np.shape(values[i]), dtype=dtype)[()]
     return grads
+
+
+def _gradient_issue(node_id: int, op: ops.Op, k: int, args: list[Array], contrib: Array) -> Issue:
+    which = "" if op.arity == 1 else f" (input {k + 1})"
+    shown = ", ".join(_describe(a) for a in args)
+    return Issue(
+        node_id,
+        "grad",
+        f"the gradient through {op.name}{which} is {_nonfinite_word(contrib)} at ({shown})",
+    )
 
 
 def kinks(graph: Graph, values: list[Array]) -> list[int]:
@@ -217,15 +211,20 @@ def spread(
     """
     dt = DTYPES[dtype]
     rng = np.random.default_rng(0)
-    eps = float(np.finfo(dt).eps)
+    info = np.finfo(dt)
+    eps, tiny, unit = float(info.eps), dt(info.tiny), dt(info.smallest_subnormal)
 
     def jitter(x: Array) -> Array:
         shape = np.shape(x)
         if not shape or shape[0] != SPREAD_COPIES:
             shape = (SPREAD_COPIES, *shape)
             x = np.broadcast_to(x, shape)
-        delta = rng.uniform(-1.0, 1.0, size=(SPREAD_COPIES,) + (1,) * (len(shape) - 1))
-        return (x * dt(1 + SPREAD_ULPS * eps * delta).astype(dt))[()]
+        size = (SPREAD_COPIES,) + (1,) * (len(shape) - 1)
+        moved = x * (1 + SPREAD_ULPS * eps * rng.uniform(-1.0, 1.0, size=size)).astype(dt)
+        # A subnormal keeps only a few digits: it is off by whole units of the smallest one.
+        steps = (SPREAD_ULPS * rng.uniform(-1.0, 1.0, size=size)).astype(dt) * unit
+        subnormal = (x != 0) & (np.abs(x) < tiny)
+        return np.where(subnormal, moved + steps, moved)[()]
 
     batch = {name: np.full(SPREAD_COPIES, value, dtype=dt) for name, value in env.items()}
     with np.errstate(all="ignore"):

@@ -24,6 +24,7 @@ _STATUS_TEXT = {
     "kink": "kink",
     "convention": "convention differs",
     "undefined": "undefined here",
+    "inconclusive": "can't resolve",
     "skipped": "skipped",
     "budget": "skipped: budget",
     "error": "SymPy failed",
@@ -86,6 +87,14 @@ def to_csv(report: dict[str, Any]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     names = list(report["variables"])
     header = [*names, "value", *(f"d_{v}" for v in report["wrt"])]
+    if len(set(header)) != len(header):
+        from .errors import BackpropError
+
+        clash = next(h for h in header if header.count(h) > 1)
+        raise BackpropError(
+            f"the CSV columns would have two called {clash!r}: rename that variable, "
+            "or use --format json"
+        )
     dtype = report["dtype"]
     row = [fmt(report["variables"][n]) for n in names]
     row.append(fmt(report["value"], dtype))
@@ -144,8 +153,10 @@ def _torch_line(torch: dict[str, Any]) -> tuple[str, str]:
         f"torch autograd, {torch['device']} {torch['dtype']}: "
         f"{torch['compared']} node values and gradients"
     )
+    unresolved = torch.get("inconclusive") or 0
+    aside = f"; {unresolved} too ill-conditioned to compare" if unresolved else ""
     if torch["ok"]:
-        return "✓", f"{what} agree, max error {error(torch['max_error'])}"
+        return "✓", f"{what} agree, max error {error(torch['max_error'])}{aside}"
     bad = ", ".join(f"node {m['node']} {m['what']}" for m in torch["mismatches"][:5])
     return "✗", f"{what}: disagreement at {bad}"
 
@@ -206,12 +217,14 @@ def _point(report: dict[str, Any]) -> str:
 
 def short(x: float | None, dtype: str = "float64", digits: int = 10) -> str:
     """A table cell: the exact shortest text when it is short, else `digits` significant
-    digits and '…' (JSON and markdown always carry every digit)."""
+    digits (trailing zeros kept, so 0.10000000001 shows as 0.1000000…) and '…'. JSON and
+    markdown always carry every digit."""
     text = fmt(x, dtype)
     if sum(c.isdigit() for c in text.split("e")[0].lstrip("-0.")) <= digits + 2:
         return text
     assert x is not None
-    return format(x, f".{digits}g") + "…"
+    mantissa, _, exponent = format(x, f"#.{digits}g").partition("e")
+    return mantissa.rstrip(".") + "…" + (f"e{exponent}" if exponent else "")
 
 
 def error(x: float) -> str:
@@ -220,7 +233,7 @@ def error(x: float) -> str:
 
 
 def _digits(width: int) -> int:
-    return 10 if width >= 110 else 7 if width >= 80 else 5
+    return 10 if width >= 110 else 7 if width >= 80 else 4
 
 
 def tables(report: dict[str, Any], width: int = 100, max_rows: int = 0) -> list[RenderableType]:
@@ -250,7 +263,9 @@ def _heading(report: dict[str, Any]) -> RenderableType:
     if report["variables"]:
         head.append(f"  at {_point(report)}")
     if dtype != "float64":
-        head.append(f"  ({dtype})")
+        rounded = {k: v for k, v in report["variables_used"].items() if v != report["variables"][k]}
+        shown = ", ".join(f"{k} = {fmt(v)}" for k, v in rounded.items())
+        head.append(f"  ({dtype}" + (f": {shown})" if shown else ")"))
     if report.get("symbolic_output"):
         head.append("\nSymPy: ", style="bold")
         head.append(f"{name} = {_cap(report['symbolic_output'])}")
@@ -294,8 +309,8 @@ def _graph_table(report: dict[str, Any], digits: int, max_rows: int = 0) -> Rend
     table.add_column("node", min_width=8)
     table.add_column("op", no_wrap=True)
     table.add_column("inputs")
-    table.add_column("value", justify="right", style="green", overflow="fold")
-    table.add_column(f"∂{name}/∂node", justify="right", style="red", overflow="fold")
+    table.add_column("value", justify="right", style="green", no_wrap=True)
+    table.add_column(f"∂{name}/∂node", justify="right", style="red", no_wrap=True)
     if notes:
         table.add_column("note", style="yellow")
     for node in rows:
@@ -349,9 +364,9 @@ def _partials(report: dict[str, Any], width: int) -> list[RenderableType]:
     table.add_column("partial", no_wrap=True)
     if inline:
         table.add_column("SymPy formula")
-    table.add_column("engine", justify="right", style="bold red", overflow="fold")
+    table.add_column("engine", justify="right", style="bold red", no_wrap=True)
     for title, _ in columns:
-        table.add_column(title, justify="right", overflow="fold")
+        table.add_column(title, justify="right", no_wrap=True)
     table.add_column("agree", justify="center", no_wrap=True)
     for i, (p, row) in enumerate(zip(partials, rows, strict=True)):
         mark = _mark(p)

@@ -56,7 +56,8 @@ class _Run:
     """Everything one report is made from."""
 
     graph: Graph
-    point: dict[str, float]
+    point: dict[str, float]  # as given
+    used: dict[str, float]  # as the engine's dtype holds them
     wrt: list[str]
     options: Options
     trace: engine.Trace
@@ -124,20 +125,23 @@ def gradient_report(program: Program, point: dict[str, float], options: Options)
     if options.dtype != "float64":
         engine.check_constants(graph, dtype=options.dtype)
         warnings += [{"message": w} for w in engine.check_point_fits(point, options.dtype)]
+    # The checks look at the point the engine really computed at (float32 rounds it).
+    dt = engine.DTYPES[options.dtype]
+    used = {name: float(dt(value)) for name, value in point.items()}
     if options.torch and options.device != "cpu":
         checks.check_device(options.device, options.dtype)  # a bad device fails before any work
 
-    trace = engine.run(graph, point, options.dtype)
-    job = _start_symbolic(graph, point, wrt, options)
+    trace = engine.run(graph, used, options.dtype)
+    job = _start_symbolic(graph, used, wrt, options)
     try:
-        value_spread, grad_spread = engine.spread(graph, point, trace, options.dtype)
+        value_spread, grad_spread = engine.spread(graph, used, trace, options.dtype)
         fd = None
         if options.finite_difference:
-            noise = value_spread[graph.output] if options.dtype == "float64" else 0.0
-            fd = checks.finite_differences(graph, point, wrt, noise)
+            noise = _fd_noise(graph, used, options, value_spread[graph.output])
+            fd = checks.finite_differences(graph, used, wrt, noise)
         torch_run = None
         if options.torch and graph.variables:
-            torch_run = checks.torch_run(graph, point, options.dtype, options.device)
+            torch_run = checks.torch_run(graph, used, options.dtype, options.device)
     except BaseException:
         if job is not None:
             job.deadline = 0.0
@@ -145,11 +149,19 @@ def gradient_report(program: Program, point: dict[str, float], options: Options)
         raise
     deps = graph.depends_on() if trace.kinks else []
     run = _Run(
-        graph, point, wrt, options, trace, value_spread, grad_spread,
+        graph, point, used, wrt, options, trace, value_spread, grad_spread,
         {name for node in trace.kinks for name in deps[node]},
         fd, torch_run, _collect(job),
     )  # fmt: skip
     return _assemble(run, program, warnings)
+
+
+def _fd_noise(graph: Graph, used: dict[str, float], options: Options, spread: float) -> float:
+    """How far rounding moves the output in float64, where finite differences work."""
+    if options.dtype == "float64":
+        return spread
+    trace = engine.run(graph, used, "float64")
+    return engine.spread(graph, used, trace, "float64")[0][graph.output]
 
 
 def _start_symbolic(
@@ -175,12 +187,16 @@ def _collect(job: Bounded | None) -> _Symbolic:
         if "error" in message:
             got.error = str(message["error"])
             continue
-        if message.get("output"):
-            got.output = message["output"]
+        simplified = message.get("stage") == "simplified"
+        output = message.get("output")
+        if output and not (simplified and "error" in output):
+            got.output = {**(got.output or {}), **output}
         for name, info in message.get("partials", {}).items():
-            got.partials[name] = info
-            if message["stage"] == "simplified":
+            if simplified:
+                if "error" in info:
+                    continue  # keep the differentiated form
                 got.simplified.add(name)
+            got.partials[name] = {**got.partials.get(name, {}), **info}
     if got.error:
         got.state = "error"
     elif job.status == "timeout":
@@ -217,11 +233,12 @@ def _assemble(run: _Run, program: Program, warnings: list[dict[str, Any]]) -> di
         },
         "value": _num(trace.values[graph.output]),
         "variables": dict(run.point),
+        "variables_used": dict(run.used),
         "wrt": run.wrt,
         "gradient": {name: _num(trace.grads[graph.variables[name]]) for name in run.wrt},
         "nodes": _nodes(run),
         "symbolic": {p["variable"]: p["symbolic"] for p in partials if p["symbolic"] is not None},
-        "symbolic_output": run.sym.output["formula"] if run.sym.output else None,
+        "symbolic_output": (run.sym.output or {}).get("formula"),
     }
     if run.options.latex:
         report["latex"] = {p["variable"]: p["latex"] for p in partials if p.get("latex")}
@@ -271,8 +288,9 @@ def _partial(run: _Run, name: str) -> dict[str, Any]:
     grad = run.trace.grads[node_id]
     assert grad is not None
     engine_value = _num(grad)
-    slack = checks.SPREAD_SLACK * (run.grad_spread[node_id] or 0.0)
-    row: dict[str, Any] = {"variable": name, "engine": engine_value, "spread": slack}
+    spread = run.grad_spread[node_id] or 0.0
+    slack = checks.SPREAD_SLACK * spread
+    row: dict[str, Any] = {"variable": name, "engine": engine_value, "spread": spread}
     status: dict[str, str] = {}
     _symbolic_part(run, name, engine_value, slack, row, status)
 
@@ -282,9 +300,7 @@ def _partial(run: _Run, name: str) -> dict[str, Any]:
     else:
         tgrad = run.torch.grads[node_id]
         row["torch"] = None if tgrad is None else _num(tgrad)
-        rtol, atol = run.tol("torch")
-        ok = checks.agree(engine_value, row["torch"], rtol, atol + slack)
-        status["torch"] = "ok" if ok else "mismatch"
+        status["torch"] = checks.judge(engine_value, row["torch"], *run.tol("torch"), slack)
 
     estimate = run.fd.get(name) if run.fd is not None else None
     if estimate is None:
@@ -293,10 +309,14 @@ def _partial(run: _Run, name: str) -> dict[str, Any]:
     else:
         row["finite_difference"] = estimate.value
         row["fd_error_estimate"] = estimate.error_estimate
-        status["finite_difference"] = _fd_status(run, engine_value, estimate)
+        status["finite_difference"] = _fd_status(run, engine_value, estimate, slack)
     row["status"] = status
     row["ok"] = all(s in OK_STATUSES for s in status.values())
     return row
+
+
+def _output_finite(run: _Run) -> bool:
+    return math.isfinite(_num(run.trace.values[run.graph.output]))
 
 
 def _symbolic_part(
@@ -308,7 +328,7 @@ def _symbolic_part(
     status: dict[str, str],
 ) -> None:
     info = run.sym.partials.get(name)
-    row["symbolic"] = info["formula"] if info else None
+    row["symbolic"] = info.get("formula") if info else None
     row["symbolic_value"] = info.get("value") if info else None
     row["simplified"] = name in run.sym.simplified
     if run.options.latex:
@@ -319,42 +339,42 @@ def _symbolic_part(
         else:
             status["symbolic"] = "error" if run.sym.error else "budget"
         return
+    if "error" in info:
+        status["symbolic"] = "error"
+        row["symbolic_note"] = f"SymPy failed here: {info['error']}"
+        return
     if info.get("undefined"):
         status["symbolic"] = "undefined"
         row["symbolic_note"] = info["undefined"]
         return
-    if checks.agree(engine_value, info["value"], *_widened(run.tol("symbolic"), slack)):
-        status["symbolic"] = "ok"
-    elif not math.isfinite(engine_value):
+    verdict = checks.judge(engine_value, info["value"], *run.tol("symbolic"), slack)
+    if verdict == "mismatch" and not _output_finite(run):
         # SymPy's algebra may have cancelled what makes the function undefined here
-        # (x/x, exp(log(x)) at x < 0); the engine's warning names the node.
-        status["symbolic"] = "undefined"
+        # (x/x, exp(log(x)) at x < 0, x**y/y at y = 0); the engine's warning names the node.
+        verdict = "undefined"
         row["symbolic_note"] = "the function is not finite here; SymPy's form extends it"
-    elif info.get("convention") or name in run.kinked:
+    elif verdict != "ok" and (info.get("convention") or name in run.kinked):
         # On a kink the derivative is a convention: the engine takes torch's subgradient.
-        status["symbolic"] = "convention"
+        verdict = "convention"
         row["symbolic_note"] = "on a kink SymPy's value is a different convention"
-    else:
-        status["symbolic"] = "mismatch"
+    status["symbolic"] = verdict
 
 
-def _widened(tol: tuple[float, float], slack: float) -> tuple[float, float]:
-    return tol[0], tol[1] + slack
-
-
-def _fd_status(run: _Run, engine_value: float, estimate: checks.FiniteDifference) -> str:
+def _fd_status(
+    run: _Run, engine_value: float, estimate: checks.FiniteDifference, slack: float
+) -> str:
     if estimate.kink:
         return "kink"
     if estimate.value is None:
         return "undefined" if estimate.reliable else "inconclusive"
-    if not math.isfinite(engine_value):
+    if not math.isfinite(engine_value) and not _output_finite(run):
         return "undefined"
     rtol, atol = run.tol("finite_difference")
     err = estimate.error_estimate if estimate.error_estimate is not None else math.inf
-    scale = max(abs(engine_value), abs(estimate.value))
+    scale = max(abs(engine_value), abs(estimate.value)) if math.isfinite(engine_value) else 0.0
     if not estimate.reliable or err > FD_RESOLUTION * scale + atol:
         return "inconclusive"  # the differences cannot resolve this derivative
-    return "ok" if checks.agree(engine_value, estimate.value, rtol, atol + 2 * err) else "mismatch"
+    return checks.judge(engine_value, estimate.value, rtol, atol, 2 * err + slack)
 
 
 def _torch_summary(run: _Run) -> dict[str, Any]:
@@ -362,11 +382,11 @@ def _torch_summary(run: _Run) -> dict[str, Any]:
     summary: dict[str, Any] = {"rtol": rtol, "atol": atol}
     if run.torch is None:
         reason = "--no-torch" if not run.options.torch else "no variables"
-        summary.update(ok=None, skipped=reason)
+        summary.update(ok=None, skipped=reason, max_error=None)
         return summary
     mismatches = []
     worst = 0.0
-    compared = 0
+    compared = unresolved = 0
     trace = run.trace
     for node in run.graph.nodes:
         pairs: list[tuple[str, Any, Any, float | None]] = [
@@ -378,10 +398,13 @@ def _torch_summary(run: _Run) -> dict[str, Any]:
         for what, ours, theirs, spread in pairs:
             a = _num(ours)
             b = None if theirs is None else _num(theirs)
-            slack = checks.SPREAD_SLACK * (spread or 0.0)
+            verdict = checks.judge(a, b, rtol, atol, checks.SPREAD_SLACK * (spread or 0.0))
+            if verdict == "inconclusive":
+                unresolved += 1  # too ill-conditioned here for any comparison to mean much
+                continue
             compared += 1
             worst = max(worst, checks.abs_error(a, b))
-            if not checks.agree(a, b, rtol, atol + slack):
+            if verdict == "mismatch":
                 mismatches.append({"node": node.id, "what": what, "engine": a, "torch": b})
     summary.update(
         ok=not mismatches,
@@ -390,6 +413,7 @@ def _torch_summary(run: _Run) -> dict[str, Any]:
         dtype=run.options.dtype,
         version=run.torch.version,
         compared=compared,
+        inconclusive=unresolved,
         max_error=worst,
         mismatches=mismatches[:20],
     )
@@ -400,7 +424,7 @@ def _fd_summary(run: _Run, partials: list[dict[str, Any]]) -> dict[str, Any]:
     rtol, atol = run.tol("finite_difference")
     summary: dict[str, Any] = {"rtol": rtol, "atol": atol, "method": "5-point central"}
     if run.fd is None:
-        summary.update(ok=None, skipped="disabled")
+        summary.update(ok=None, skipped="disabled", max_error=None)
         return summary
     compared = [p for p in partials if p["status"]["finite_difference"] in ("ok", "mismatch")]
     summary.update(
@@ -422,9 +446,8 @@ def _symbolic_summary(run: _Run, partials: list[dict[str, Any]]) -> dict[str, An
     rtol, atol = run.tol("symbolic")
     summary: dict[str, Any] = {"rtol": rtol, "atol": atol}
     if run.sym.state == "skipped":
-        summary.update(
-            ok=None, skipped="--no-symbolic" if not run.options.symbolic else "no variables"
-        )
+        skipped = "--no-symbolic" if not run.options.symbolic else "no variables"
+        summary.update(ok=None, skipped=skipped, max_error=None)
         return summary
     compared = [p for p in partials if p["status"]["symbolic"] in ("ok", "mismatch")]
     summary.update(

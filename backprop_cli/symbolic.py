@@ -1,71 +1,79 @@
 """The SymPy counterpart of a graph: the only module that imports sympy.
 
 The expression is built from our graph node by node (never by parsing text), differentiated
-per variable and evaluated exactly at the point. `partials` streams its results through
-`emit` (first unsimplified, then simplified per variable) so that a budget cut still leaves
-the earlier results.
+per variable and evaluated exactly at the point. Every constant enters as a placeholder, so
+a formula shows it as typed (0.1 as 1/10, pi as π) while the value is computed with the
+float64 number the engine used, exactly. `partials` streams its results through `emit`
+(first the differentiated forms with their values, then simplified forms per variable), so
+that a budget cut still leaves the earlier results.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from fractions import Fraction
+from functools import partial
 from typing import Any
 
 from . import ops
 from .graph import Graph
 
 MAX_FORMULA_CHARS = 200_000
-_SMALLEST_NORMAL = 2.2250738585072014e-308
 DIGITS = 30  # working precision of the exact evaluation
 
 # Where SymPy's value at a kink is a convention that differs from torch's subgradient.
 _CONVENTION_FUNCS = ("Heaviside", "sign", "DiracDelta")
 
 
-def to_sympy(graph: Graph, sp: Any) -> list[Any]:
+@dataclass
+class Expressions:
+    """SymPy expressions for every node, with constants as placeholder symbols."""
+
+    nodes: list[Any]
+    shown: dict[Any, Any]  # placeholder -> the constant as typed (1/10, pi)
+    used: dict[Any, Any]  # placeholder -> the float64 value the engine used, exactly
+
+
+def _exact(value: float, sp: Any) -> Any:
+    frac = Fraction(value)
+    return sp.Rational(frac.numerator, frac.denominator)
+
+
+def to_sympy(graph: Graph, sp: Any) -> Expressions:
     """One SymPy expression per node, built in a loop over the nodes."""
     exprs: list[Any] = []
+    shown: dict[Any, Any] = {}
+    used: dict[Any, Any] = {}
     for node in graph.nodes:
         if node.op == "input":
             exprs.append(sp.Symbol(node.name, real=True))
         elif node.op == "const":
             text = graph.text(node.id)
-            if text == "pi":
-                exprs.append(sp.pi)
-            elif text == "e":
-                exprs.append(sp.E)
+            c = sp.Dummy(f"c{node.id}", real=True)
+            if text in ops.CONSTANTS:
+                shown[c] = sp.pi if text == "pi" else sp.E
             else:
-                # The literal as typed (0.1 is 1/10), unless float64 could not hold it to
-                # full precision: then the value the engine really used.
                 typed = Fraction(text)
-                used = node.value if node.value is not None else 0.0
-                frac = typed if typed == 0 or abs(used) >= _SMALLEST_NORMAL else Fraction(used)
-                exprs.append(sp.Rational(frac.numerator, frac.denominator))
+                shown[c] = sp.Rational(typed.numerator, typed.denominator)
+            used[c] = _exact(node.value if node.value is not None else 0.0, sp)
+            exprs.append(c)
         else:
             exprs.append(ops.OPS[node.op].sympy(sp, *(exprs[i] for i in node.inputs)))
-    return exprs
+    return Expressions(exprs, shown, used)
 
 
-def _exact(value: float, sp: Any) -> Any:
-    # The float the engine used, exactly (0.1 given on the command line is a binary fraction).
-    frac = Fraction(value)
-    return sp.Rational(frac.numerator, frac.denominator)
-
-
-def _describe(expr: Any, sp: Any, subs: Mapping[Any, Any], latex: bool) -> dict[str, Any]:
-    text = sp.sstr(expr)
-    info: dict[str, Any] = {"formula": _cap(text)}
-    if latex:
-        info["latex"] = _cap(sp.latex(expr))
-    at_point = expr.xreplace(subs)
+def _value(expr: Any, sp: Any, at: Mapping[Any, Any]) -> dict[str, Any]:
+    """The expression's exact value at the point, or why it has none."""
+    at_point = expr.xreplace(at)
     value = sp.N(at_point, DIGITS)
-    info["convention"] = any(
-        sp.N(arg.xreplace(subs), DIGITS) == 0
-        for f in expr.atoms(sp.Function)
-        if type(f).__name__ in _CONVENTION_FUNCS
-        for arg in f.args[:1]
-    )
+    info: dict[str, Any] = {
+        "convention": any(
+            sp.N(f.args[0].xreplace(at), DIGITS) == 0
+            for f in expr.atoms(sp.Function)
+            if type(f).__name__ in _CONVENTION_FUNCS and f.args
+        )
+    }
     if value.has(sp.zoo, sp.nan) or value is sp.nan:
         info["value"], info["undefined"] = None, "undefined at this point"
     elif value.has(sp.I):
@@ -80,10 +88,29 @@ def _describe(expr: Any, sp: Any, subs: Mapping[Any, Any], latex: bool) -> dict[
     return info
 
 
+def _shown(expr: Any, sp: Any, shown: Mapping[Any, Any], latex: bool) -> dict[str, Any]:
+    readable = expr.xreplace(shown)
+    info = {"formula": _cap(sp.sstr(readable))}
+    if latex:
+        info["latex"] = _cap(sp.latex(readable))
+    return info
+
+
 def _cap(text: str) -> str:
     if len(text) <= MAX_FORMULA_CHARS:
         return text
     return text[:MAX_FORMULA_CHARS] + f"… ({len(text):,} characters in all)"
+
+
+def _guarded(work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """One partial's result; a SymPy failure there (an undecidable comparison inside Max, an
+    mpmath corner) is that partial's error, not everyone's."""
+    try:
+        return work()
+    except RecursionError:
+        raise  # the expression is too deep for SymPy at all: the caller reports it
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"[:300]}
 
 
 def partials(
@@ -98,28 +125,33 @@ def partials(
     """Send {"stage": "raw", ...} with every partial, then one "simplified" per variable."""
     import sympy as sp
 
-    exprs = to_sympy(graph, sp)
-    out = exprs[graph.output]
-    symbols = {name: exprs[node_id] for name, node_id in graph.variables.items()}
-    subs = {symbols[name]: _exact(point[name], sp) for name in symbols}
+    built = to_sympy(graph, sp)
+    out = built.nodes[graph.output]
+    symbols = {name: built.nodes[node_id] for name, node_id in graph.variables.items()}
+    at = {**built.used, **{symbols[n]: _exact(point[n], sp) for n in symbols}}
     derivatives = {name: sp.diff(out, symbols[name]) for name in wrt}
+
+    def described(expr: Any) -> dict[str, Any]:
+        return {**_shown(expr, sp, built.shown, latex), **_value(expr, sp, at)}
+
     emit(
         {
             "stage": "raw",
-            "output": _describe(out, sp, subs, latex),
-            "partials": {n: _describe(d, sp, subs, latex) for n, d in derivatives.items()},
+            "output": _guarded(partial(described, out)),
+            "partials": {n: _guarded(partial(described, d)) for n, d in derivatives.items()},
         }
     )
     if not simplify:
         return
-    emit({"stage": "simplified", "output": _describe(_simplify(out, sp), sp, subs, latex)})
+
+    # Simplified forms replace only the formula: the value stays the one computed from the
+    # differentiated graph, whose algebra has not cancelled anything.
+    def simplified(expr: Any) -> dict[str, Any]:
+        return _shown(_simplify(expr.xreplace(built.shown), sp), sp, {}, latex)
+
+    emit({"stage": "simplified", "output": _guarded(partial(simplified, out))})
     for name, d in derivatives.items():
-        emit(
-            {
-                "stage": "simplified",
-                "partials": {name: _describe(_simplify(d, sp), sp, subs, latex)},
-            }
-        )
+        emit({"stage": "simplified", "partials": {name: _guarded(partial(simplified, d))}})
 
 
 def _simplify(expr: Any, sp: Any) -> Any:

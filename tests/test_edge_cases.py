@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests.conftest import run
@@ -36,6 +37,15 @@ NO_FALSE_ALARM = [
     ("y + (x + y)/tanh(x) + cos(x/y) - sigmoid(y - x)", "x=2725.778388175601", "y=7.1e-07"),
     ("1/tan(-x^2)", "x=-223769.22030907866"),
     ("log(pow(y, x))", "x=0", "y=1.016"),
+    # constants count as the float64 numbers the engine used, shown as typed
+    ("sqrt(x - 0.3)", "x=0.1+0.2"),
+    ("1/(x - 0.1)", "x=0.10000000001"),
+    ("log(x, sin(pi))", "x=2"),
+    # the output is singular where SymPy cancels
+    ("x**y/y", "x=2", "y=0"),
+    # a subnormal intermediate quantises the differences
+    ("(x*y)/y", "x=1e-300", "y=1e-20"),
+    ("x*y*1e300", "x=1e-300", "y=1e-20"),
     # kinks, where SymPy's value is a convention however it simplifies
     ("min(relu(x), x)", "x=0"),
     ("(2 + abs(x)) * min(relu(x), x)", "x=0"),
@@ -157,10 +167,11 @@ def _backprop(*args: str) -> list[str]:
     return [sys.executable, "-m", "backprop_cli", *args]
 
 
-def test_a_reader_that_stops_early_ends_us_quietly():
+@pytest.mark.parametrize("fmt", ["json", "table"])
+def test_a_reader_that_stops_early_ends_us_quietly(fmt):
     proc = subprocess.Popen(
         _backprop("grad", "+".join(f"sin(x*{i})" for i in range(400)), "x=1", "--format",
-                  "json", "--no-torch", "--no-symbolic"),
+                  fmt, "--no-torch", "--no-symbolic", "--max-rows", "0"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     assert proc.stdout is not None and proc.stderr is not None
@@ -179,3 +190,57 @@ def test_an_unwritable_output_is_a_clear_error():
         )  # fmt: skip
     assert out.returncode == 2
     assert out.stderr.startswith("error: cannot write the output")
+
+
+@pytest.mark.parametrize("program", ["x; 3", "a = x; b = 2", "pi*x; pi = 3"])
+def test_an_output_that_ignores_the_variables_has_zero_partials(program):
+    r = run("grad", program, "x=1", "--format", "json")
+    assert r.code == 0, r.stderr
+    assert r.json()["gradient"] == {"x": 0.0}
+
+
+def test_an_overflowing_reverse_sweep_is_a_disagreement_not_undefined():
+    r = run("grad", "x*1e-300*y*z", "x=1", "y=1e300", "z=1e300", "--format", "json")
+    assert r.code == 1
+    px = next(p for p in r.json()["partials"] if p["variable"] == "x")
+    assert px["status"]["symbolic"] == "mismatch"
+    assert any("gradient through mul" in w["message"] for w in r.json()["warnings"])
+
+
+@pytest.mark.parametrize(
+    ("args", "dtype"),
+    [
+        (["1/(x-1)", "x=1.00001"], "float32"),
+        (["1/(x*x - 2)", "x=1.41421353816986083984375"], "float32"),
+    ],
+)
+def test_float32_points_are_checked_where_the_engine_computed(args, dtype):
+    r = run("grad", *args, "--dtype", dtype, "--format", "json")
+    assert r.code == 0, r.stderr
+    data = r.json()
+    assert data["variables_used"]["x"] == float(np.float32(data["variables"]["x"]))
+
+
+@pytest.mark.parametrize(
+    "case",
+    [("cos(2**x)", "x=93.26394141635083"), ("max(sqrt(x)*sqrt(y), x)", "x=2", "y=2")],
+)
+def test_ill_conditioned_points_are_not_called_agreement(case):
+    r = run("grad", *case, "--format", "json")
+    assert r.code == 0
+    statuses = {s for p in r.json()["partials"] for s in p["status"].values()}
+    assert statuses & {"inconclusive", "convention", "kink"}
+
+
+def test_table_numbers_are_never_broken_across_lines(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    r = run("grad", "1/(x - 0.1)", "x=0.10000000001")
+    assert "e+21" in r.stdout
+    monkeypatch.setenv("COLUMNS", "60")
+    for line in run("grad", "sin(x)/x", "x=0.7").stdout.splitlines():
+        assert not line.rstrip().endswith(("0.", "-0"))
+
+
+def test_csv_column_names_may_not_collide():
+    r = run("grad", "value*2", "value=3", "--format", "csv")
+    assert r.code == 2 and "two called 'value'" in r.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import pytest
@@ -17,7 +18,8 @@ def partials(source: str, simplify: bool = True, **point: float) -> dict:
     symbolic.partials(graph, point, list(graph.variables), False, simplify, emit=messages.append)
     merged: dict = {}
     for m in messages:
-        merged.update(m.get("partials", {}))
+        for name, info in m.get("partials", {}).items():
+            merged[name] = {**merged.get(name, {}), **info}
     return merged
 
 
@@ -29,15 +31,25 @@ def test_formulas_of_the_cs231n_example():
     assert got["z"]["value"] == 3.0
 
 
-def test_literals_are_exact():
+def test_literals_show_as_typed_and_count_as_the_engine_used_them():
     got = partials("0.1 * x", x=1.0)
     assert got["x"]["formula"] == "1/10"
+    assert got["x"]["value"] == 0.1  # the float64 0.1, exactly
+    got = partials("1/(x - 0.1)", x=0.10000000001)
+    # -1/(x - fl(0.1))**2, not -1/(x - 1/10)**2
+    assert got["x"]["value"] == pytest.approx(-9.999998345192785e21, rel=1e-15)
+    got = partials("log(x, sin(pi))", x=2.0)  # sin(fl(pi)) is 1.2e-16, not 0
+    assert got["x"]["value"] == pytest.approx(1 / (2 * math.log(math.sin(math.pi))), rel=1e-12)
+
+
+def test_one_failing_partial_keeps_the_others():
+    got = partials("tan(exp(e) ** max(z ** x, z)) + w", x=0.0034880324791974307, z=-1.0, w=1.0)
+    assert got["w"]["value"] == 1.0
+    assert "error" in got["x"] or "undefined" in got["x"] or got["x"].get("value") is not None
 
 
 def test_values_are_evaluated_exactly_at_the_float_point():
     got = partials("exp(x)", x=0.1)
-    import math
-
     assert got["x"]["value"] == pytest.approx(math.exp(0.1), rel=1e-16)
 
 
