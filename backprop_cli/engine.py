@@ -193,7 +193,7 @@ def run(graph: Graph, env: Mapping[str, Array], dtype: str = "float64") -> Trace
     return Trace(values, grads, issues, kinks(graph, values))
 
 
-SPREAD_COPIES = 4
+SPREAD_COPIES = 8
 SPREAD_ULPS = 16
 
 

@@ -319,6 +319,17 @@ def _output_finite(run: _Run) -> bool:
     return math.isfinite(_num(run.trace.values[run.graph.output]))
 
 
+_MASKED_NAN = (
+    "autograd's nan: a non-finite local derivative times a zero factor (torch gives the same)"
+)
+
+
+def _masked_nan(run: _Run, engine_value: float) -> bool:
+    """A nan partial of a finite output: reverse mode multiplied a non-finite local
+    derivative (log of a negative, 0**-1, exp overflow) by zero, as torch does too."""
+    return math.isnan(engine_value) and _output_finite(run)
+
+
 def _symbolic_part(
     run: _Run,
     name: str,
@@ -348,7 +359,10 @@ def _symbolic_part(
         row["symbolic_note"] = info["undefined"]
         return
     verdict = checks.judge(engine_value, info["value"], *run.tol("symbolic"), slack)
-    if verdict == "mismatch" and not _output_finite(run):
+    if verdict == "mismatch" and _masked_nan(run, engine_value):
+        verdict = "convention"
+        row["symbolic_note"] = _MASKED_NAN
+    elif verdict == "mismatch" and not _output_finite(run):
         # SymPy's algebra may have cancelled what makes the function undefined here
         # (x/x, exp(log(x)) at x < 0, x**y/y at y = 0); the engine's warning names the node.
         verdict = "undefined"
@@ -367,6 +381,8 @@ def _fd_status(
         return "kink"
     if estimate.value is None:
         return "undefined" if estimate.reliable else "inconclusive"
+    if _masked_nan(run, engine_value):
+        return "convention"
     if not math.isfinite(engine_value) and not _output_finite(run):
         return "undefined"
     rtol, atol = run.tol("finite_difference")
