@@ -17,9 +17,9 @@ from typing import Annotated, Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
-from . import __version__
+from . import __version__, inputs
 from .errors import BackpropError
-from .parse import DEFAULT_LIMITS, Limits, Program, parse_binding, parse_program
+from .parse import DEFAULT_LIMITS, Limits
 
 try:  # typer >= 0.25 vendors click
     from typer._click.exceptions import ClickException
@@ -126,75 +126,6 @@ def _main(
     ] = False,
 ) -> None:
     """The terminal's backpropagation workbench."""
-
-
-def _read(path: str, what: str, limit: int) -> str:
-    """Read a program from a file or stdin ('-'), refusing oversize input without reading it
-    all: a UTF-8 character is at most 4 bytes, so more than 4·limit bytes is too long."""
-    most = 4 * limit + 4
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        stream = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
-        try:
-            while size <= most:
-                chunk = stream.read(min(1 << 20, most + 1 - size))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-        finally:
-            if path != "-":
-                stream.close()
-    except OSError as exc:
-        raise BackpropError(f"cannot read {what}: {exc.strerror or exc}") from None
-    too_long = BackpropError(
-        f"{what} is longer than {limit:,} characters",
-        hint="raise the limit with --max-length if you really mean it",
-    )
-    if size > most:
-        raise too_long
-    try:
-        text = b"".join(chunks).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BackpropError(f"{what} is not valid UTF-8 (byte {exc.start})") from None
-    if len(text) > limit:
-        raise too_long
-    return text
-
-
-def _load_program(
-    expression: str | None, values: list[str], file: str | None, limits: Limits
-) -> tuple[Program, list[str]]:
-    if file is not None:
-        if expression is not None:
-            values = [expression, *values]
-        what = "stdin" if file == "-" else file
-        source = _read(file, what, limits.max_length)
-    elif expression is None:
-        raise BackpropError("missing the expression", hint='backprop grad "(x+y)*z" x=-2 y=5 z=-4')
-    elif expression == "-":
-        what = "stdin"
-        source = _read("-", what, limits.max_length)
-    else:
-        what = "expression"
-        source = expression
-    return parse_program(source, limits=limits, what=what), values
-
-
-def _parse_values(args: list[str], limits: Limits, warnings: list[str]) -> dict[str, float]:
-    point: dict[str, float] = {}
-    for arg in args:
-        if arg.startswith("-") and "=" not in arg:
-            raise BackpropError(
-                f"unexpected argument {arg!r}: not an option of this command, nor NAME=VALUE",
-                hint="options go before a '--'; see 'backprop grad --help'",
-            )
-        name, value = parse_binding(arg, limits=limits, warnings=warnings)
-        if name in point:
-            raise BackpropError(f"{name} is given twice ({name}={point[name]!r} and {arg!r})")
-        point[name] = value
-    return point
 
 
 GRAD_EXAMPLES = """\
@@ -313,8 +244,8 @@ def grad(
 
     limits = Limits(max_length=max_length)
     try:
-        program, rest = _load_program(expression, list(values or []), file, limits)
-        point = _parse_values(rest, limits, program.warnings)
+        program, rest = inputs.load_program(expression, list(values or []), file, limits)
+        point = inputs.parse_values(rest, limits, program.warnings)
         if values_file is not None:
             from .data import read_values
 
@@ -546,11 +477,11 @@ def train(
         _list_models(fmt)
         return
     try:
-        data, note = _train_data(x, y, data_file, target)
+        data, note = inputs.train_data(x, y, data_file, target)
         spec = model or "linear"
         built = _build_model(spec, data, loss, hidden, seed)
         if init is not None:
-            built = _with_init(built, init)
+            built = inputs.with_init(built, init)
         settings = training.Settings(
             epochs=epochs,
             lr=lr,
@@ -567,13 +498,13 @@ def train(
         )
         if predict_at is None and x is None and data_file is None and len(built.features) == 1:
             predict_at = "4"  # the course predicts at x = 4
-        points = _predict_points(predict_at, built)
+        points = inputs.predict_points(predict_at, built)
         if plot is not None:
             from .plot import check_path
 
             check_path(plot)
         if save is not None:
-            _check_writable(save, "--save")
+            inputs.check_writable(save, "--save")
         if device != "cpu" and engine_name is Engine.graph and not check:
             raise BackpropError("--device is for --engine torch or --check")
         with _output():
@@ -602,22 +533,6 @@ def _list_models(fmt: TrainFormat) -> None:
     Console(highlight=False).print(table)
 
 
-def _train_data(
-    x: str | None, y: str | None, data_file: str | None, target: str
-) -> tuple[Any, str]:
-    from .data import from_csv, from_lists
-
-    if data_file is not None:
-        if x is not None or y is not None:
-            raise BackpropError("give --data or --x/--y, not both")
-        what = "stdin" if data_file == "-" else data_file
-        return from_csv(_read(data_file, what, 1_000_000_000), what, target), f" from {what}"
-    if target != "y":
-        raise BackpropError("--target names a column of --data")
-    dataset = from_lists(x, y)
-    return dataset, (" (the course's data: y = 2x)" if x is None else "")
-
-
 def _build_model(spec: str, data: Any, loss: str | None, hidden: int, seed: int) -> Any:
     from .models import build, unused_columns
 
@@ -625,60 +540,6 @@ def _build_model(spec: str, data: Any, loss: str | None, hidden: int, seed: int)
     for column in unused_columns(built):
         _stderr(f"warning: the data column {column!r} is not used by the model")
     return built
-
-
-def _with_init(built: Any, init: str) -> Any:
-    import dataclasses
-
-    from .data import read_values
-    from .parse import parse_constant
-
-    if init.endswith(".json") or os.path.isfile(init):
-        given = read_values(init, "--init")
-    else:
-        given = {}
-        for item in init.split(","):
-            name, sep, text = item.partition("=")
-            if not sep or not name.strip():
-                raise BackpropError(f"--init: expected name=value, got {item!r}")
-            given[name.strip()] = parse_constant(text, what=f"--init value for {name.strip()}")
-    unknown = [name for name in given if name not in built.params]
-    if unknown:
-        raise BackpropError(
-            f"--init names {', '.join(unknown)}, which the model does not have "
-            f"(its parameters: {', '.join(built.params)})"
-        )
-    return dataclasses.replace(built, init={**built.init, **given})
-
-
-def _predict_points(text: str | None, built: Any) -> list[dict[str, float]]:
-    from .data import number
-
-    if text is None:
-        return []
-    if "=" in text:
-        point = {}
-        for item in text.split(","):
-            name, _, value = item.partition("=")
-            point[name.strip()] = number(value, f"--predict {name.strip()}")
-        missing = [f for f in built.features if f not in point]
-        if missing or set(point) - set(built.features):
-            raise BackpropError(f"--predict needs exactly the inputs {', '.join(built.features)}")
-        return [point]
-    if len(built.features) != 1:
-        raise BackpropError(
-            f"--predict: the model has {len(built.features)} inputs; "
-            "give them as name=value,name=value"
-        )
-    return [
-        {built.features[0]: number(item, "--predict")} for item in text.split(",") if item.strip()
-    ]
-
-
-def _check_writable(path: str, option: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise BackpropError(f"{option} {path}: the folder {folder!r} does not exist")
 
 
 def _run_training(

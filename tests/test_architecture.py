@@ -18,7 +18,7 @@ def test_core_imports_nothing_heavy():
         "import backprop_cli.checks, backprop_cli.report, backprop_cli.render\n"
         "import backprop_cli.symbolic, backprop_cli.sandbox\n"
         "import backprop_cli.train, backprop_cli.models, backprop_cli.data\n"
-        "import backprop_cli.render_train, backprop_cli.plot\n"
+        "import backprop_cli.render_train, backprop_cli.plot, backprop_cli.inputs\n"
         "heavy = [m for m in ('typer', 'rich', 'sympy', 'torch') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

@@ -1,0 +1,149 @@
+"""What the user hands over: programs from arguments, files or stdin, NAME=VALUE bindings,
+training data, initial parameters and prediction points, each checked, each error a
+BackpropError that says what and where."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from .errors import BackpropError
+from .parse import Limits, Program, parse_binding, parse_program
+
+
+def read_text(path: str, what: str, limit: int) -> str:
+    """Read a program from a file or stdin ('-'), refusing oversize input without reading it
+    all: a UTF-8 character is at most 4 bytes, so more than 4·limit bytes is too long."""
+    most = 4 * limit + 4
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        stream = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+        try:
+            while size <= most:
+                chunk = stream.read(min(1 << 20, most + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+        finally:
+            if path != "-":
+                stream.close()
+    except OSError as exc:
+        raise BackpropError(f"cannot read {what}: {exc.strerror or exc}") from None
+    too_long = BackpropError(
+        f"{what} is longer than {limit:,} characters",
+        hint="raise the limit with --max-length if you really mean it",
+    )
+    if size > most:
+        raise too_long
+    try:
+        text = b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BackpropError(f"{what} is not valid UTF-8 (byte {exc.start})") from None
+    if len(text) > limit:
+        raise too_long
+    return text
+
+
+def load_program(
+    expression: str | None, values: list[str], file: str | None, limits: Limits
+) -> tuple[Program, list[str]]:
+    if file is not None:
+        if expression is not None:
+            values = [expression, *values]
+        what = "stdin" if file == "-" else file
+        source = read_text(file, what, limits.max_length)
+    elif expression is None:
+        raise BackpropError("missing the expression", hint='backprop grad "(x+y)*z" x=-2 y=5 z=-4')
+    elif expression == "-":
+        what = "stdin"
+        source = read_text("-", what, limits.max_length)
+    else:
+        what = "expression"
+        source = expression
+    return parse_program(source, limits=limits, what=what), values
+
+
+def parse_values(args: list[str], limits: Limits, warnings: list[str]) -> dict[str, float]:
+    point: dict[str, float] = {}
+    for arg in args:
+        if arg.startswith("-") and "=" not in arg:
+            raise BackpropError(
+                f"unexpected argument {arg!r}: not an option of this command, nor NAME=VALUE",
+                hint="options go before a '--'; see 'backprop grad --help'",
+            )
+        name, value = parse_binding(arg, limits=limits, warnings=warnings)
+        if name in point:
+            raise BackpropError(f"{name} is given twice ({name}={point[name]!r} and {arg!r})")
+        point[name] = value
+    return point
+
+
+def train_data(x: str | None, y: str | None, data_file: str | None, target: str) -> tuple[Any, str]:
+    from .data import from_csv, from_lists
+
+    if data_file is not None:
+        if x is not None or y is not None:
+            raise BackpropError("give --data or --x/--y, not both")
+        what = "stdin" if data_file == "-" else data_file
+        return from_csv(read_text(data_file, what, 1_000_000_000), what, target), f" from {what}"
+    if target != "y":
+        raise BackpropError("--target names a column of --data")
+    dataset = from_lists(x, y)
+    return dataset, (" (the course's data: y = 2x)" if x is None else "")
+
+
+def with_init(built: Any, init: str) -> Any:
+    import dataclasses
+
+    from .data import read_values
+    from .parse import parse_constant
+
+    if init.endswith(".json") or os.path.isfile(init):
+        given = read_values(init, "--init")
+    else:
+        given = {}
+        for item in init.split(","):
+            name, sep, text = item.partition("=")
+            if not sep or not name.strip():
+                raise BackpropError(f"--init: expected name=value, got {item!r}")
+            given[name.strip()] = parse_constant(text, what=f"--init value for {name.strip()}")
+    unknown = [name for name in given if name not in built.params]
+    if unknown:
+        raise BackpropError(
+            f"--init names {', '.join(unknown)}, which the model does not have "
+            f"(its parameters: {', '.join(built.params)})"
+        )
+    return dataclasses.replace(built, init={**built.init, **given})
+
+
+def predict_points(text: str | None, built: Any) -> list[dict[str, float]]:
+    from .data import number
+
+    if text is None:
+        return []
+    if "=" in text:
+        point = {}
+        for item in text.split(","):
+            name, _, value = item.partition("=")
+            point[name.strip()] = number(value, f"--predict {name.strip()}")
+        missing = [f for f in built.features if f not in point]
+        if missing or set(point) - set(built.features):
+            raise BackpropError(f"--predict needs exactly the inputs {', '.join(built.features)}")
+        return [point]
+    if len(built.features) != 1:
+        raise BackpropError(
+            f"--predict: the model has {len(built.features)} inputs; "
+            "give them as name=value,name=value"
+        )
+    return [
+        {built.features[0]: number(item, "--predict")} for item in text.split(",") if item.strip()
+    ]
+
+
+def check_writable(path: str, option: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise BackpropError(f"{option} {path}: the folder {folder!r} does not exist")
