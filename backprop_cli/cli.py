@@ -143,6 +143,8 @@ GRAD_EXAMPLES = """\
 
   backprop grad "(w*x - y)**2" --values params.json x=4 y=8   (params saved by train --save)
 
+  backprop grad "(x+y)*z" x=-2 y=5 z=-4 --graph g.svg   (and a picture of the graph)
+
   backprop grad -- "-x*y" x=3 y=2   (an expression that starts with '-')
 """
 
@@ -218,6 +220,14 @@ def grad(
             help="Wall-clock budget for SymPy.",
         ),
     ] = 5.0,
+    picture_file: Annotated[
+        str | None,
+        typer.Option(
+            "--graph",
+            metavar="FILE",
+            help="Also draw the graph with its values and gradients (.svg .png .pdf).",
+        ),
+    ] = None,
     max_rows: Annotated[
         int,
         typer.Option(
@@ -262,7 +272,14 @@ def grad(
         )
         if not torch_check and device != "cpu":
             raise BackpropError("--device needs the torch check; drop --no-torch")
+        if picture_file is not None:
+            from . import picture as pictures
+
+            pictures.check_output(picture_file)
         report = gradient_report(program, point, options)
+        if picture_file is not None:
+            pic = pictures.picture(program.graph, report["variables_used"], 200)
+            pictures.render(pictures.to_dot(pic), picture_file)
     except BackpropError as exc:
         _fail(exc)
 
@@ -362,6 +379,236 @@ def ops(
         from rich.console import Console
 
         Console(highlight=False).print(ops_table(rows))
+
+
+class ExplainFormat(str, Enum):
+    table = "table"
+    markdown = "markdown"
+    latex = "latex"
+    json = "json"
+
+
+class Mode(str, Enum):
+    reverse = "reverse"
+    forward = "forward"
+
+
+EXPLAIN_EXAMPLES = """\
+[bold]Examples[/bold]
+
+  backprop explain "(x*w - y)**2" x=2 w=1 y=4 --wrt w
+
+  backprop explain "1/(1+exp(-(w0*x0+w1*x1+w2)))" w0=2 x0=-1 w1=-3 x1=-2 w2=-3
+
+  backprop explain examples/seed_loss.bp x=2 w=1 y=4 --wrt w --format latex > steps.tex
+
+  backprop explain "x*x + x" x=3 --mode forward
+"""
+
+
+@app.command(context_settings={"ignore_unknown_options": True}, epilog=EXPLAIN_EXAMPLES)
+def explain(
+    expression: Annotated[
+        str | None,
+        typer.Argument(
+            help="The expression, a program file (.bp) or '-' for stdin.", show_default=False
+        ),
+    ] = None,
+    values: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="NAME=VALUE...", help="A value for each variable.", show_default=False
+        ),
+    ] = None,
+    file: Annotated[
+        str | None, typer.Option("--file", metavar="PATH", help="Read the program from a file.")
+    ] = None,
+    values_file: Annotated[
+        str | None, typer.Option("--values", metavar="FILE.json", help="Values from a JSON object.")
+    ] = None,
+    wrt: Annotated[
+        str | None, typer.Option("--wrt", metavar="X,Y", help="Only these variables.")
+    ] = None,
+    mode: Annotated[
+        Mode,
+        typer.Option(
+            "--mode", help="reverse: paths and the backward pass; forward: tangent sweeps."
+        ),
+    ] = Mode.reverse,
+    fmt: Annotated[ExplainFormat, typer.Option("--format")] = ExplainFormat.table,
+    max_length: Annotated[
+        int, typer.Option("--max-length", min=1, max=100_000_000, metavar="CHARS")
+    ] = DEFAULT_LIMITS.max_length,
+) -> None:
+    """The chain rule step by step: every path from the output down to each variable with
+    its product of local derivatives, the reverse sweep as numbered local steps (or, with
+    --mode forward, one tangent sweep per input), and what each mode costs."""
+    from . import render_explain as view
+    from .explain import explain as run_explain
+    from .render import to_json
+    from .report import check_point, resolve_wrt
+
+    limits = Limits(max_length=max_length)
+    try:
+        program, point = _program_and_point(expression, values, file, values_file, limits)
+        for warning in [*program.warnings, *check_point(program.graph, point)]:
+            _stderr(f"warning: {warning}")
+        graph = program.graph
+        chosen = resolve_wrt(graph, _names(wrt))
+        report = run_explain(graph, {k: point[k] for k in graph.variables}, chosen, mode.value)
+    except BackpropError as exc:
+        _fail(exc)
+    for warning in report["warnings"]:
+        _stderr(f"warning: {warning['message']}")
+    with _output():
+        if fmt is ExplainFormat.json:
+            sys.stdout.write(to_json(report) + "\n")
+        elif fmt is ExplainFormat.markdown:
+            sys.stdout.write(view.markdown(report))
+        elif fmt is ExplainFormat.latex:
+            from .symbolic import latex_names
+
+            names = [e["name"] for e in report["legend"]] + [report["output"]["name"]]
+            sys.stdout.write(view.latex(report, dict(zip(names, latex_names(names), strict=True))))
+        else:
+            console = _console()
+            for i, item in enumerate(view.panels(report)):
+                if i:
+                    console.print()
+                console.print(item)
+    if not report["ok"]:
+        _stderr("disagreement: the sum over paths differs from the reverse sweep")
+        raise typer.Exit(EXIT_DISAGREE)
+
+
+def _names(wrt: str | None) -> list[str] | None:
+    return [w.strip() for w in wrt.split(",") if w.strip()] if wrt is not None else None
+
+
+def _program_and_point(
+    expression: str | None,
+    values: list[str] | None,
+    file: str | None,
+    values_file: str | None,
+    limits: Limits,
+) -> tuple[Any, dict[str, float]]:
+    """The program and the point, from arguments, files and --values (NAME=VALUE wins)."""
+    program, rest = inputs.load_program(expression, list(values or []), file, limits)
+    point = inputs.parse_values(rest, limits, program.warnings)
+    if values_file is not None:
+        from .data import read_values
+
+        point = {**read_values(values_file, "--values"), **point}
+    return program, point
+
+
+class GraphFormat(str, Enum):
+    tree = "tree"
+    dot = "dot"
+    mermaid = "mermaid"
+
+
+class Rankdir(str, Enum):
+    LR = "LR"
+    TB = "TB"
+
+
+GRAPH_EXAMPLES = """\
+[bold]Examples[/bold]
+
+  backprop graph "(x+y)*z" x=-2 y=5 z=-4
+
+  backprop graph "(x+y)*z" x=-2 y=5 z=-4 --format dot | dot -Tsvg > g.svg
+
+  backprop graph examples/sigmoid_neuron.bp w0=2 x0=-1 w1=-3 x1=-2 w2=-3 -o neuron.svg
+
+  backprop graph "(x+y)*z" x=-2 y=5 z=-4 --format mermaid
+
+  backprop graph "q = x + y; f = q * z"   (no values: the structure only)
+"""
+
+
+@app.command(context_settings={"ignore_unknown_options": True}, epilog=GRAPH_EXAMPLES)
+def graph(
+    expression: Annotated[
+        str | None,
+        typer.Argument(
+            help="The expression, a program file (.bp) or '-' for stdin.", show_default=False
+        ),
+    ] = None,
+    values: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="NAME=VALUE...",
+            help="Values (all or none: without them the picture shows the structure).",
+            show_default=False,
+        ),
+    ] = None,
+    file: Annotated[
+        str | None, typer.Option("--file", metavar="PATH", help="Read the program from a file.")
+    ] = None,
+    values_file: Annotated[
+        str | None, typer.Option("--values", metavar="FILE.json", help="Values from a JSON object.")
+    ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option("--output", "-o", metavar="FILE", help="Render with Graphviz: .svg .png .pdf"),
+    ] = None,
+    fmt: Annotated[
+        GraphFormat, typer.Option("--format", help="Printed format.")
+    ] = GraphFormat.tree,
+    rankdir: Annotated[
+        Rankdir, typer.Option("--rankdir", help="Left to right or top down.")
+    ] = Rankdir.LR,
+    max_nodes: Annotated[
+        int, typer.Option("--max-nodes", min=0, help="Show at most this many nodes (0: all).")
+    ] = 200,
+    max_length: Annotated[
+        int, typer.Option("--max-length", min=1, max=100_000_000, metavar="CHARS")
+    ] = DEFAULT_LIMITS.max_length,
+) -> None:
+    """Draw the computational graph, CS231n style: each node's op and label with its value
+    (green) and gradient (red), each wire with the value going forward and the gradient
+    coming back. Without values it shows the structure alone."""
+    from . import picture as pictures
+
+    limits = Limits(max_length=max_length)
+    try:
+        if output is not None:
+            pictures.check_output(output)
+        program, point = _program_and_point(expression, values, file, values_file, limits)
+        pic = pictures.picture(program.graph, _full_point_or_none(program.graph, point), max_nodes)
+        text = (
+            pictures.to_mermaid(pic, rankdir.value)
+            if fmt is GraphFormat.mermaid
+            else pictures.to_dot(pic, rankdir.value)
+        )
+        if output is not None:
+            pictures.render(pictures.to_dot(pic, rankdir.value), output)
+    except BackpropError as exc:
+        _fail(exc)
+    if pic.cut:
+        _stderr(f"note: {pic.cut:,} nodes not shown (--max-nodes {max_nodes})")
+    if output is not None:
+        _stderr(f"wrote {output}")
+        if fmt is GraphFormat.tree:
+            return
+    with _output():
+        if fmt is GraphFormat.tree:
+            _console().print(pictures.tree(pic))
+        else:
+            sys.stdout.write(text)
+
+
+def _full_point_or_none(graph: Any, point: dict[str, float]) -> dict[str, float] | None:
+    """All the values, or none (a structure-only picture); some but not all is a mistake."""
+    from .report import check_point
+
+    if not point:
+        return None
+    for warning in check_point(graph, point):
+        _stderr(f"warning: {warning}")
+    return {name: point[name] for name in graph.variables}
 
 
 class TrainFormat(str, Enum):

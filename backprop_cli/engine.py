@@ -193,6 +193,43 @@ def run(graph: Graph, env: Mapping[str, Array], dtype: str = "float64") -> Trace
     return Trace(values, grads, issues, kinks(graph, values))
 
 
+def local_partials(graph: Graph, values: list[Array]) -> list[tuple[Array, ...]]:
+    """∂node/∂input_k for every edge: an elementwise op's vector-Jacobian product of 1 (so
+    kinks get torch's subgradient here too). Leaves have none."""
+    local: list[tuple[Array, ...]] = []
+    with np.errstate(all="ignore"):
+        for node in graph.nodes:
+            if node.op in ops.LEAVES:
+                local.append(())
+                continue
+            op = ops.OPS[node.op]
+            args = [values[i] for i in node.inputs]
+            one = np.ones_like(np.asarray(values[node.id]))[()]
+            local.append(tuple(rule(one, values[node.id], *args) for rule in op.vjp))
+    return local
+
+
+def tangents(
+    graph: Graph, values: list[Array], local: list[tuple[Array, ...]], variable: str
+) -> list[Array]:
+    """Forward accumulation: ∂node/∂variable for every node, in one sweep in dependency
+    order (the tangent of each input is 1 for `variable` and 0 for the others)."""
+    dots: list[Array] = []
+    with np.errstate(all="ignore"):
+        for node in graph.nodes:
+            if node.op in ops.LEAVES:
+                dots.append(
+                    np.float64(1.0 if node.name == variable and node.op == "input" else 0.0)
+                )
+                continue
+            total: Array = np.float64(0.0)
+            for k, i in enumerate(node.inputs):
+                if dots[i] != 0:  # skip exact zeros, so 0 · inf does not turn into nan
+                    total = total + local[node.id][k] * dots[i]
+            dots.append(total)
+    return dots
+
+
 SPREAD_COPIES = 8
 SPREAD_ULPS = 16
 

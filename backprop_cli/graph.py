@@ -53,6 +53,37 @@ class Graph:
             text = text[: LABEL_WIDTH - 1] + "…"
         return text
 
+    def output_name(self) -> str:
+        """What to call the output in ∂out/∂x: its name, else f, never a variable's name."""
+        for name in (self.out.name, "f", "out", "output"):
+            if name and name not in self.variables:
+                return name
+        return "output_"
+
+    def short_names(self) -> list[str]:
+        """A short, stable name per node for formulas: the name it was given (primed when
+        reassigned: a, a', a''), the variable, the literal, or t1, t2, … for unnamed ops."""
+        names: list[str] = []
+        seen: dict[str, int] = {}
+        unnamed = 0
+        taken = set(self.variables) | {n.name for n in self.nodes if n.name}
+        for node in self.nodes:
+            if node.op == "input":
+                assert node.name is not None
+                names.append(node.name)
+            elif node.op == "const":
+                names.append(self.text(node.id))
+            elif node.name is not None:
+                count = seen.get(node.name, 0)
+                seen[node.name] = count + 1
+                names.append(node.name + "'" * count)
+            else:
+                unnamed += 1
+                while f"t{unnamed}" in taken:
+                    unnamed += 1
+                names.append(f"t{unnamed}")
+        return names
+
     def consumers(self) -> list[list[int]]:
         users: list[list[int]] = [[] for _ in self.nodes]
         for node in self.nodes:

@@ -60,6 +60,11 @@ def load_program(
     elif expression == "-":
         what = "stdin"
         source = read_text("-", what, limits.max_length)
+    elif expression.endswith(".bp") and "\n" not in expression:
+        what = expression  # a program file named where the expression goes
+        if not os.path.isfile(expression):
+            raise BackpropError(f"cannot read {what}: no such file")
+        source = read_text(expression, what, limits.max_length)
     else:
         what = "expression"
         source = expression

@@ -34,6 +34,9 @@ class Op:
     symbol: str | None = None  # infix or prefix symbol, e.g. "*"
     branch: Callable[..., Array] | None = None  # piecewise ops: the piece; 0 on a kink
     domain: str | None = None  # where the op is defined, for domain warnings
+    # The local derivative as a textbook writes it in terms of the op's own output, for
+    # `explain` ((sp, out, *inputs) -> expression); otherwise SymPy differentiates `sympy`.
+    local: Callable[..., Any] | None = None
 
 
 def _where(cond: Array, a: Array, b: Array) -> Array:
@@ -164,6 +167,7 @@ _OPS: list[Op] = [
         (lambda g, out, a: g / (2 * out),),
         lambda sp, a: sp.sqrt(a), lambda t, a: t.sqrt(a),
         "∂/∂a = 1/(2·sqrt(a))", ((4.0,), (0.5,)), call="sqrt", domain="a ≥ 0",
+        local=lambda sp, out, a: 1 / (2 * out),
     ),
     Op(
         "softplus", 1, "softplus(a)", lambda a: np.logaddexp(0, a),
@@ -190,18 +194,21 @@ _OPS: list[Op] = [
         (lambda g, out, a: g * (1 + out**2),),
         lambda sp, a: sp.tan(a), lambda t, a: t.tan(a),
         "∂/∂a = 1 + tan²(a)", ((0.5,), (-1.0,), (0.0,)), call="tan", domain="cos a ≠ 0",
+        local=lambda sp, out, a: 1 + out**2,
     ),
     Op(
         "tanh", 1, "tanh(a)", np.tanh,
         (lambda g, out, a: g * (1 - out * out),),
         lambda sp, a: sp.tanh(a), lambda t, a: t.tanh(a),
         "∂/∂a = 1 - tanh²(a)", ((0.5,), (-2.0,), (0.0,)), call="tanh",
+        local=lambda sp, out, a: 1 - out**2,
     ),
     Op(
         "sigmoid", 1, "sigmoid(a)", _sigmoid,
         (lambda g, out, a: g * (1 - out) * out,),
         lambda sp, a: 1 / (1 + sp.exp(-a)), lambda t, a: t.sigmoid(a),
         "∂/∂a = sigmoid(a)·(1 - sigmoid(a))", ((0.5,), (-2.0,), (0.0,)), call="sigmoid",
+        local=lambda sp, out, a: out * (1 - out),
     ),
     # ---- piecewise functions: torch's subgradient at the kink --------------------------
     Op(

@@ -164,3 +164,65 @@ def _simplify(expr: Any, sp: Any) -> Any:
         return int(sp.count_ops(e)) + 1000 * len(new)
 
     return sp.simplify(expr, ratio=1.0, measure=measure)
+
+
+def local_formulas(
+    graph: Graph,
+    names: list[str],
+    values: list[float],
+    edges: list[tuple[int, int]],
+) -> dict[tuple[int, int], dict[str, str]]:
+    """The local derivative ∂node/∂input_k of each edge as a formula in the nodes' short
+    names (2*r for r**2), and the same formula with the values put in (2*(-2)), as text and
+    LaTeX. Each input position gets its own symbol, so x*x has ∂/∂a = b on each edge."""
+    import sympy as sp
+
+    out: dict[tuple[int, int], dict[str, str]] = {}
+    for node_id, k in edges:
+        node = graph.nodes[node_id]
+        op = ops.OPS[node.op]
+        slots = [sp.Symbol(f"_slot{j}", real=True) for j in range(op.arity)]
+        named, valued = {}, {}
+        for j, i in enumerate(node.inputs):
+            if graph.nodes[i].op == "const" and graph.text(i) not in ops.CONSTANTS:
+                typed = Fraction(graph.text(i))
+                named[slots[j]] = valued[slots[j]] = sp.Rational(typed.numerator, typed.denominator)
+            else:
+                named[slots[j]] = sp.Symbol(names[i], real=True)
+                valued[slots[j]] = sp.Symbol(_number(values[i]), real=True)
+        if op.local is not None:  # the textbook form, in the op's output: a·(1 - a)
+            result = sp.Symbol("_out", real=True)
+            named[result] = sp.Symbol(names[node_id], real=True)
+            valued[result] = sp.Symbol(_number(values[node_id]), real=True)
+            derivative = op.local(sp, result, *slots)
+        else:
+            derivative = sp.diff(op.sympy(sp, *slots), slots[k])
+        formula, at = derivative.xreplace(named), derivative.xreplace(valued)
+        out[(node_id, k)] = {
+            "text": sp.sstr(formula),
+            "latex": sp.latex(formula, mul_symbol="dot"),
+            "at": sp.sstr(at),
+            "at_latex": sp.latex(at, mul_symbol="dot"),
+        }
+    return out
+
+
+def _number(value: float) -> str:
+    text = repr(float(value))
+    text = text[:-2] if text.endswith(".0") else text
+    return f"({text})" if text.startswith("-") else text
+
+
+def latex_names(names: list[str]) -> list[str]:
+    """How SymPy writes each name in LaTeX (w11 as w_{11}, yhat as \\hat{y})."""
+    import sympy as sp
+
+    return [sp.latex(sp.Symbol(name)) if not _is_number(name) else name for name in names]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

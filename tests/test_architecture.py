@@ -19,6 +19,7 @@ def test_core_imports_nothing_heavy():
         "import backprop_cli.symbolic, backprop_cli.sandbox\n"
         "import backprop_cli.train, backprop_cli.models, backprop_cli.data\n"
         "import backprop_cli.render_train, backprop_cli.plot, backprop_cli.inputs\n"
+        "import backprop_cli.explain, backprop_cli.render_explain, backprop_cli.picture\n"
         "heavy = [m for m in ('typer', 'rich', 'sympy', 'torch') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
@@ -35,7 +36,8 @@ def test_one_module_per_heavy_dependency():
     assert _importers("sympy") == {"symbolic.py"}
     assert _importers("torch") == {"checks.py", "train_torch.py"}
     assert _importers("typer") == {"cli.py"}
-    assert _importers("rich") <= {"render.py", "render_train.py", "cli.py"}
+    renderers = {"render.py", "render_train.py", "render_explain.py", "picture.py", "cli.py"}
+    assert _importers("rich") <= renderers
     assert _importers("matplotlib") == {"plot.py"}
 
 

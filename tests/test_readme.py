@@ -104,6 +104,26 @@ def test_train_jsonl_example():
     assert same(output, run("train", "linear", "--epochs", "3", "--format", "jsonl").stdout)
 
 
+def test_explain_transcript():
+    shown = next(b for b in blocks() if b.startswith("$ backprop explain"))
+    result = run("explain", "(x*w - y)**2", "x=2", "w=1", "y=4", "--wrt", "w")
+    assert result.code == 0
+    assert same(shown.partition("\n")[2], result.stdout)
+
+
+def test_graph_transcript():
+    shown = next(b for b in blocks() if b.startswith("$ backprop graph"))
+    result = run("graph", "(x+y)*z", "x=-2", "y=5", "z=-4")
+    assert same(shown.partition("\n")[2], result.stdout)
+
+
+def test_the_embedded_picture_shows_the_current_graph():
+    svg = (ROOT / "docs" / "sigmoid_neuron.svg").read_text()
+    assert "docs/sigmoid_neuron.svg" in README
+    for label in (">w0<", ">exp<", ">0.7311…<", "∂ &#45;0.1966…", "∂ 0.3932…"):
+        assert label in svg, label
+
+
 def test_ops_table():
     table = run("ops", "--format", "markdown").stdout
     assert table in README

@@ -1,0 +1,271 @@
+"""Pictures of the computational graph in the CS231n style: each node shows its op and
+label with its value (green) and gradient (red), each wire the value flowing forward and
+the gradient flowing back along it. As DOT for Graphviz, as Mermaid, or as a tree for the
+terminal; `render` runs Graphviz's dot for SVG, PNG or PDF files.
+"""
+
+from __future__ import annotations
+
+import html
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import engine, ops
+from .errors import BackpropError
+from .graph import Graph
+from .render import short
+
+FILE_FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf"}
+GREEN, RED, KINK = "#2e7d32", "#c62828", "#e65100"
+DOT_TIMEOUT = 120  # seconds for Graphviz
+
+
+@dataclass
+class Picture:
+    """What a picture shows: the nodes kept (at most max_nodes), with values if any."""
+
+    graph: Graph
+    keep: list[int]  # node ids shown, in evaluation order
+    cut: int  # how many ancestors of the output were left out
+    values: list[float] | None
+    grads: list[float | None] | None
+    flows: dict[tuple[int, int], float]  # (node, input position) -> gradient along the wire
+    kinks: set[int]
+
+
+def picture(graph: Graph, point: dict[str, float] | None, max_nodes: int) -> Picture:
+    """The nodes the output depends on (the last max_nodes of them), with values, gradients
+    and per-wire gradients when a point is given."""
+    reach = graph.ancestors_of_output()
+    ancestors = [n.id for n in graph.nodes if reach[n.id]]
+    keep = ancestors[-max_nodes:] if max_nodes and len(ancestors) > max_nodes else ancestors
+    if point is None:
+        return Picture(graph, keep, len(ancestors) - len(keep), None, None, {}, set())
+    trace = engine.run(graph, point)
+    local = engine.local_partials(graph, trace.values)
+    flows: dict[tuple[int, int], float] = {}
+    for node in graph.nodes:
+        g = trace.grads[node.id]
+        if g is None or node.op in ops.LEAVES:
+            continue
+        for k, i in enumerate(node.inputs):
+            if trace.grads[i] is not None:
+                flows[(node.id, k)] = float(g) * float(local[node.id][k])
+    return Picture(
+        graph,
+        keep,
+        len(ancestors) - len(keep),
+        [float(v) for v in trace.values],
+        [None if g is None else float(g) for g in trace.grads],
+        flows,
+        set(trace.kinks),
+    )
+
+
+def _title(pic: Picture, node_id: int) -> tuple[str, str]:
+    """(op symbol, label) for a node: `*` and its name, a variable, or a literal."""
+    node = pic.graph.nodes[node_id]
+    if node.op == "input":
+        return "", node.name or ""
+    if node.op == "const":
+        return "", pic.graph.text(node_id)
+    op = ops.OPS[node.op]
+    symbol = op.symbol or op.call or op.name
+    if node.op == "neg":
+        symbol = "−"
+    label = node.name or (pic.graph.output_name() if node_id == pic.graph.output else "")
+    return symbol or node.op, label
+
+
+def _num(x: float | None) -> str:
+    return "—" if x is None else short(x, digits=4)
+
+
+# ---- DOT --------------------------------------------------------------------------------
+
+
+def to_dot(pic: Picture, rankdir: str = "LR") -> str:
+    graph = pic.graph
+    shown = set(pic.keep)
+    lines = [
+        "digraph backprop {",
+        f'  graph [rankdir={rankdir}, fontname="Helvetica", nodesep=0.35, ranksep=0.5];',
+        '  node [fontname="Helvetica", fontsize=11];',
+        '  edge [fontname="Helvetica", fontsize=9, arrowsize=0.6];',
+    ]
+    if pic.cut:
+        lines.append(
+            f'  cut [shape=note, style=dashed, label="{pic.cut:,} more nodes\\n(--max-nodes)"];'
+        )
+    for node_id in pic.keep:
+        lines.append(f"  n{node_id} [{_dot_node(pic, node_id)}];")
+    for node_id in pic.keep:
+        node = graph.nodes[node_id]
+        for k, i in enumerate(node.inputs):
+            source = f"n{i}" if i in shown else "cut"
+            lines.append(f"  {source} -> n{node_id} [{_dot_edge(pic, node_id, k, i)}];")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _dot_node(pic: Picture, node_id: int) -> str:
+    node = pic.graph.nodes[node_id]
+    symbol, label = _title(pic, node_id)
+    rows = []
+    if symbol:
+        rows.append(f"<b>{html.escape(symbol)}</b>" + (f" {html.escape(label)}" if label else ""))
+    else:
+        rows.append(f"<b>{html.escape(label)}</b>")
+    if pic.values is not None and node.op != "const":
+        rows.append(f'<font color="{GREEN}">{html.escape(_num(pic.values[node_id]))}</font>')
+        if pic.grads is not None and pic.grads[node_id] is not None:
+            rows.append(f'<font color="{RED}">∂ {html.escape(_num(pic.grads[node_id]))}</font>')
+    if node_id in pic.kinks:
+        rows.append(f'<font color="{KINK}">kink</font>')
+    attrs = [f"label=<{'<br/>'.join(rows)}>"]
+    if node.op == "input":
+        attrs += ["shape=ellipse", "style=filled", 'fillcolor="#e3f2fd"']
+    elif node.op == "const":
+        attrs += ["shape=plaintext"]
+    else:
+        attrs += ["shape=box", 'style="rounded"']
+    if node_id == pic.graph.output:
+        attrs += ["penwidth=2.5", 'style="rounded,filled"', 'fillcolor="#fff8e1"']
+    if node_id in pic.kinks:
+        attrs.append(f'color="{KINK}"')
+    return ", ".join(attrs)
+
+
+def _dot_edge(pic: Picture, node_id: int, k: int, source: int) -> str:
+    if pic.values is None:
+        return ""
+    value = _num(pic.values[source])
+    flow = pic.flows.get((node_id, k))
+    label = f'<font color="{GREEN}">{html.escape(value)}</font>'
+    if flow is not None:
+        label += f'<br/><font color="{RED}">{html.escape(_num(flow))}</font>'
+    return f"label=<{label}>"
+
+
+# ---- Mermaid ----------------------------------------------------------------------------
+
+
+def to_mermaid(pic: Picture, rankdir: str = "LR") -> str:
+    graph = pic.graph
+    shown = set(pic.keep)
+    lines = [f"flowchart {rankdir}"]
+    if pic.cut:
+        lines.append(f'  cut["{pic.cut:,} more nodes"]')
+    for node_id in pic.keep:
+        node = graph.nodes[node_id]
+        symbol, label = _title(pic, node_id)
+        text = " ".join(part for part in (symbol, label) if part)
+        if pic.values is not None and node.op != "const":
+            text += f"<br/>{_num(pic.values[node_id])}"
+            if pic.grads is not None and pic.grads[node_id] is not None:
+                text += f"<br/>∂ {_num(pic.grads[node_id])}"
+        if node_id in pic.kinks:
+            text += "<br/>kink"
+        text = text.replace('"', "#quot;")
+        shape = ('(["', '"])') if node.op == "input" else ('["', '"]')
+        lines.append(f"  n{node_id}{shape[0]}{text}{shape[1]}")
+    for node_id in pic.keep:
+        for k, i in enumerate(graph.nodes[node_id].inputs):
+            source = f"n{i}" if i in shown else "cut"
+            if pic.values is None:
+                lines.append(f"  {source} --> n{node_id}")
+                continue
+            flow = pic.flows.get((node_id, k))
+            label = _num(pic.values[i]) + ("" if flow is None else f" / ∂ {_num(flow)}")
+            lines.append(f'  {source} -->|"{label}"| n{node_id}')
+    lines.append(f"  style n{graph.output} stroke-width:3px")
+    return "\n".join(lines) + "\n"
+
+
+# ---- the terminal -------------------------------------------------------------------------
+
+
+def tree(pic: Picture) -> Any:
+    """The graph as a tree from the output down; a node met again is shown by name only."""
+    from rich.text import Text
+    from rich.tree import Tree
+
+    graph = pic.graph
+    shown = set(pic.keep)
+    names = graph.short_names()
+
+    def line(node_id: int, again: bool) -> Text:
+        symbol, label = _title(pic, node_id)
+        text = Text()
+        text.append(" ".join(p for p in (symbol, label) if p) or names[node_id], style="bold")
+        if pic.graph.nodes[node_id].op not in ops.LEAVES and not label:
+            text.append(f" [{names[node_id]}]", style="dim")
+        if again:
+            text.append("  (shown above)", style="dim")
+            return text
+        if pic.values is not None and pic.graph.nodes[node_id].op != "const":
+            text.append(f"  {_num(pic.values[node_id])}", style=GREEN)
+            if pic.grads is not None and pic.grads[node_id] is not None:
+                text.append(f"  ∂ {_num(pic.grads[node_id])}", style=RED)
+        if node_id in pic.kinks:
+            text.append("  kink", style=KINK)
+        return text
+
+    root = Tree(line(graph.output, False))
+    seen = {graph.output}
+    stack = [(graph.output, root)]
+    while stack:
+        node_id, branch = stack.pop()
+        for i in graph.nodes[node_id].inputs:
+            if i not in shown:
+                branch.add(Text(f"… {pic.cut:,} more nodes (--max-nodes)", style="dim"))
+                continue
+            again = i in seen and graph.nodes[i].op not in ops.LEAVES
+            child = branch.add(line(i, again))
+            if not again:
+                seen.add(i)
+                stack.append((i, child))
+    return root
+
+
+# ---- files through Graphviz ------------------------------------------------------------
+
+
+def check_output(path: str) -> str:
+    """The Graphviz format for a file name, before any work is done."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FILE_FORMATS:
+        raise BackpropError(f"{path}: the picture must end in {', '.join(FILE_FORMATS)}")
+    if not Path(path).resolve().parent.is_dir():
+        raise BackpropError(f"{path}: the folder does not exist")
+    return FILE_FORMATS[suffix]
+
+
+def render(dot_text: str, path: str) -> None:
+    """Write the picture with Graphviz's dot program."""
+    fmt = check_output(path)
+    dot = shutil.which("dot")
+    if dot is None:
+        raise BackpropError(
+            "Graphviz's dot program is not installed, so pictures cannot be rendered",
+            hint="install Graphviz (apt-get install graphviz, brew install graphviz); "
+            "--format dot prints the DOT text without it",
+        )
+    try:
+        done = subprocess.run(
+            [dot, f"-T{fmt}", "-o", path],
+            input=dot_text.encode(),
+            capture_output=True,
+            timeout=DOT_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise BackpropError(
+            f"Graphviz took over {DOT_TIMEOUT} s; try a smaller --max-nodes"
+        ) from None
+    if done.returncode != 0:
+        message = done.stderr.decode(errors="replace").strip().splitlines()
+        raise BackpropError(f"Graphviz failed: {message[-1] if message else 'no message'}")

@@ -1,0 +1,231 @@
+"""backprop explain and backprop graph: the chain rule per path, the staged backward pass,
+forward mode, and pictures; golden files hold every example's text outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+from pathlib import Path
+
+import pytest
+
+from backprop_cli import picture
+from tests.conftest import run
+
+ROOT = Path(__file__).parent.parent
+GOLDEN = Path(__file__).parent / "golden"
+EXAMPLES = sorted((ROOT / "examples").glob("*.bp"))
+NEED_DOT = os.environ.get("BACKPROP_REQUIRE_DOT") == "1"
+HAVE_DOT = shutil.which("dot") is not None
+needs_dot = pytest.mark.skipif(not (HAVE_DOT or NEED_DOT), reason="Graphviz's dot is not installed")
+
+
+def example_values(path: Path) -> list[str]:
+    line = next(x for x in path.read_text().splitlines() if x.startswith("# run:"))
+    return [a for a in shlex.split(line.split(":", 1)[1]) if "=" in a]
+
+
+def test_the_seeds_loss_path_symbolically_and_numerically():
+    r = run("explain", "(x*w - y)**2", "x=2", "w=1", "y=4", "--wrt", "w", "--format", "json")
+    assert r.code == 0, r.stderr
+    [partial] = r.json()["partials"]
+    [path] = partial["paths"]
+    assert [f["text"] for f in path["factors"]] == ["2*t2", "1", "x"]
+    assert [f["at"] for f in path["factors"]] == ["2*(-2)", "1", "2"]
+    assert path["product"] == partial["gradient"] == partial["sum"] == -8.0
+    assert partial["agrees"] is True
+
+
+def test_named_intermediates_appear_in_the_formulas():
+    r = run("explain", "yhat = x*w; r = yhat - y; loss = r**2", "x=2", "w=1", "y=4",
+            "--wrt", "w", "--format", "markdown")  # fmt: skip
+    assert "`loss → r → yhat → w`: ∂loss/∂r · ∂r/∂yhat · ∂yhat/∂w = `2*r · 1 · x` = " in r.stdout
+    assert "`2*(-2) · 1 · 2 = -8`" in r.stdout
+    assert "✓ sum over paths: -8" in r.stdout
+
+
+def test_fan_out_lists_every_path():
+    r = run("explain", "x*x + x", "x=3", "--format", "json")
+    partial = r.json()["partials"][0]
+    assert partial["count"] == 3
+    assert sorted(p["product"] for p in partial["paths"]) == [1.0, 3.0, 3.0]
+    assert partial["sum"] == 7.0
+
+
+def test_reverse_sweep_steps_are_the_staged_backward_pass():
+    r = run("explain", "q = x + y; f = q * z", "x=-2", "y=5", "z=-4", "--format", "json")
+    steps = r.json()["reverse_steps"]
+    assert [(s["from"], s["to"]) for s in steps] == [("f", "q"), ("f", "z"), ("q", "x"), ("q", "y")]
+    assert [s["contribution"] for s in steps] == [-4.0, 3.0, -4.0, -4.0]
+    assert steps[0]["local_formula"]["text"] == "z"
+
+
+def test_sigmoid_local_derivative_reads_like_the_textbook():
+    r = run("explain", "a = sigmoid(w*x)", "w=2", "x=1", "--wrt", "w", "--format", "json")
+    factors = r.json()["partials"][0]["paths"][0]["factors"]
+    assert factors[0]["text"] == "a*(1 - a)"
+
+
+def test_forward_mode_sweeps_and_cost():
+    r = run("explain", "x*y + sin(x)", "x=0.5", "y=2", "--mode", "forward", "--format", "json")
+    data = r.json()
+    assert [s["variable"] for s in data["forward_sweeps"]] == ["x", "y"]
+    results = {s["variable"]: s["result"] for s in data["forward_sweeps"]}
+    assert results == {p["variable"]: p["gradient"] for p in data["partials"]}
+    assert data["cost"]["forward"]["sweeps"] == 2
+    assert data["cost"]["reverse"] == {
+        "sweeps": 2, "stored": 3,
+        "note": "one forward sweep that keeps every intermediate, one backward sweep",
+    }  # fmt: skip
+    table = run("explain", "x*y + sin(x)", "x=0.5", "y=2", "--mode", "forward").stdout
+    assert "Forward sweep for x" in table and "forward mode: 2 sweeps" in table
+
+
+def test_two_to_the_thirty_paths_are_grouped_quickly():
+    layers = "a0 = x\n" + "\n".join(f"a{i} = a{i - 1}*2 + a{i - 1}" for i in range(1, 31))
+    r = run("explain", layers, "x=1", "--format", "json")
+    partial = r.json()["partials"][0]
+    assert partial["count"] == 2**30
+    assert partial["paths"] == [] and len(partial["groups"]) == 2
+    assert sum(g["count"] for g in partial["groups"]) == 2**30
+    assert partial["sum"] == pytest.approx(3.0**30) and partial["agrees"]
+
+
+def test_latex_is_a_compilable_document():
+    r = run("explain", "(x*w - y)**2", "x=2", "w=1", "y=4", "--wrt", "w", "--format", "latex")
+    tex = r.stdout
+    assert tex.startswith("\\documentclass{article}\n\\usepackage{amsmath}\n\\begin{document}")
+    assert tex.rstrip().endswith("\\end{document}")
+    assert tex.count("\\begin{align*}") == tex.count("\\end{align*}") == 1
+    assert tex.count("{") == tex.count("}")
+    assert "2 \\cdot \\left(-2\\right)" in tex or "2 \\cdot (-2)" in tex
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="no LaTeX installed")
+def test_latex_compiles(tmp_path):  # pragma: no cover - where LaTeX is installed
+    import subprocess
+
+    r = run("explain", "(x*w - y)**2", "x=2", "w=1", "y=4", "--format", "latex")
+    (tmp_path / "steps.tex").write_text(r.stdout)
+    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "steps.tex"], cwd=tmp_path,
+                          capture_output=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0
+
+
+def test_explain_errors_are_clean():
+    assert run("explain", "x +", "x=1").code == 2
+    assert run("explain", "x*y", "x=1").code == 2
+    assert "--wrt names q" in run("explain", "x*y", "x=1", "y=2", "--wrt", "q").stderr
+
+
+def test_graph_structure_only_and_with_values():
+    bare = run("graph", "q = x + y; f = q * z", "--format", "dot")
+    assert bare.code == 0
+    assert "∂" not in bare.stdout and "<b>+</b> q" in bare.stdout
+    full = run("graph", "q = x + y; f = q * z", "x=-2", "y=5", "z=-4", "--format", "dot")
+    assert '#2e7d32">3</font>' in full.stdout  # q's value in green
+    assert "∂ -4" in full.stdout and "penwidth=2.5" in full.stdout
+    assert full.stdout.count("->") == 4
+
+
+def test_graph_with_some_values_missing_is_an_error():
+    r = run("graph", "(x+y)*z", "x=1")
+    assert r.code == 2 and "missing values for y, z" in r.stderr
+
+
+def test_graph_marks_kinks_and_respects_rankdir():
+    r = run("graph", "relu(x) + y", "x=0", "y=1", "--format", "dot", "--rankdir", "TB")
+    assert "rankdir=TB" in r.stdout and ">kink<" in r.stdout
+
+
+def test_graph_max_nodes_cuts_with_a_note():
+    expr = "+".join(f"sin(x*{i})" for i in range(50))
+    r = run("graph", expr, "x=1", "--format", "dot", "--max-nodes", "20")
+    assert len(re.findall(r"^  n\d+ \[label", r.stdout, flags=re.MULTILINE)) == 20
+    assert "more nodes" in r.stdout and "nodes not shown" in r.stderr
+
+
+def test_mermaid():
+    r = run("graph", "(x+y)*z", "x=-2", "y=5", "z=-4", "--format", "mermaid")
+    assert r.stdout.startswith("flowchart LR\n")
+    assert 'n0 -->|"-2 / ∂ -4"| n2' in r.stdout
+
+
+def test_missing_graphviz_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    r = run("graph", "(x+y)*z", "x=-2", "y=5", "z=-4", "-o", str(tmp_path / "g.svg"))
+    assert r.code == 2
+    assert "dot program is not installed" in r.stderr
+    assert "--format dot" in r.stderr
+
+
+def test_bad_picture_names():
+    assert "must end in" in run("graph", "x", "-o", "g.gif").stderr
+    assert "folder does not exist" in run("graph", "x", "-o", "/no/such/g.svg").stderr
+
+
+@needs_dot
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_every_example_renders_to_svg_with_its_labels(path, tmp_path):
+    out = tmp_path / "g.svg"
+    r = run("graph", str(path), *example_values(path), "-o", str(out))
+    assert r.code == 0, r.stderr
+    svg = out.read_text()
+    assert svg.lstrip().startswith("<?xml") and "</svg>" in svg
+    for name in re.findall(r"^(\w+) =", path.read_text(), flags=re.MULTILINE):
+        assert f">{name}<" in svg or f"> {name}<" in svg, name
+
+
+@needs_dot
+def test_png_and_grad_graph_shortcut(tmp_path):
+    png = tmp_path / "g.png"
+    r = run("graph", "examples/sigmoid_neuron.bp", "w0=2", "x0=-1", "w1=-3", "x1=-2", "w2=-3",
+            "-o", str(png))  # fmt: skip
+    assert r.code == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    svg = tmp_path / "g.svg"
+    r = run("grad", "(x+y)*z", "x=-2", "y=5", "z=-4", "--graph", str(svg), "--format", "csv")
+    assert r.code == 0 and "-12" in svg.read_text()
+
+
+def test_picture_nodes_are_the_ancestors_of_the_output():
+    from backprop_cli.parse import parse
+
+    pic = picture.picture(parse("a = x*2; y*3"), {"x": 1.0, "y": 1.0}, 0)
+    assert [pic.graph.nodes[i].op for i in pic.keep] == ["input", "const", "mul"]
+
+
+# ---- golden files: every example, every text format --------------------------------------
+
+FORMATS = {
+    "explain.md": ["explain", "--format", "markdown"],
+    "explain.tex": ["explain", "--format", "latex"],
+    "forward.md": ["explain", "--mode", "forward", "--format", "markdown"],
+    "graph.dot": ["graph", "--format", "dot"],
+    "graph.mmd": ["graph", "--format", "mermaid"],
+    "graph.txt": ["graph"],
+}
+CASES = [(p, kind) for p in EXAMPLES for kind in FORMATS]
+
+
+@pytest.mark.parametrize(("path", "kind"), CASES, ids=[f"{p.stem}-{k}" for p, k in CASES])
+def test_golden(path, kind, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    monkeypatch.chdir(ROOT)
+    command, *options = FORMATS[kind]
+    r = run(command, f"examples/{path.name}", *example_values(path), *options)
+    assert r.code == 0, r.stderr
+    golden = GOLDEN / f"{path.stem}.{kind}"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(r.stdout)
+    assert r.stdout == golden.read_text(), f"regenerate with UPDATE_GOLDEN=1 ({golden.name})"
+
+
+def test_explain_json_of_every_example_is_valid_and_agrees():
+    for path in EXAMPLES:
+        r = run("explain", str(path), *example_values(path), "--format", "json")
+        data = json.loads(r.stdout)
+        assert data["ok"] is True, path.name
