@@ -49,9 +49,11 @@ class _Group(TyperGroup):
         self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
         standalone_mode: bool = True, **extra: Any,
     ) -> Any:  # fmt: skip
+        if args is None:
+            args = sys.argv[1:]
         try:
             code = super().main(
-                args=args,
+                args=self._positionals_last(list(args)),
                 prog_name=prog_name,
                 complete_var=complete_var,
                 standalone_mode=False,
@@ -80,6 +82,43 @@ class _Group(TyperGroup):
         if not standalone_mode:
             return code
         sys.exit(code if isinstance(code, int) else 0)
+
+    def _positionals_last(self, args: list[str]) -> list[str]:
+        """The command's options first, then '--' and the positional arguments, so that an
+        expression starting with '-' (-log(x), -x*y) is never read as a bundle of options."""
+        i = 0
+        while i < len(args) and args[i].startswith("-"):  # --version, --help
+            i += 1
+        if i >= len(args) or args[i] not in self.commands:
+            return args
+        flags: set[str] = {"--help"}
+        valued: set[str] = set()
+        for param in self.commands[args[i]].params:
+            if getattr(param, "param_type_name", "") != "option":
+                continue
+            names = [*param.opts, *param.secondary_opts]
+            (flags if getattr(param, "is_flag", False) else valued).update(names)
+        options: list[str] = []
+        positionals: list[str] = []
+        rest = args[i + 1 :]
+        j = 0
+        while j < len(rest):
+            arg = rest[j]
+            name = arg.split("=", 1)[0] if arg.startswith("--") else arg
+            if arg == "--":
+                positionals += rest[j + 1 :]
+                break
+            if name in flags:
+                options.append(arg)
+            elif name in valued:
+                options.append(arg)
+                if "=" not in arg and j + 1 < len(rest):
+                    options.append(rest[j + 1])
+                    j += 1
+            else:
+                positionals.append(arg)
+            j += 1
+        return [*args[: i + 1], *options, "--", *positionals]
 
 
 app = typer.Typer(
@@ -279,7 +318,7 @@ def grad(
         report = gradient_report(program, point, options)
         if picture_file is not None:
             pic = pictures.picture(program.graph, report["variables_used"], 200)
-            pictures.render(pictures.to_dot(pic), picture_file)
+            pictures.render(pic, picture_file)
     except BackpropError as exc:
         _fail(exc)
 
@@ -584,7 +623,7 @@ def graph(
             else pictures.to_dot(pic, rankdir.value)
         )
         if output is not None:
-            pictures.render(pictures.to_dot(pic, rankdir.value), output)
+            pictures.render(pic, output, rankdir.value)
     except BackpropError as exc:
         _fail(exc)
     if pic.cut:
@@ -913,6 +952,8 @@ def _write_json(path: str, params: dict[str, float]) -> None:
 
 
 def _training_verdict(result: Any, settings: Any) -> None:
+    for warning in result.warnings:
+        _stderr(f"warning: {warning}")
     if result.diverged_at is not None:
         _stderr(
             f"error: training diverged at epoch {result.diverged_at}: the loss or a parameter "

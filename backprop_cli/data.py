@@ -133,7 +133,10 @@ def read_values(path: str, what: str) -> dict[str, float]:
             raise BackpropError(f"{what} {path}: {name!r} is not a valid variable name")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise BackpropError(f"{what} {path}: the value of {name!r} is not a number")
-        number_value = float(value)
+        try:
+            number_value = float(value)
+        except OverflowError:
+            number_value = math.inf
         if not math.isfinite(number_value):
             raise BackpropError(f"{what} {path}: the value of {name!r} is not finite")
         values[str(name)] = number_value

@@ -62,9 +62,10 @@ class Graph:
 
     def short_names(self) -> list[str]:
         """A short, stable name per node for formulas: the name it was given (primed when
-        reassigned: a, a', a''), the variable, the literal, or t1, t2, … for unnamed ops."""
+        reassigned: a, a', a'', a'3, …), the variable, the literal, or t1, t2, … for unnamed
+        ops."""
         names: list[str] = []
-        seen: dict[str, int] = {}
+        seen: dict[str, int] = {name: 1 for name in self.variables}
         unnamed = 0
         taken = set(self.variables) | {n.name for n in self.nodes if n.name}
         for node in self.nodes:
@@ -76,7 +77,7 @@ class Graph:
             elif node.name is not None:
                 count = seen.get(node.name, 0)
                 seen[node.name] = count + 1
-                names.append(node.name + "'" * count)
+                names.append(node.name + ("'" * count if count <= 2 else f"'{count}"))
             else:
                 unnamed += 1
                 while f"t{unnamed}" in taken:

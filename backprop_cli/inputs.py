@@ -77,7 +77,7 @@ def parse_values(args: list[str], limits: Limits, warnings: list[str]) -> dict[s
         if arg.startswith("-") and "=" not in arg:
             raise BackpropError(
                 f"unexpected argument {arg!r}: not an option of this command, nor NAME=VALUE",
-                hint="options go before a '--'; see 'backprop grad --help'",
+                hint="see 'backprop grad --help'",
             )
         name, value = parse_binding(arg, limits=limits, warnings=warnings)
         if name in point:
@@ -114,6 +114,8 @@ def with_init(built: Any, init: str) -> Any:
             name, sep, text = item.partition("=")
             if not sep or not name.strip():
                 raise BackpropError(f"--init: expected name=value, got {item!r}")
+            if name.strip() in given:
+                raise BackpropError(f"--init names {name.strip()} twice")
             given[name.strip()] = parse_constant(text, what=f"--init value for {name.strip()}")
     unknown = [name for name in given if name not in built.params]
     if unknown:
@@ -133,6 +135,8 @@ def predict_points(text: str | None, built: Any) -> list[dict[str, float]]:
         point = {}
         for item in text.split(","):
             name, _, value = item.partition("=")
+            if name.strip() in point:
+                raise BackpropError(f"--predict names {name.strip()} twice")
             point[name.strip()] = number(value, f"--predict {name.strip()}")
         missing = [f for f in built.features if f not in point]
         if missing or set(point) - set(built.features):
@@ -152,3 +156,5 @@ def check_writable(path: str, option: str) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise BackpropError(f"{option} {path}: the folder {folder!r} does not exist")
+    if os.path.isdir(path):
+        raise BackpropError(f"{option} {path}: that is a folder, not a file")

@@ -14,7 +14,8 @@ import numpy as np
 from .data import Dataset
 from .errors import BackpropError
 from .graph import Graph
-from .parse import parse_program
+from .ops import CONSTANTS
+from .parse import Limits, parse_program
 
 PREDICTION = "yhat"
 LOSS = "loss"
@@ -57,7 +58,10 @@ LOSSES = {
     "mae": "abs(yhat - {y})",
     # Huber with delta 1, from min and abs: 0.5·r² inside |r| <= 1, |r| - 0.5 outside.
     "huber": "0.5*min(abs(yhat - {y}), 1)**2 + (abs(yhat - {y}) - min(abs(yhat - {y}), 1))",
-    "bce": "-({y}*log(yhat) + (1 - {y})*log(1 - yhat))",
+    # Binary cross-entropy with the logs clamped at -100 as nn.BCELoss does: a prediction
+    # that rounds to exactly 0 or 1 costs 100, not inf. The clamp goes inside the log, so the
+    # reverse sweep never meets 0/0 there either.
+    "bce": "-({y}*log(max(yhat, exp(-100))) + (1 - {y})*log(max(1 - yhat, exp(-100))))",
 }
 
 
@@ -103,6 +107,8 @@ def listing() -> list[dict[str, str]]:
 
 def _loss_text(spec: str, target: str) -> tuple[str, str]:
     """The loss statements for a spec such as "mse" or "mse+mae"."""
+    if not spec.strip():
+        raise BackpropError("--loss is empty", hint=f"losses: {', '.join(LOSSES)}")
     parts = [p.strip() for p in spec.split("+")]
     unknown = [p for p in parts if p not in LOSSES]
     if unknown or not parts:
@@ -163,21 +169,54 @@ def build(spec: str, data: Dataset, *, loss: str | None, hidden: int, seed: int)
     else:
         body, formula = _custom_body(spec)
         init, name, default_loss = {}, "custom", "mse"
-    loss_name, loss_lines = _loss_text(loss or default_loss, target)
+    loss_name, loss_lines = _loss_text(loss if loss is not None else default_loss, target)
     program = f"{body}\n{loss_lines}"
-    graph = parse_program(program, what="model").graph
-    reserved = {PREDICTION, LOSS, *(f"{LOSS}_{p}" for p in LOSSES)}
-    clash = [c for c in (*features, target) if c in reserved]
-    if clash:
-        raise BackpropError(f"the data column {clash[0]!r} clashes with a name the model uses")
+    graph = parse_program(program, what="model", limits=_GENERATED).graph
+    _check_names(graph, features, target, set(init))
+    if "bce" in loss_name.split("+"):
+        _check_bce_targets(data)
     params = [v for v in graph.variables if v not in features and v != target]
-    if name == "custom" and target in _model_variables(body):
+    if name == "custom" and target in parse_program(body, what="model").graph.variables:
         raise BackpropError(f"the model uses the target column {target!r}; it must predict it")
     if not params:
         raise BackpropError(f"the model {formula!r} has no parameters to train")
     for p in params:
         init.setdefault(p, float(rng.uniform(-1.0, 1.0)))
     return Model(name, formula, loss_name, program, graph, params, features, target, init)
+
+
+# Programs we generate (an mlp on many columns) may be larger than what a user may type.
+_GENERATED = Limits(max_length=10**9, max_nodes=10**7)
+
+
+def _check_names(graph: Graph, features: list[str], target: str, own: set[str]) -> None:
+    """A data column must not share a name the model gives to something else: one of a
+    built-in model's own parameters (`own`), a statement (yhat, loss, h1, …) or a constant
+    (pi, e)."""
+    assigned = {n.name for n in graph.nodes if n.name is not None and n.op != "input"}
+    for column in (*features, target):
+        if column in assigned:
+            clash = "a statement of the model"
+        elif column in own:
+            clash = "a parameter of the model"
+        elif column in CONSTANTS and column not in graph.variables:
+            clash = f"the constant {column}"
+        else:
+            continue
+        raise BackpropError(
+            f"the data column {column!r} has the name of {clash}",
+            hint="rename the column in the data",
+        )
+
+
+def _check_bce_targets(data: Dataset) -> None:
+    outside = np.flatnonzero((data.target < 0) | (data.target > 1))
+    if len(outside):
+        k = int(outside[0])
+        raise BackpropError(
+            f"binary cross-entropy needs targets between 0 and 1, but row {k + 1} has "
+            f"{data.target_name} = {float(data.target[k])!r}"
+        )
 
 
 def _custom_body(spec: str) -> tuple[str, str]:
@@ -192,10 +231,6 @@ def _custom_body(spec: str) -> tuple[str, str]:
         return f"{source.rstrip()}\n{PREDICTION} = {out.name}", out.name
     start = program.last_start
     return source[:start] + f"{PREDICTION} = " + source[start:], source[start:].strip()
-
-
-def _model_variables(body: str) -> set[str]:
-    return set(parse_program(body, what="model").graph.variables)
 
 
 def unused_columns(model: Model) -> list[str]:

@@ -218,6 +218,7 @@ _OPS: list[Op] = [
         lambda sp, a: sp.Max(0, a), lambda t, a: t.relu(a),
         "∂/∂a = 1 if a > 0 else 0 (0 at the kink a = 0)", ((1.5,), (-2.0,), (0.0,)),
         call="relu", branch=lambda a: np.sign(a),
+        local=lambda sp, out, a: sp.Heaviside(a, 0),  # a step that is 0 at 0, as torch
     ),
     Op(
         "abs", 1, "abs(a)", np.abs,

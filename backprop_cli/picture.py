@@ -21,6 +21,8 @@ from .render import short
 FILE_FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf"}
 GREEN, RED, KINK = "#2e7d32", "#c62828", "#e65100"
 DOT_TIMEOUT = 120  # seconds for Graphviz
+MAX_RENDERED = 5000  # nodes Graphviz is asked to lay out
+MAX_TREE_DEPTH = 40  # levels of the terminal tree
 
 
 @dataclass
@@ -201,8 +203,8 @@ def tree(pic: Picture) -> Any:
         symbol, label = _title(pic, node_id)
         text = Text()
         text.append(" ".join(p for p in (symbol, label) if p) or names[node_id], style="bold")
-        if pic.graph.nodes[node_id].op not in ops.LEAVES and not label:
-            text.append(f" [{names[node_id]}]", style="dim")
+        if pic.graph.nodes[node_id].op not in ops.LEAVES:
+            text.append(f" [{names[node_id]}]" if not label else f" [#{node_id}]", style="dim")
         if again:
             text.append("  (shown above)", style="dim")
             return text
@@ -216,18 +218,26 @@ def tree(pic: Picture) -> Any:
 
     root = Tree(line(graph.output, False))
     seen = {graph.output}
-    stack = [(graph.output, root)]
+    # Depth first, in the order the tree is drawn, so "shown above" always points up.
+    stack: list[tuple[int, Any, int]] = [
+        (i, root, 1) for i in reversed(graph.nodes[graph.output].inputs)
+    ]
+    cut_noted: set[int] = set()
     while stack:
-        node_id, branch = stack.pop()
-        for i in graph.nodes[node_id].inputs:
-            if i not in shown:
+        node_id, branch, depth = stack.pop()
+        if node_id not in shown:
+            if id(branch) not in cut_noted:
+                cut_noted.add(id(branch))
                 branch.add(Text(f"… {pic.cut:,} more nodes (--max-nodes)", style="dim"))
-                continue
-            again = i in seen and graph.nodes[i].op not in ops.LEAVES
-            child = branch.add(line(i, again))
-            if not again:
-                seen.add(i)
-                stack.append((i, child))
+            continue
+        if depth > MAX_TREE_DEPTH:
+            branch.add(Text("… deeper (see --format dot)", style="dim"))
+            continue
+        again = node_id in seen and graph.nodes[node_id].op not in ops.LEAVES
+        child = branch.add(line(node_id, again))
+        if not again:
+            seen.add(node_id)
+            stack += [(i, child, depth + 1) for i in reversed(graph.nodes[node_id].inputs)]
     return root
 
 
@@ -244,9 +254,15 @@ def check_output(path: str) -> str:
     return FILE_FORMATS[suffix]
 
 
-def render(dot_text: str, path: str) -> None:
+def render(pic: Picture, path: str, rankdir: str = "LR") -> None:
     """Write the picture with Graphviz's dot program."""
     fmt = check_output(path)
+    if len(pic.keep) > MAX_RENDERED:
+        raise BackpropError(
+            f"{len(pic.keep):,} nodes are too many to lay out (at most {MAX_RENDERED:,})",
+            hint="draw part of the graph with --max-nodes, or print it with --format dot",
+        )
+    dot_text = to_dot(pic, rankdir)
     dot = shutil.which("dot")
     if dot is None:
         raise BackpropError(

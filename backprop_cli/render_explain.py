@@ -4,7 +4,7 @@ Returns strings and renderables; never prints."""
 
 from __future__ import annotations
 
-import itertools
+import math
 from typing import TYPE_CHECKING, Any
 
 from .render import fmt, short
@@ -19,30 +19,44 @@ def _point(report: dict[str, Any]) -> str:
     return ", ".join(f"{k} = {fmt(v)}" for k, v in report["variables"].items())
 
 
-def _chain(out: str, names: list[str]) -> str:
-    """∂f/∂r · ∂r/∂yhat · ∂yhat/∂w for the path f → r → yhat → w."""
-    return " · ".join(f"{D}{a}/{D}{b}" for a, b in itertools.pairwise(names)) or "1"
-
-
 def _path_lines(path: dict[str, Any]) -> tuple[str, str, str]:
     """The chain, the product symbolically, and with the values put in."""
-    chain = _chain(path["names"][0], path["names"])
-    symbolic = " · ".join(f["text"] for f in path["factors"]) or "1"
-    numeric = " · ".join(f["at"] for f in path["factors"]) or "1"
+    chain, symbolic, numeric = [], [], []
+    for link in path["links"]:
+        if "omitted" in link:
+            chain.append(f"… ({link['omitted']:,} more factors) …")
+            symbolic.append("…")
+            numeric.append("…")
+            continue
+        chain.append(f"{D}{link['from']}/{D}{link['to']}")
+        symbolic.append(link["formula"]["text"])
+        numeric.append(link["formula"]["at"])
     product = fmt(path["product"])
-    return chain, symbolic, product if numeric == product else f"{numeric} = {product}"
+    numbers = " · ".join(numeric) or "1"
+    return (
+        " · ".join(chain) or "1",
+        " · ".join(symbolic) or "1",
+        product if numbers == product else f"{numbers} = {product}",
+    )
 
 
 def _verdict(v: dict[str, Any], out: str) -> str:
-    mark = "✓" if v["agrees"] else "✗"
+    mark = {"ok": "✓", "inconclusive": "≈"}.get(v["verdict"], "✗")
     what = "sum over paths" if v["paths"] or not v["groups"] else "sum over groups"
+    note = (
+        " (they differ by rounding that this point magnifies)"
+        if v["verdict"] == "inconclusive"
+        else ""
+    )
     return (
         f"{mark} {what}: {fmt(v['sum'])}; the reverse sweep gives {D}{out}/{D}{v['variable']} = "
-        f"{fmt(v['gradient'])}"
+        f"{fmt(v['gradient'])}{note}"
     )
 
 
 def _count(n: int) -> str:
+    if n >= 10**15:
+        return f"about 10^{len(str(n)) - 1} paths"
     return f"{n:,} path" + ("" if n == 1 else "s")
 
 
@@ -53,7 +67,33 @@ def _legend_text(report: dict[str, Any]) -> list[str]:
         for e in report["legend"]
         if e["op"] != "input" and e["name"] != e["text"] and e["id"] != out
     ]
-    return [f"{e['name']} = {' '.join(e['text'].split())}  ({fmt(e['value'])})" for e in rows]
+    lines = [f"{e['name']} = {' '.join(e['text'].split())}  ({fmt(e['value'])})" for e in rows]
+    return lines[:40] + (
+        [f"… and {len(lines) - 40} more (--format json lists them)"] if len(lines) > 40 else []
+    )
+
+
+def _heading_text(report: dict[str, Any]) -> str:
+    """`out = text = value`, without repeating the name when the text is a statement."""
+    out, text = report["output"]["name"], " ".join(report["output"]["text"].split())
+    return text if text.startswith(f"{out} ") else f"{out} = {text}"
+
+
+def _cut_notes(report: dict[str, Any]) -> list[str]:
+    notes = []
+    hidden = report.get("variables_not_shown") or []
+    if hidden:
+        notes.append(f"{len(hidden)} more variables not explained here: choose with --wrt")
+    total, shown = report.get("reverse_steps_total", 0), len(report["reverse_steps"])
+    if total > shown:
+        notes.append(f"the reverse sweep has {total:,} steps; the first {shown:,} are shown")
+    for sweep in report["forward_sweeps"]:
+        if sweep["steps_total"] > len(sweep["steps"]):
+            notes.append(
+                f"the forward sweep for {sweep['variable']} has {sweep['steps_total']:,} steps; "
+                f"the first {len(sweep['steps']):,} are shown"
+            )
+    return notes
 
 
 # ---- Rich -----------------------------------------------------------------------------------
@@ -65,8 +105,7 @@ def panels(report: dict[str, Any]) -> list[RenderableType]:
 
     out = report["output"]["name"]
     head = Text()
-    head.append(f"{out} = ", style="bold")
-    head.append(" ".join(report["output"]["text"].split())[:200])
+    head.append(_heading_text(report)[:200])
     head.append(f" = {fmt(report['output']['value'])}", style="bold green")
     if report["variables"]:
         head.append(f"  at {_point(report)}")
@@ -91,12 +130,15 @@ def panels(report: dict[str, Any]) -> list[RenderableType]:
                 f"{D}{out}/{D}{group['via']} · {D}{group['via']}/{D}{v['variable']} = "
                 f"{fmt(group['local'])} · … = {fmt(group['sum'])}"
             )
-        tree.add(Text(_verdict(v, out), style="green" if v["agrees"] else "bold red"))
+        style = {"ok": "green", "inconclusive": "yellow"}.get(v["verdict"], "bold red")
+        tree.add(Text(_verdict(v, out), style=style))
         items.append(tree)
     if report["reverse_steps"]:
         items.append(_reverse_table(report))
     for sweep in report["forward_sweeps"]:
         items.append(_forward_table(report, sweep))
+    for note in _cut_notes(report):
+        items.append(Text(f"note: {note}", style="yellow"))
     items.append(Text(_cost_text(report), style="dim"))
     return items
 
@@ -158,7 +200,7 @@ def _local(node: str, operand: str, formula: str, value: float) -> str:
 
 def _cost_text(report: dict[str, Any]) -> str:
     cost = report["cost"]
-    n = len(report["partials"])
+    n = cost["forward"]["sweeps"]
     return (
         f"Cost for {n} input{'s' if n != 1 else ''} and one output over {cost['operations']} "
         f"operations — forward mode: {cost['forward']['sweeps']} sweep"
@@ -174,8 +216,7 @@ def _cost_text(report: dict[str, Any]) -> str:
 def markdown(report: dict[str, Any]) -> str:
     out = report["output"]["name"]
     lines = [
-        f"**{out}** = `{' '.join(report['output']['text'].split())}` = "
-        f"**{fmt(report['output']['value'])}**"
+        f"`{_heading_text(report)}` = **{fmt(report['output']['value'])}**"
         + (f" at {_point(report)}" if report["variables"] else ""),
         "",
     ]
@@ -220,6 +261,9 @@ def markdown(report: dict[str, Any]) -> str:
                 f"`{s['local_formula']['text']}` = {fmt(s['local'])} | {fmt(s['tangent'])} |"
             )
         lines.append("")
+    lines += [f"> note: {note}" for note in _cut_notes(report)]
+    if _cut_notes(report):
+        lines.append("")
     lines.append(_cost_text(report))
     return "\n".join(lines) + "\n"
 
@@ -236,30 +280,31 @@ def latex(report: dict[str, Any], names: dict[str, str]) -> str:
     def partial(a: str, b: str) -> str:
         return rf"\frac{{\partial {n(a)}}}{{\partial {n(b)}}}"
 
+    def product(path: dict[str, Any], key: str) -> str:
+        factors = []
+        for link in path["links"]:
+            if "omitted" in link:
+                factors.append(rf"\cdots_{{\text{{{link['omitted']:,} more}}}}")
+            elif key == "chain":
+                factors.append(partial(link["from"], link["to"]))
+            else:
+                text = link["formula"][key]
+                factors.append(rf"\left({text}\right)" if text.startswith("-") else text)
+        joiner = r"\," if key == "chain" else r" \cdot "
+        return joiner.join(factors) or "1"
+
+    def summed(terms: list[str]) -> str:
+        return " + ".join(rf"\left({t}\right)" if len(terms) > 1 else t for t in terms)
+
     out = report["output"]["name"]
     body: list[str] = []
     for v in report["partials"]:
-        body.append(r"\begin{align*}")
         rows: list[str] = []
         if v["paths"]:
-            chains = [
-                r"\,".join(
-                    partial(a, b) for a, b in zip(p["names"][:-1], p["names"][1:], strict=True)
-                )
-                or "1"
-                for p in v["paths"]
-            ]
-            rows.append(f"{partial(out, v['variable'])} &= " + " + ".join(chains))
-            symbolic = [
-                r" \cdot ".join(f["latex"] for f in p["factors"]) or "1" for p in v["paths"]
-            ]
-            rows.append("&= " + " + ".join(f"\\left({s}\\right)" if len(v["paths"]) > 1 else s
-                                           for s in symbolic))  # fmt: skip
-            numeric = [
-                r" \cdot ".join(f["at_latex"] for f in p["factors"]) or "1" for p in v["paths"]
-            ]
-            rows.append("&= " + " + ".join(f"\\left({s}\\right)" if len(v["paths"]) > 1 else s
-                                           for s in numeric))  # fmt: skip
+            rows.append(f"{partial(out, v['variable'])} &= " + " + ".join(
+                product(p, "chain") for p in v["paths"]))  # fmt: skip
+            rows.append("&= " + summed([product(p, "latex") for p in v["paths"]]))
+            rows.append("&= " + summed([product(p, "at_latex") for p in v["paths"]]))
         else:
             groups = " + ".join(
                 rf"\underbrace{{{_tex_number(g['sum'])}}}_{{\text{{via }} {n(g['via'])}}}"
@@ -267,8 +312,7 @@ def latex(report: dict[str, Any], names: dict[str, str]) -> str:
             )
             rows.append(f"{partial(out, v['variable'])} &= {groups or '0'}")
         rows.append(f"&= {_tex_number(v['sum'])}")
-        body.append(" \\\\\n".join(rows))
-        body.append(r"\end{align*}")
+        body += [r"\begin{align*}", " \\\\\n".join(rows), r"\end{align*}"]
     where = ", ".join(f"{k} = {fmt(v)}" for k, v in report["variables"].items())
     comment = f"% The chain rule for {out}" + (f" at {where}" if where else "")
     document = ["\\documentclass{article}", "\\usepackage{amsmath}", "\\begin{document}", comment]
@@ -276,6 +320,10 @@ def latex(report: dict[str, Any], names: dict[str, str]) -> str:
 
 
 def _tex_number(x: float) -> str:
+    if math.isnan(x):
+        return r"\mathrm{nan}"
+    if math.isinf(x):
+        return r"\infty" if x > 0 else r"-\infty"
     text = fmt(x)
     if "e" in text:
         mantissa, exponent = text.split("e")

@@ -10,6 +10,7 @@ that a budget cut still leaves the earlier results.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -174,37 +175,88 @@ def local_formulas(
 ) -> dict[tuple[int, int], dict[str, str]]:
     """The local derivative ∂node/∂input_k of each edge as a formula in the nodes' short
     names (2*r for r**2), and the same formula with the values put in (2*(-2)), as text and
-    LaTeX. Each input position gets its own symbol, so x*x has ∂/∂a = b on each edge."""
+    LaTeX. Each input position gets its own symbol, so x*x has ∂/∂a = b on each edge. The
+    derivative of each (op, position, constant operands) is worked out once."""
     import sympy as sp
 
+    cache: dict[tuple[Any, ...], Any] = {}
+    tex: dict[Any, str] = {}
     out: dict[tuple[int, int], dict[str, str]] = {}
     for node_id, k in edges:
         node = graph.nodes[node_id]
         op = ops.OPS[node.op]
-        slots = [sp.Symbol(f"_slot{j}", real=True) for j in range(op.arity)]
+        consts = tuple(_literal(graph, i, sp) for i in node.inputs)
+        key = (node.op, k, consts)
+        if key not in cache:
+            cache[key] = _derivative(op, k, consts, sp)
+        derivative = cache[key]
         named, valued = {}, {}
         for j, i in enumerate(node.inputs):
-            if graph.nodes[i].op == "const" and graph.text(i) not in ops.CONSTANTS:
-                typed = Fraction(graph.text(i))
-                named[slots[j]] = valued[slots[j]] = sp.Rational(typed.numerator, typed.denominator)
-            else:
-                named[slots[j]] = sp.Symbol(names[i], real=True)
-                valued[slots[j]] = sp.Symbol(_number(values[i]), real=True)
-        if op.local is not None:  # the textbook form, in the op's output: a·(1 - a)
-            result = sp.Symbol("_out", real=True)
-            named[result] = sp.Symbol(names[node_id], real=True)
-            valued[result] = sp.Symbol(_number(values[node_id]), real=True)
-            derivative = op.local(sp, result, *slots)
-        else:
-            derivative = sp.diff(op.sympy(sp, *slots), slots[k])
+            slot = sp.Symbol(f"_slot{j}", real=True)
+            named[slot] = _symbol(names[i], sp, tex, _latex_name(names[i], sp))
+            valued[slot] = _symbol(_number(values[i]), sp, tex, _tex_value(values[i]))
+        result = sp.Symbol("_out", real=True)
+        named[result] = _symbol(names[node_id], sp, tex, _latex_name(names[node_id], sp))
+        valued[result] = _symbol(_number(values[node_id]), sp, tex, _tex_value(values[node_id]))
         formula, at = derivative.xreplace(named), derivative.xreplace(valued)
         out[(node_id, k)] = {
             "text": sp.sstr(formula),
-            "latex": sp.latex(formula, mul_symbol="dot"),
+            "latex": sp.latex(formula, mul_symbol="dot", symbol_names=tex),
             "at": sp.sstr(at),
-            "at_latex": sp.latex(at, mul_symbol="dot"),
+            "at_latex": sp.latex(at, mul_symbol="dot", symbol_names=tex),
         }
     return out
+
+
+def _literal(graph: Graph, node_id: int, sp: Any) -> Any:
+    """A numeric literal operand as SymPy folds it (2 in r**2), or None for the others.
+    Zero stays a name, so 0**x keeps its form instead of turning into zoo."""
+    node = graph.nodes[node_id]
+    if node.op != "const" or graph.text(node_id) in ops.CONSTANTS:
+        return None
+    typed = Fraction(graph.text(node_id))
+    return None if typed == 0 else sp.Rational(typed.numerator, typed.denominator)
+
+
+def _derivative(op: ops.Op, k: int, consts: tuple[Any, ...], sp: Any) -> Any:
+    slots = [
+        c if c is not None else sp.Symbol(f"_slot{j}", real=True) for j, c in enumerate(consts)
+    ]
+    if op.local is not None:  # the textbook form, in the op's output: a·(1 - a)
+        return op.local(sp, sp.Symbol("_out", real=True), *slots)
+    return sp.diff(op.sympy(sp, *slots), slots[k])
+
+
+def _symbol(name: str, sp: Any, tex: dict[Any, str], latex: str) -> Any:
+    symbol = sp.Symbol(name, real=True)
+    tex[symbol] = latex
+    return symbol
+
+
+def _latex_name(name: str, sp: Any) -> str:
+    """w11 as w_{11}, yhat as \\hat{y}; a plain word (loss) upright as one symbol."""
+    if _is_number(name):
+        return name
+    if name in ops.CONSTANTS:
+        return "\\pi" if name == "pi" else "e"
+    base, primes = name.rstrip("'"), name[len(name.rstrip("'")) :]
+    printed: str = sp.latex(sp.Symbol(base))
+    if printed == base and len(base) > 1 and not any(c.isdigit() for c in base):
+        printed = f"\\mathit{{{base}}}"
+    return printed + primes
+
+
+def _tex_value(value: float) -> str:
+    if math.isnan(value):
+        return "\\mathrm{nan}"
+    if math.isinf(value):
+        return "\\infty" if value > 0 else "\\left(-\\infty\\right)"
+    text = repr(float(value))
+    text = text[:-2] if text.endswith(".0") else text
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        text = f"{mantissa} \\times 10^{{{int(exponent)}}}"
+    return f"\\left({text}\\right)" if text.startswith("-") else text
 
 
 def _number(value: float) -> str:
@@ -214,10 +266,10 @@ def _number(value: float) -> str:
 
 
 def latex_names(names: list[str]) -> list[str]:
-    """How SymPy writes each name in LaTeX (w11 as w_{11}, yhat as \\hat{y})."""
+    """How each name is written in LaTeX (w11 as w_{11}, yhat as \\hat{y})."""
     import sympy as sp
 
-    return [sp.latex(sp.Symbol(name)) if not _is_number(name) else name for name in names]
+    return [_latex_name(name, sp) for name in names]
 
 
 def _is_number(text: str) -> bool:

@@ -53,6 +53,7 @@ class Result:
     interrupted: bool = False
     check_max_error: float | None = None  # largest gradient disagreement with torch (--check)
     check_ok: bool | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 Event = Callable[[str, dict[str, Any]], None]
@@ -180,6 +181,16 @@ def run(model: Model, data: Dataset, settings: Settings, on_event: Event) -> Res
         result.interrupted = True
     result.params = {k: float(v) for k, v in params.items()}
     result.loss = full_loss(model, data, result.params, settings.dtype)
+    if "bce" in model.loss.split("+"):
+        predictions = predict(model, result.params, data.features, settings.dtype)
+        outside = np.flatnonzero((predictions < 0) | (predictions > 1))
+        if len(outside):
+            k = int(outside[0])
+            result.warnings.append(
+                f"binary cross-entropy expects predictions between 0 and 1, but the model "
+                f"predicts {float(predictions[k])!r} for row {k + 1}: give it a sigmoid output "
+                "(the logistic model)"
+            )
     return result
 
 

@@ -33,8 +33,8 @@ def test_the_seeds_loss_path_symbolically_and_numerically():
     assert r.code == 0, r.stderr
     [partial] = r.json()["partials"]
     [path] = partial["paths"]
-    assert [f["text"] for f in path["factors"]] == ["2*t2", "1", "x"]
-    assert [f["at"] for f in path["factors"]] == ["2*(-2)", "1", "2"]
+    assert [link["formula"]["text"] for link in path["links"]] == ["2*t2", "1", "x"]
+    assert [link["formula"]["at"] for link in path["links"]] == ["2*(-2)", "1", "2"]
     assert path["product"] == partial["gradient"] == partial["sum"] == -8.0
     assert partial["agrees"] is True
 
@@ -65,8 +65,8 @@ def test_reverse_sweep_steps_are_the_staged_backward_pass():
 
 def test_sigmoid_local_derivative_reads_like_the_textbook():
     r = run("explain", "a = sigmoid(w*x)", "w=2", "x=1", "--wrt", "w", "--format", "json")
-    factors = r.json()["partials"][0]["paths"][0]["factors"]
-    assert factors[0]["text"] == "a*(1 - a)"
+    links = r.json()["partials"][0]["paths"][0]["links"]
+    assert links[0]["formula"]["text"] == "a*(1 - a)"
 
 
 def test_forward_mode_sweeps_and_cost():
@@ -101,7 +101,7 @@ def test_latex_is_a_compilable_document():
     assert tex.rstrip().endswith("\\end{document}")
     assert tex.count("\\begin{align*}") == tex.count("\\end{align*}") == 1
     assert tex.count("{") == tex.count("}")
-    assert "2 \\cdot \\left(-2\\right)" in tex or "2 \\cdot (-2)" in tex
+    assert "2 \\cdot \\left(-2\\right)" in tex
 
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="no LaTeX installed")
@@ -229,3 +229,52 @@ def test_explain_json_of_every_example_is_valid_and_agrees():
         r = run("explain", str(path), *example_values(path), "--format", "json")
         data = json.loads(r.stdout)
         assert data["ok"] is True, path.name
+
+
+def test_explain_edge_cases_from_review(tmp_path):
+    # rounding that the point magnifies is not a disagreement
+    r = run("explain", "x*a + x - x*a", "x=1", "a=1e16", "--wrt", "x", "--format", "json")
+    assert r.code == 0 and r.json()["partials"][0]["verdict"] == "inconclusive"
+    # a wide sum stays bounded: variables, steps and factors are cut and counted
+    expr = " + ".join(f"x{i}*y" for i in range(300))
+    values = [f"x{i}=1" for i in range(300)] + ["y=0.5"]
+    r = run("explain", expr, *values, "--format", "json")
+    data = r.json()
+    assert len(data["partials"]) == 50 and len(data["variables_not_shown"]) == 251
+    assert data["reverse_steps_total"] == 2 * 300 + 2 * 299 and len(data["reverse_steps"]) == 500
+    long_path = data["partials"][0]["paths"][0]
+    assert long_path["length"] > 40 and long_path["omitted"] == long_path["length"] - 40
+    assert any("omitted" in link for link in long_path["links"])
+    table = run("explain", expr, *values).stdout
+    assert "the reverse sweep has 1,198 steps; the first 500 are shown" in table
+    # a reassigned output is named as in its paths
+    r = run("explain", "a = x*2; a = a*a", "x=3", "--format", "json")
+    assert r.json()["output"]["name"] == "a'"
+    assert r.json()["partials"][0]["paths"][0]["names"][0] == "a'"
+    # relu's local derivative is torch's step, 0 at the kink
+    r = run("explain", "relu(x)*2", "x=0", "--format", "json")
+    link = r.json()["partials"][0]["paths"][0]["links"][-1]
+    assert link["formula"]["text"] == "Heaviside(x, 0)" and link["value"] == 0.0
+
+
+def test_expressions_starting_with_a_dash_are_never_options():
+    r = run("graph", "-log(x)", "x=2", "--format", "dot")
+    assert r.code == 0, r.stderr
+    r = run("graph", "-cos(x)*y", "x=2", "y=1", "--format", "mermaid")
+    assert r.code == 0, r.stderr
+    r = run("explain", "-x*y", "x=3", "y=2", "--format", "json")
+    assert r.json()["partials"][0]["gradient"] == -2.0
+
+
+def test_graph_tree_points_up_and_names_nodes():
+    r = run("graph", "q = x + y; q*z + q", "x=1", "y=2", "z=3")
+    lines = r.stdout.splitlines()
+    first = next(i for i, line in enumerate(lines) if "+ q [#2]" in line)
+    again = next(i for i, line in enumerate(lines) if "(shown above)" in line)
+    assert first < again and "#2" in lines[again]
+
+
+def test_too_many_nodes_for_graphviz(tmp_path):
+    program = "a = x\n" + "a = sin(a)\n" * 6000
+    r = run("graph", program, "x=1", "--max-nodes", "0", "-o", str(tmp_path / "g.svg"))
+    assert r.code == 2 and "too many to lay out" in r.stderr

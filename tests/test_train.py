@@ -332,3 +332,51 @@ def test_ctrl_c_stops_cleanly_and_still_summarises(monkeypatch, tmp_path):
     assert "Parameters" in r.stdout and "progress: 4 " in r.stdout
     assert "progress: 5 " not in r.stdout
     assert json.loads(saved.read_text())["w"] == pytest.approx(1.7791289594933983)
+
+
+@pytest.mark.parametrize(
+    ("csv", "model", "fragment"),
+    [
+        ("b,y\n1,2\n2,4\n", "affine", "'b' has the name of a parameter"),
+        ("x,h1,y\n1,2,3\n2,3,4\n", "mlp", "'h1' has the name of a statement"),
+        ("c,y\n1,2\n", "mlp", "'c' has the name of a parameter"),
+        ("pi,y\n1,2\n", "linear", "'pi' has the name of the constant pi"),
+    ],
+)
+def test_columns_may_not_take_the_models_names(csv, model, fragment, tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text(csv)
+    r = run("train", model, "--data", str(path))
+    assert r.code == 2 and fragment in r.stderr
+
+
+def test_logistic_on_separated_data_trains():
+    r = run("train", "logistic", "--x", "-100,100", "--y", "0,1", "--epochs", "5", "--format",
+            "jsonl")  # fmt: skip
+    assert r.code == 0, r.stderr
+    assert json.loads(r.stdout.splitlines()[-1])["loss"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_bce_targets_must_be_probabilities():
+    r = run("train", "logistic", "--x", "-2,-1,1,2", "--y", "0,0,2,1")
+    assert r.code == 2 and "targets between 0 and 1" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--init", "w=1,w=2"], "--init names w twice"),
+        (["--loss", ""], "--loss is empty"),
+        (["--save", "."], "that is a folder"),
+    ],
+)
+def test_more_bad_options(args, fragment):
+    r = run("train", "linear", *args)
+    assert r.code == 2 and fragment in r.stderr
+
+
+def test_huge_integers_in_json_values(tmp_path):
+    path = tmp_path / "i.json"
+    path.write_text('{"w": 1' + "0" * 400 + "}")
+    r = run("grad", "w*x", "x=1", "--values", str(path))
+    assert r.code == 2 and "not finite" in r.stderr
