@@ -669,7 +669,7 @@ class Engine(str, Enum):
 TRAIN_EXAMPLES = """\
 [bold]Examples[/bold]
 
-  backprop train linear --epochs 100 --dtype float32   (the course, digit for digit)
+  backprop train linear --epochs 100   (the course, digit for digit)
 
   backprop train affine --epochs 200 --lr 0.02
 
@@ -732,7 +732,9 @@ def train(
     check: Annotated[
         bool, typer.Option("--check", help="Recompute every step with torch autograd.")
     ] = False,
-    dtype: Annotated[DType, typer.Option("--dtype")] = DType.float64,
+    dtype: Annotated[
+        DType, typer.Option("--dtype", help="float32 by default, as PyTorch and the course.")
+    ] = DType.float32,
     log_every: Annotated[
         int | None, typer.Option("--log-every", min=1, metavar="K", help="Log every K epochs.")
     ] = None,

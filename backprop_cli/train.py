@@ -34,7 +34,7 @@ class Settings:
     batch_size: int = 1  # 0: the whole data set
     shuffle: bool = False
     seed: int = 0
-    dtype: str = "float64"
+    dtype: str = "float32"  # PyTorch's default dtype, and the course's
     engine: str = "graph"  # or "torch"
     device: str = "cpu"
     check: bool = False

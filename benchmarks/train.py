@@ -34,10 +34,10 @@ print("predict (after training)", 4, (4 * w).item())
 AFFINE = """\
 import csv, sys, torch
 rows = list(csv.DictReader(open(sys.argv[1])))
-x = torch.tensor([float(r["x"]) for r in rows], dtype=torch.float64)
-y = torch.tensor([float(r["y"]) for r in rows], dtype=torch.float64)
-w = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
-b = torch.tensor(0.0, dtype=torch.float64, requires_grad=True)
+x = torch.tensor([float(r["x"]) for r in rows])
+y = torch.tensor([float(r["y"]) for r in rows])
+w = torch.tensor(1.0, requires_grad=True)
+b = torch.tensor(0.0, requires_grad=True)
 opt = torch.optim.SGD([w, b], lr=0.01)
 for epoch in range(10000):
     loss = ((w * x + b - y) ** 2).mean()
