@@ -130,6 +130,18 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
+    epilog="""[bold]Examples[/bold]
+
+  backprop grad "(x+y)*z" x=-2 y=5 z=-4
+
+  backprop explain "(x*w - y)**2" x=2 w=1 y=4 --wrt w
+
+  backprop graph "(x+y)*z" x=-2 y=5 z=-4 -o graph.svg
+
+  backprop train linear --epochs 100
+
+  backprop ops
+""",
 )
 
 

@@ -337,11 +337,19 @@ def test_version():
     assert r.code == 0 and r.stdout.strip() == f"backprop-cli {__version__}"
 
 
-@pytest.mark.parametrize("command", ["grad", "ops"])
+@pytest.mark.parametrize("command", ["grad", "ops", "train", "explain", "graph"])
 def test_help_has_examples(command):
     r = run(command, "--help")
     assert r.code == 0
     assert "Examples" in r.stdout and f"backprop {command}" in r.stdout
+
+
+def test_top_level_help_lists_commands_and_examples():
+    r = run("--help")
+    assert r.code == 0
+    for command in ("grad", "ops", "train", "explain", "graph"):
+        assert command in r.stdout
+    assert "Examples" in r.stdout
 
 
 def test_ops_lists_the_registry():
