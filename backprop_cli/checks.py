@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import engine, ops
+from . import engine, ops, shapes
 from .errors import BackpropError
 from .graph import Graph
 
@@ -68,6 +68,34 @@ def judge(a: float | None, b: float | None, rtol: float, atol: float, slack: flo
     return "mismatch"
 
 
+def judge_many(a: Any, b: Any, rtol: float, atol: float, slack: Any) -> np.ndarray:
+    """`judge` for every element of two arrays of one shape (slack may be an array too)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        finite = np.isfinite(a) & np.isfinite(b)
+        both_not = ~np.isfinite(a) & ~np.isfinite(b)
+        diff = np.abs(a - b)
+        scale = np.maximum(np.abs(a), np.abs(b))
+        close = finite & (diff <= atol + rtol * scale)
+        near = finite & (diff <= atol + slack + rtol * scale)
+        small_slack = slack <= SLACK_LIMIT * scale
+    verdict = np.full(np.broadcast_shapes(a.shape, b.shape), "mismatch", dtype=object)
+    verdict[near & ~small_slack] = "inconclusive"
+    verdict[close | both_not | (near & small_slack)] = "ok"
+    return verdict
+
+
+def abs_errors(a: Any, b: Any) -> np.ndarray:
+    """`abs_error` for every element of two arrays."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        both_not = ~np.isfinite(a) & ~np.isfinite(b)
+        diff = np.where(np.isfinite(a) & np.isfinite(b), np.abs(a - b), np.inf)
+    return np.asarray(np.where(both_not, 0.0, diff))
+
+
 def abs_error(a: float | None, b: float | None) -> float:
     if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
         return 0.0 if agree(a, b, 0.0, 0.0) else math.inf
@@ -88,10 +116,19 @@ class FiniteDifference:
     # could resolve the derivative
 
 
+Element = str | tuple[str, tuple[int, ...]]  # a scalar variable, or (array name, index)
+
+
 def finite_differences(
-    graph: Graph, env: Mapping[str, float], wrt: Iterable[str], noise: float = 0.0
-) -> dict[str, FiniteDifference]:
-    """∂output/∂v for each v from a 5-point central stencil, evaluated in float64.
+    graph: Graph,
+    env: Mapping[str, Any],
+    wrt: Iterable[Element],
+    noise: float = 0.0,
+    seed: Any = None,
+) -> dict[Element, FiniteDifference]:
+    """∂output/∂v for each v (a scalar variable, or one element of an array) from a 5-point
+    central stencil, evaluated in float64. An output that is not a scalar is first
+    contracted with `seed` (the upstream gradient).
 
     Steps from a quarter down to 2^-44, both absolute and relative to |v|, go through the
     graph in vectorised passes. An estimate is trusted when it agrees with both
@@ -103,29 +140,46 @@ def finite_differences(
     spread, see engine.spread): a large intermediate makes differences noisy even where the
     output itself is small.
     """
-    wrt = list(wrt)
-    steps = {name: _steps(float(env[name])) for name in wrt}
-    results: dict[str, FiniteDifference] = {}
+    entries = {e: _element(e) for e in wrt}
+    env = {name: np.asarray(value, dtype=np.float64) for name, value in env.items()}
+    cores = engine.input_cores(graph, env)
+    steps = {e: _steps(float(env[name][index])) for e, (name, index) in entries.items()}
+    results: dict[Element, FiniteDifference] = {}
     deps: list[frozenset[str]] | None = None
-    budget = max(1, FD_POINTS_PER_PASS // max(1, len(graph.nodes)))
-    for names in _chunks(wrt, steps, budget):
-        offsets, batch, blocks = _stencil_batch(graph, env, names, steps)
-        values = engine.evaluate(graph, batch, np.float64)
-        size = len(next(iter(batch.values())))
-        f = np.broadcast_to(np.asarray(values[graph.output], dtype=np.float64), (size,))
-        branches = _branches(graph, values, size)
+    width = sum(max(1, int(np.prod(c))) for c in cores)
+    budget = max(1, FD_POINTS_PER_PASS // max(1, width))
+    for group in _chunks(list(entries), steps, budget):
+        offsets, batch, blocks = _stencil_batch(graph, env, group, entries, steps)
+        values = engine.evaluate(graph, batch, np.float64, cores=cores)
+        size = 1 + sum(len(steps[e]) * len(_STENCIL) for e in group)
+        f = _scalar_output(values[graph.output], cores[graph.output], seed, size)
+        branches = _branches(graph, values, cores, size)
         if branches and deps is None:
             deps = graph.depends_on()
-        for name in names:
-            block, n = blocks[name], len(steps[name])
+        for e in group:
+            name = entries[e][0]
+            block, n = blocks[e], len(steps[e])
             mine = [b for nid, b in branches.items() if deps is not None and name in deps[nid]]
-            on_kink = any(b[0] == 0 for b in mine)
+            on_kink = any(bool((b[0] == 0).any()) for b in mine)
             crossed = np.zeros(n, dtype=bool)
             for b in mine:
-                crossed |= (b[block].reshape(n, -1) != b[0]).any(axis=1)
+                crossed |= (b[block] != b[0]).reshape(n, -1).any(axis=1)
             fv = f[block].reshape(n, -1)
-            results[name] = _estimate(float(f[0]), fv, offsets[name], crossed, on_kink, noise)
+            results[e] = _estimate(float(f[0]), fv, offsets[e], crossed, on_kink, noise)
     return results
+
+
+def _element(entry: Element) -> tuple[str, tuple[int, ...]]:
+    return (entry, ()) if isinstance(entry, str) else entry
+
+
+def _scalar_output(out: Any, core: tuple[int, ...], seed: Any, size: int) -> np.ndarray:
+    out = np.asarray(out, dtype=np.float64)
+    if core:
+        axes = tuple(range(out.ndim - len(core), out.ndim))
+        with np.errstate(all="ignore"):
+            out = np.sum(out * np.asarray(seed, dtype=np.float64), axis=axes)
+    return np.broadcast_to(out, (size,))
 
 
 def _steps(x: float) -> np.ndarray:
@@ -140,9 +194,11 @@ def _steps(x: float) -> np.ndarray:
     return np.array(sorted((k for k in exps if -1074 <= k <= 1020), reverse=True))
 
 
-def _chunks(wrt: list[str], steps: dict[str, np.ndarray], budget: int) -> list[list[str]]:
+def _chunks(
+    wrt: list[Element], steps: dict[Element, np.ndarray], budget: int
+) -> list[list[Element]]:
     """Group variables so one pass holds at most `budget` points."""
-    groups: list[list[str]] = []
+    groups: list[list[Element]] = []
     size = 0
     for name in wrt:
         points = len(steps[name]) * len(_STENCIL)
@@ -155,22 +211,31 @@ def _chunks(wrt: list[str], steps: dict[str, np.ndarray], budget: int) -> list[l
 
 
 def _stencil_batch(
-    graph: Graph, env: Mapping[str, float], names: list[str], steps: dict[str, np.ndarray]
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, slice]]:
-    """The points: the centre first, then for each variable every step's four neighbours.
+    graph: Graph,
+    env: Mapping[str, np.ndarray],
+    group: list[Element],
+    entries: Mapping[Element, tuple[str, tuple[int, ...]]],
+    steps: Mapping[Element, np.ndarray],
+) -> tuple[dict[Element, np.ndarray], dict[str, np.ndarray], dict[Element, slice]]:
+    """The points: the centre first, then for each element every step's four neighbours.
     Offsets are the differences actually realised in floating point."""
-    size = 1 + sum(len(steps[name]) * len(_STENCIL) for name in names)
-    batch = {name: np.full(size, float(env[name])) for name in graph.variables}
+    size = 1 + sum(len(steps[e]) * len(_STENCIL) for e in group)
+    batch = {
+        name: np.broadcast_to(env[name], (size, *np.shape(env[name]))).copy()
+        for name in graph.variables
+    }
     offsets, blocks = {}, {}
     start = 1
     with np.errstate(all="ignore"):
-        for name in names:
-            x = float(env[name])
-            h = np.ldexp(1.0, steps[name])
+        for e in group:
+            name, index = entries[e]
+            x = float(env[name][index])
+            h = np.ldexp(1.0, steps[e])
             points = x + h[:, None] * _STENCIL[None, :]
-            blocks[name] = slice(start, start + points.size)
-            batch[name][blocks[name]] = points.ravel()
-            offsets[name] = points - x
+            blocks[e] = slice(start, start + points.size)
+            where = (blocks[e], *index)
+            batch[name][where] = points.ravel()
+            offsets[e] = points - x
             start += points.size
     return offsets, batch, blocks
 
@@ -289,7 +354,9 @@ def _stencil_weights(
     return weights
 
 
-def _branches(graph: Graph, values: list[Any], size: int) -> dict[int, np.ndarray]:
+def _branches(
+    graph: Graph, values: list[Any], cores: list[tuple[int, ...]], size: int
+) -> dict[int, np.ndarray]:
     found = {}
     with np.errstate(all="ignore"):
         for node in graph.nodes:
@@ -297,8 +364,8 @@ def _branches(graph: Graph, values: list[Any], size: int) -> dict[int, np.ndarra
                 continue
             branch = ops.OPS[node.op].branch
             assert branch is not None
-            args = [values[i] for i in node.inputs]
-            found[node.id] = np.broadcast_to(np.asarray(branch(*args)), (size,))
+            args, _ = engine.op_args(node, values, cores)
+            found[node.id] = np.broadcast_to(np.asarray(branch(*args)), (size, *cores[node.id]))
     return found
 
 
@@ -369,11 +436,16 @@ def torch_graph(
     device: Any,
     leaves: Mapping[str, Any] | None = None,
     retain: bool = True,
+    cores: list[tuple[int, ...]] | None = None,
 ) -> list[Any]:
     """The graph rebuilt in torch, node for node: one tensor per node. Inputs become leaves
     that require grad (or the given `leaves`); intermediate gradients are kept when
-    `retain`. Values may be scalars or arrays of points."""
+    `retain`. Values may carry leading batch axes in front of their `cores` (one point's
+    shapes; by default env holds one point)."""
     tdtype = getattr(torch, dtype)
+    if cores is None:
+        given = {name: tuple(t.shape) for name, t in (leaves or {}).items()}
+        cores = shapes.infer(graph, {**{n: np.shape(v) for n, v in env.items()}, **given})
     tensors: list[Any] = []
     for node in graph.nodes:
         if node.op == "input":
@@ -385,13 +457,37 @@ def torch_graph(
                 # Given leaves hold the parameters: then the other inputs are data.
                 t = torch.tensor(value, dtype=tdtype, device=device, requires_grad=leaves is None)
         elif node.op == "const":
-            t = torch.tensor(node.value, dtype=tdtype, device=device)
+            t = torch.tensor(np.asarray(node.value, dtype=np.float64), dtype=tdtype, device=device)
         else:
-            t = ops.OPS[node.op].torch(torch, *(tensors[i] for i in node.inputs))
+            op = ops.OPS[node.op]
+            args = [tensors[i] for i in node.inputs]
+            if op.elementwise:
+                nd = len(cores[node.id])
+                args = [
+                    _torch_align(a, cores[i], nd) for a, i in zip(args, node.inputs, strict=True)
+                ]
+                t = op.torch(torch, *args)
+            else:
+                ctx = ops.Ctx(
+                    tuple(a.dim() - len(cores[i]) for a, i in zip(args, node.inputs, strict=True)),
+                    tuple(cores[i] for i in node.inputs),
+                    cores[node.id],
+                    node.params,
+                )
+                t = op.torch(torch, *args, ctx=ctx)
             if retain and t.requires_grad:
                 t.retain_grad()
         tensors.append(t)
     return tensors
+
+
+def _torch_align(t: Any, core: tuple[int, ...], nd: int) -> Any:
+    """As engine._align, for a tensor."""
+    pad = nd - len(core)
+    batch = t.dim() - len(core)
+    if pad == 0 or batch == 0:
+        return t
+    return t.reshape(tuple(t.shape[:batch]) + (1,) * pad + core)
 
 
 def torch_run(
@@ -408,7 +504,8 @@ def torch_run(
         if seed is None:
             out.backward()
         else:
-            gradient = torch.tensor(np.asarray(seed, dtype=np.float64), dtype=out.dtype)
+            upstream = np.broadcast_to(np.asarray(seed, dtype=np.float64), tuple(out.shape))
+            gradient = torch.tensor(np.array(upstream), dtype=out.dtype)
             out.backward(gradient=gradient.to(device))
     values = [t.detach().cpu().numpy() for t in tensors]
     grads: list[Any | None] = []

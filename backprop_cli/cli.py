@@ -197,6 +197,12 @@ GRAD_EXAMPLES = """\
   backprop grad "(x+y)*z" x=-2 y=5 z=-4 --graph g.svg   (and a picture of the graph)
 
   backprop grad -- "-x*y" x=3 y=2   (an expression that starts with '-')
+
+  backprop grad "2*dot(x, x)" x=[0,1,2,3]   (arrays: nested brackets, zeros(n), arange(n))
+
+  backprop grad "sum(sigmoid(W @ x + b))" W=[[1,2],[3,4]] x=[1,-1] b=[0,0.5]
+
+  backprop grad "2*x*x" x="arange(4)" --seed-grad [1,1,1,1]   (an array output)
 """
 
 
@@ -232,6 +238,15 @@ def grad(
     wrt: Annotated[
         str | None,
         typer.Option("--wrt", metavar="X,Y", help="Only these partials (default: every variable)."),
+    ] = None,
+    seed_grad: Annotated[
+        str | None,
+        typer.Option(
+            "--seed-grad",
+            metavar="VALUE",
+            help="The upstream gradient of an array output (a number or [..] of its shape), "
+            "as in y.backward(gradient=...).",
+        ),
     ] = None,
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
     dtype: Annotated[DType, typer.Option("--dtype", help="Engine precision.")] = DType.float64,
@@ -300,6 +315,7 @@ def grad(
 
     Exit codes: 0 all checks agree, 1 a cross-check disagreed, 2 bad usage or bad input.
     """
+    from .parse import parse_constant
     from .render import to_csv, to_json, to_markdown
     from .report import Options, gradient_report
 
@@ -320,6 +336,7 @@ def grad(
             simplify=simplify,
             latex=latex,
             symbolic_timeout=symbolic_timeout,
+            seed_grad=None if seed_grad is None else parse_constant(seed_grad, what="--seed-grad"),
         )
         if not torch_check and device != "cpu":
             raise BackpropError("--device needs the torch check; drop --no-torch")
@@ -398,7 +415,7 @@ def _report_disagreement(report: dict[str, Any]) -> None:
             if status == "mismatch":
                 other = p["symbolic_value"] if check == "symbolic" else p[check]
                 _stderr(
-                    f"disagreement: ∂/∂{p['variable']}: engine {p['engine']!r} vs "
+                    f"disagreement: ∂/∂{p['element']}: engine {p['engine']!r} vs "
                     f"{check.replace('_', ' ')} {other!r}"
                 )
 

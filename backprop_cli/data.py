@@ -11,6 +11,7 @@ import csv
 import io
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -107,37 +108,58 @@ def from_csv(text: str, what: str, target: str) -> Dataset:
     return Dataset(columns, target, y)
 
 
-def read_values(path: str, what: str) -> dict[str, float]:
-    """A JSON object name -> number (the file `backprop train --save` writes)."""
+def read_values(path: str, what: str) -> dict[str, Any]:
+    """A JSON object name -> number or nested list of numbers (an array), as `backprop train
+    --save` writes it."""
     import json
-    import math
 
     try:
         with open(path, "rb") as f:
-            raw = f.read(10_000_001)
+            raw = f.read(100_000_001)
     except OSError as exc:
         raise BackpropError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
-    if len(raw) > 10_000_000:
-        raise BackpropError(f"{what} {path} is larger than 10 MB")
+    if len(raw) > 100_000_000:
+        raise BackpropError(f"{what} {path} is larger than 100 MB")
     try:
         obj = json.loads(raw.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BackpropError(f"{what} {path} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BackpropError(f"{what} {path} nests too deeply") from None
     if isinstance(obj, dict) and isinstance(obj.get("params"), dict):
         obj = obj["params"]  # a whole result object: take its parameters
     if not isinstance(obj, dict):
-        raise BackpropError(f"{what} {path} must hold a JSON object of name: number")
-    values: dict[str, float] = {}
+        raise BackpropError(f"{what} {path} must hold a JSON object of name: number or array")
+    values: dict[str, Any] = {}
     for name, value in obj.items():
         if not _NAME.fullmatch(str(name)):
             raise BackpropError(f"{what} {path}: {name!r} is not a valid variable name")
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise BackpropError(f"{what} {path}: the value of {name!r} is not a number")
-        try:
-            number_value = float(value)
-        except OverflowError:
-            number_value = math.inf
-        if not math.isfinite(number_value):
-            raise BackpropError(f"{what} {path}: the value of {name!r} is not finite")
-        values[str(name)] = number_value
+        values[str(name)] = json_value(value, f"{what} {path}: the value of {name!r}")
     return values
+
+
+def json_value(value: Any, where: str) -> Any:
+    """A JSON number, or a rectangular nested list of numbers as a read-only array."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            if not item:
+                raise BackpropError(f"{where} holds an empty list")
+            stack.extend(item)
+        elif isinstance(item, bool) or not isinstance(item, (int, float)):
+            raise BackpropError(f"{where} is not a number or a nested list of numbers")
+    try:
+        array = np.array(value, dtype=np.float64)
+    except OverflowError:
+        raise BackpropError(f"{where} is not finite (too large for float64)") from None
+    except ValueError:
+        raise BackpropError(f"{where} is not a rectangular array (ragged nested lists)") from None
+    if not np.isfinite(array).all():
+        raise BackpropError(f"{where} is not finite")
+    if array.ndim == 0:
+        return float(array)
+    if array.ndim > 32:
+        raise BackpropError(f"{where} has more than 32 dimensions")
+    array.flags.writeable = False
+    return array

@@ -7,20 +7,22 @@ perturbed points in one sweep). Domain problems and kinks are recorded per node,
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from . import ops
+from . import ops, shapes
 from .errors import BackpropError, ParseError
-from .graph import Graph
+from .graph import Graph, Node
 
 Array = Any
 
 DTYPES: dict[str, type[np.floating[Any]]] = {"float64": np.float64, "float32": np.float32}
+
+
+Cores = list[tuple[int, ...]]  # each node's core shape: its value's shape at one point
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class Trace:
     grads: list[Array | None]  # None: the node depends on no variable (a constant)
     issues: list[Issue] = field(default_factory=list)
     kinks: list[int] = field(default_factory=list)  # nodes evaluated exactly on a kink
+    cores: Cores = field(default_factory=list)  # each node's shape
 
 
 def _finite(x: Array) -> bool:
@@ -58,7 +61,48 @@ def _nonfinite_word(x: Array) -> str:
     return "-inf" if (np.isneginf(arr)).any() and not np.isposinf(arr).any() else "inf"
 
 
-Jitter = Callable[[Array], Array]
+Jitter = Callable[[Array, int], Array]  # (value, its core's number of axes) -> value
+
+
+def input_cores(graph: Graph, env: Mapping[str, Array]) -> Cores:
+    """Core shapes when every value in env is one point (no batch axes)."""
+    return shapes.infer(
+        graph, {name: np.shape(env[name]) for name in graph.variables if name in env}
+    )
+
+
+def _align(x: Array, core: tuple[int, ...], nd: int) -> Array:
+    """x (batch axes, then core) with its core padded by leading 1s to nd axes, so numpy
+    lines up core axes with core axes and batch axes with batch axes."""
+    pad = nd - len(core)
+    if pad == 0:
+        return x
+    shape = np.shape(x)
+    batch = len(shape) - len(core)
+    return x if batch == 0 else np.reshape(x, shape[:batch] + (1,) * pad + core)
+
+
+def op_args(node: Node, values: list[Array], cores: Cores) -> tuple[list[Array], ops.Ctx | None]:
+    """An op node's arguments as its op takes them: lined up for an elementwise op, with a
+    Ctx for an array op."""
+    args = [values[i] for i in node.inputs]
+    op = ops.OPS[node.op]
+    if op.elementwise:
+        nd = len(cores[node.id])
+        if nd == 0:  # scalars (perhaps with batch axes) line up as they are
+            return args, None
+        return [_align(a, cores[i], nd) for a, i in zip(args, node.inputs, strict=True)], None
+    ctx = ops.Ctx(
+        tuple(np.ndim(a) - len(cores[i]) for a, i in zip(args, node.inputs, strict=True)),
+        tuple(cores[i] for i in node.inputs),
+        cores[node.id],
+        node.params,
+    )
+    return args, ctx
+
+
+def apply(op: ops.Op, args: list[Array], ctx: ops.Ctx | None) -> Array:
+    return op.forward(*args) if ctx is None else op.forward(*args, ctx=ctx)
 
 
 def evaluate(
@@ -67,9 +111,13 @@ def evaluate(
     dtype: type[np.floating[Any]] = np.float64,
     issues: list[Issue] | None = None,
     jitter: Jitter | None = None,
+    cores: Cores | None = None,
 ) -> list[Array]:
-    """The forward pass: one value per node, in dependency order. `jitter`, when given,
-    perturbs every op's result (see `spread`)."""
+    """The forward pass: one value per node, in dependency order. Values in env may carry
+    leading batch axes in front of their `cores` (one point's shapes; by default env holds
+    one point). `jitter`, when given, perturbs every op's result (see `spread`)."""
+    if cores is None:
+        cores = input_cores(graph, env)
     values: list[Array] = []
     with np.errstate(all="ignore"):
         for node in graph.nodes:
@@ -77,24 +125,22 @@ def evaluate(
                 assert node.name is not None
                 value = np.asarray(env[node.name], dtype=dtype)[()]
             elif node.op == "const":
-                value = dtype(node.value)
+                value = np.asarray(node.value, dtype=dtype)[()]
             else:
                 op = ops.OPS[node.op]
-                args = [values[i] for i in node.inputs]
-                value = op.forward(*args)
+                args, ctx = op_args(node, values, cores)
+                value = apply(op, args, ctx)
                 if issues is not None and not _finite(value) and all(map(_finite, args)):
-                    issues.append(Issue(node.id, "value", _domain_message(graph, node.id, args)))
+                    issues.append(Issue(node.id, "value", _domain_message(op, args, ctx)))
                 if jitter is not None:
-                    value = jitter(value)
+                    value = jitter(value, len(cores[node.id]))
             values.append(value)
     return values
 
 
-def _domain_message(graph: Graph, node_id: int, args: list[Array]) -> str:
-    node = graph.nodes[node_id]
-    op = ops.OPS[node.op]
+def _domain_message(op: ops.Op, args: list[Array], ctx: ops.Ctx | None) -> str:
     shown = ", ".join(_describe(a) for a in args)
-    word = "undefined (nan)" if _nonfinite_word(op.forward(*args)) == "nan" else "infinite"
+    word = "undefined (nan)" if _nonfinite_word(apply(op, args, ctx)) == "nan" else "infinite"
     where = f" (defined for {op.domain})" if op.domain else " (overflow)"
     return f"{op.name}({shown}) is {word}{where}"
 
@@ -126,10 +172,14 @@ def backward(
     seed: Array = 1.0,
     issues: list[Issue] | None = None,
     jitter: Jitter | None = None,
+    cores: Cores | None = None,
 ) -> list[Array | None]:
     """The reverse sweep: ∂output/∂node for every node that depends on a variable (zero
-    where the output does not depend on it). `jitter`, when given, perturbs every
+    where the output does not depend on it), each with its node's shape. `seed` is the
+    upstream gradient of the output (1 for a scalar). `jitter`, when given, perturbs every
     contribution (see `spread`)."""
+    if cores is None:
+        cores = [np.shape(v) for v in values]
     needs = requires_grad(graph)
     grads: list[Array | None] = [None] * len(graph.nodes)
     out = graph.output
@@ -142,13 +192,13 @@ def backward(
             if g is None or node.op in ops.LEAVES:
                 continue
             op = ops.OPS[node.op]
-            args = [values[i] for i in node.inputs]
+            args, ctx = op_args(node, values, cores)
             for k, i in enumerate(node.inputs):
                 if not needs[i]:
                     continue
-                contrib = unbroadcast(op.vjp[k](g, values[node.id], *args), np.shape(values[i]))
+                contrib = _contribution(op, k, g, values[node.id], args, ctx, np.shape(values[i]))
                 if jitter is not None:
-                    contrib = jitter(contrib)
+                    contrib = jitter(contrib, len(cores[i]))
                 broke = not _finite(contrib) and _finite(g) and all(map(_finite, args))
                 if issues is not None and broke:
                     issues.append(_gradient_issue(node.id, op, k, args, contrib))
@@ -158,6 +208,50 @@ def backward(
         if need and grads[i] is None:  # depends on a variable, but the output does not
             grads[i] = np.zeros(np.shape(values[i]), dtype=dtype)[()]
     return grads
+
+
+def _contribution(
+    op: ops.Op,
+    k: int,
+    g: Array,
+    out: Array,
+    args: list[Array],
+    ctx: ops.Ctx | None,
+    shape: tuple[int, ...],
+) -> Array:
+    """What input k receives from a node whose gradient is g: its VJP, in the input's shape."""
+    contrib = op.vjp[k](g, out, *args) if ctx is None else op.vjp[k](g, out, *args, ctx=ctx)
+    return _fit(contrib, np.shape(args[k]), shape)
+
+
+def wire_gradients(graph: Graph, trace: Trace) -> dict[tuple[int, int], Array]:
+    """The gradient flowing back along each wire (node, input position) of a trace."""
+    needs = requires_grad(graph)
+    flows: dict[tuple[int, int], Array] = {}
+    with np.errstate(all="ignore"):
+        for node in graph.nodes:
+            g = trace.grads[node.id]
+            if g is None or node.op in ops.LEAVES:
+                continue
+            op = ops.OPS[node.op]
+            args, ctx = op_args(node, trace.values, trace.cores)
+            for k, i in enumerate(node.inputs):
+                if needs[i]:
+                    shape = np.shape(trace.values[i])
+                    out = trace.values[node.id]
+                    flows[(node.id, k)] = _contribution(op, k, g, out, args, ctx, shape)
+    return flows
+
+
+def _fit(contrib: Array, aligned: tuple[int, ...], shape: tuple[int, ...]) -> Array:
+    """A cotangent summed over the axes broadcasting added or stretched, in the input's
+    shape."""
+    contrib = unbroadcast(contrib, aligned)
+    if np.shape(contrib) != aligned:
+        contrib = np.broadcast_to(contrib, aligned)
+    if aligned != shape:
+        contrib = np.reshape(contrib, shape)
+    return contrib[()] if isinstance(contrib, np.ndarray) else contrib
 
 
 def _gradient_issue(node_id: int, op: ops.Op, k: int, args: list[Array], contrib: Array) -> Issue:
@@ -170,27 +264,30 @@ def _gradient_issue(node_id: int, op: ops.Op, k: int, args: list[Array], contrib
     )
 
 
-def kinks(graph: Graph, values: list[Array]) -> list[int]:
+def kinks(graph: Graph, values: list[Array], cores: Cores | None = None) -> list[int]:
     """Nodes of piecewise ops evaluated exactly where the pieces meet."""
+    if cores is None:
+        cores = [np.shape(v) for v in values]
     found = []
     for node in graph.nodes:
         if node.op in ops.LEAVES:
             continue
         branch = ops.OPS[node.op].branch
         if branch is not None:
-            args = [values[i] for i in node.inputs]
+            args, _ = op_args(node, values, cores)
             with np.errstate(all="ignore"):
                 if (np.asarray(branch(*args)) == 0).any():
                     found.append(node.id)
     return found
 
 
-def run(graph: Graph, env: Mapping[str, Array], dtype: str = "float64") -> Trace:
+def run(graph: Graph, env: Mapping[str, Array], dtype: str = "float64", seed: Array = 1.0) -> Trace:
     """Forward, backward, and the notes a report needs."""
     issues: list[Issue] = []
-    values = evaluate(graph, env, DTYPES[dtype], issues)
-    grads = backward(graph, values, 1.0, issues)
-    return Trace(values, grads, issues, kinks(graph, values))
+    cores = input_cores(graph, env)
+    values = evaluate(graph, env, DTYPES[dtype], issues, cores=cores)
+    grads = backward(graph, values, seed, issues, cores=cores)
+    return Trace(values, grads, issues, kinks(graph, values, cores), cores)
 
 
 def local_partials(graph: Graph, values: list[Array]) -> list[tuple[Array, ...]]:
@@ -235,10 +332,15 @@ SPREAD_ULPS = 16
 
 
 def spread(
-    graph: Graph, env: Mapping[str, float], trace: Trace, dtype: str = "float64"
-) -> tuple[list[float], list[float | None]]:
-    """How far each node's value and gradient move when every operation is off by a few
-    units in the last place, as two correct libraries (numpy and torch, say) can be.
+    graph: Graph,
+    env: Mapping[str, Array],
+    trace: Trace,
+    dtype: str = "float64",
+    seed: Array = 1.0,
+) -> tuple[list[Array], list[Array | None]]:
+    """How far each node's value and gradient (each element of them) move when every
+    operation is off by a few units in the last place, as two correct libraries (numpy and
+    torch, say) can be.
 
     The graph is re-run on a few copies whose every op result and backward contribution is
     multiplied by 1 + δ, |δ| ≤ SPREAD_ULPS·ε, with a fixed seed (so reports are
@@ -251,9 +353,9 @@ def spread(
     info = np.finfo(dt)
     eps, tiny, unit = float(info.eps), dt(info.tiny), dt(info.smallest_subnormal)
 
-    def jitter(x: Array) -> Array:
+    def jitter(x: Array, core: int) -> Array:
         shape = np.shape(x)
-        if not shape or shape[0] != SPREAD_COPIES:
+        if len(shape) == core:  # a value computed from constants alone: give it copies
             shape = (SPREAD_COPIES, *shape)
             x = np.broadcast_to(x, shape)
         size = (SPREAD_COPIES,) + (1,) * (len(shape) - 1)
@@ -263,10 +365,14 @@ def spread(
         subnormal = (x != 0) & (np.abs(x) < tiny)
         return np.where(subnormal, moved + steps, moved)[()]
 
-    batch = {name: np.full(SPREAD_COPIES, value, dtype=dt) for name, value in env.items()}
+    cores = trace.cores or input_cores(graph, env)
+    batch = {
+        name: np.broadcast_to(np.asarray(value, dtype=dt), (SPREAD_COPIES, *np.shape(value)))
+        for name, value in env.items()
+    }
     with np.errstate(all="ignore"):
-        values = evaluate(graph, batch, dt, jitter=jitter)
-        grads = backward(graph, values, 1.0, jitter=jitter)
+        values = evaluate(graph, batch, dt, jitter=jitter, cores=cores)
+        grads = backward(graph, values, seed, jitter=jitter, cores=cores)
     return (
         [_moved(v, base) for v, base in zip(values, trace.values, strict=True)],
         [
@@ -276,31 +382,44 @@ def spread(
     )
 
 
-def _moved(perturbed: Array, base: Array) -> float:
+def _moved(perturbed: Array, base: Array) -> Array:
+    """The largest move of each element over the copies: a float for a scalar node."""
+    if np.ndim(base) == 0:
+        with np.errstate(all="ignore"):
+            moved = np.abs(np.asarray(perturbed, dtype=np.float64) - np.float64(base))
+        if not np.isfinite(base):
+            return 0.0
+        return float(moved.max()) if np.isfinite(moved).all() else float("inf")
+    base = np.asarray(base, dtype=np.float64)
     with np.errstate(all="ignore"):
-        moved = np.abs(np.asarray(perturbed, dtype=np.float64) - np.float64(base))
-    if not np.isfinite(base):
-        return 0.0
-    if not np.isfinite(moved).all():
-        return float("inf")
-    return float(moved.max())
+        moved = np.abs(np.asarray(perturbed, dtype=np.float64) - base)
+    if moved.ndim > base.ndim:
+        moved = moved.max(axis=tuple(range(moved.ndim - base.ndim)))
+    moved = np.where(np.isfinite(base), np.where(np.isfinite(moved), moved, np.inf), 0.0)
+    return float(moved) if moved.ndim == 0 else moved
 
 
 def check_constants(graph: Graph, *, what: str = "expression", dtype: str = "float64") -> None:
-    """A constant subexpression that overflows or is undefined is an input error."""
+    """A constant subexpression that overflows, is undefined or has mismatched shapes is an
+    input error."""
     dt = DTYPES[dtype]
     needs = requires_grad(graph)
     values: list[Array] = [None] * len(graph.nodes)
+    cores: Cores = [()] * len(graph.nodes)
     with np.errstate(all="ignore"):
         for node in graph.nodes:
             if needs[node.id]:
                 continue
             if node.op == "const":
-                value = dt(node.value)
+                value = np.asarray(node.value, dtype=dt)[()]
                 args: list[Array] = []
             else:
-                args = [values[i] for i in node.inputs]
-                value = ops.OPS[node.op].forward(*args)
+                op = ops.OPS[node.op]
+                inner = [cores[i] for i in node.inputs]
+                cores[node.id] = shapes.of_node(graph, node.id, inner, what)
+                args, ctx = op_args(node, values, cores)
+                value = apply(op, args, ctx)
+            cores[node.id] = np.shape(value)
             if not _finite(value):
                 raise ParseError(
                     f"the constant {_quoted(graph, node.id)} {_why_nonfinite(value, args, dtype)}",
@@ -325,23 +444,32 @@ def _why_nonfinite(value: Array, args: list[Array], dtype: str) -> str:
     return f"overflows {dtype} ({word})"
 
 
-def check_point_fits(point: Mapping[str, float], dtype: str) -> list[str]:
+def check_point_fits(point: Mapping[str, Array], dtype: str) -> list[str]:
     """Values that the engine's dtype cannot hold: overflow is an error, underflow a warning."""
     dt = DTYPES[dtype]
     warnings = []
-    for name, value in point.items():
+    for name, given in point.items():
+        given = np.asarray(given, dtype=np.float64)
         with np.errstate(all="ignore"):
-            cast = dt(value)
-        if np.isinf(cast) and math.isfinite(value):
+            cast = given.astype(dt)
+        for index in _where_true(np.isinf(cast) & np.isfinite(given))[:1]:
+            value = float(given[index])
             raise BackpropError(
-                f"the value of {name} ({value!r}) overflows {dtype} "
-                f"(largest {float(np.finfo(dt).max):.3g})",
+                f"the value of {shapes.element_name(name, index)} ({value!r}) overflows "
+                f"{dtype} (largest {float(np.finfo(dt).max):.3g})",
                 hint="use --dtype float64",
             )
-        if value != 0 and cast == 0:
-            warnings.append(f"the value of {name} ({value!r}) underflows to 0 in {dtype}")
-        elif value != 0 and abs(float(cast)) < float(np.finfo(dt).tiny):
-            warnings.append(
-                f"the value of {name} ({value!r}) is subnormal in {dtype} and keeps few digits"
-            )
+        small = (given != 0) & (np.abs(cast) < float(np.finfo(dt).tiny))
+        for index in _where_true(small)[:3]:
+            value, where = float(given[index]), shapes.element_name(name, index)
+            if cast[index] == 0:
+                warnings.append(f"the value of {where} ({value!r}) underflows to 0 in {dtype}")
+            else:
+                warnings.append(
+                    f"the value of {where} ({value!r}) is subnormal in {dtype} and keeps few digits"
+                )
     return warnings
+
+
+def _where_true(mask: Array) -> list[tuple[int, ...]]:
+    return [tuple(int(i) for i in row) for row in np.argwhere(mask)]

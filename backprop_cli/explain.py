@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import checks, engine, ops
+from . import checks, engine, ops, shapes
 from .errors import BackpropError
 from .graph import Graph
 
@@ -36,10 +36,15 @@ class _Context:
     out: str  # the output's name in ∂out/∂x
 
 
-def explain(graph: Graph, point: dict[str, float], wrt: list[str], mode: str) -> dict[str, Any]:
+def explain(graph: Graph, point: dict[str, Any], wrt: list[str], mode: str) -> dict[str, Any]:
     """Everything `backprop explain` shows, as one plain-data report (also its JSON)."""
     if mode not in ("reverse", "forward"):
         raise BackpropError(f"unknown --mode {mode!r} (choose reverse or forward)")
+    cores = shapes.infer(graph, {name: np.shape(value) for name, value in point.items()})
+    if any(cores):
+        from .explain_arrays import explain_arrays
+
+        return explain_arrays(graph, point, wrt, mode, cores)
     trace = engine.run(graph, point)
     names = graph.short_names()
     if graph.out.name is None:

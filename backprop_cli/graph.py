@@ -7,6 +7,7 @@ smaller than the node's own id), so each interpretation is a loop over `graph.no
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import ops
 
@@ -19,8 +20,13 @@ class Node:
     op: str  # "input", "const", or a registry op name
     inputs: tuple[int, ...] = ()
     name: str | None = None  # the variable's name, or the name a statement assigned
-    value: float | None = None  # constants only
+    value: Any = None  # constants only: a float, or a read-only numpy array
     span: tuple[int, int] = (0, 0)  # where the node's text lies in the graph's source
+    attrs: tuple[tuple[str, Any], ...] = ()  # array ops: (("axis", 0),), (("shape", (2, 3)),)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.attrs)
 
 
 @dataclass(frozen=True)
@@ -128,6 +134,8 @@ def validate(graph: Graph) -> None:
         else:
             op = ops.get(node.op)
             assert len(node.inputs) == op.arity, f"node {index} ({node.op}) has wrong arity"
+            unknown = set(node.params) - set(op.attrs)
+            assert not unknown, f"node {index} ({node.op}) has unknown attributes {unknown}"
             for i in node.inputs:
                 assert 0 <= i < index, f"node {index} uses {i}: not in dependency order"
     assert 0 <= graph.output < len(graph.nodes), "the output must be a node of the graph"

@@ -5,10 +5,16 @@ input (g is the upstream gradient, out the op's own value), its SymPy and torch 
 (given the module, so neither library is imported here), its derivative rule as text, and
 sample points for the registry-wide tests. The backward rules follow torch's conventions at
 awkward points (kinks, zero bases, ties) so that the cross-check compares like with like.
+
+Elementwise ops see arrays whose shapes the engine has already lined up. Array ops (sums,
+products, transposes, indexing) get a `Ctx` saying how many leading batch axes each input
+carries in front of its core shape (one point's shape), and work on the core axes only, so
+every interpretation can evaluate many points at once.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +43,44 @@ class Op:
     # The local derivative as a textbook writes it in terms of the op's own output, for
     # `explain` ((sp, out, *inputs) -> expression); otherwise SymPy differentiates `sympy`.
     local: Callable[..., Any] | None = None
+    # Array ops: the core shape of the result, from the inputs' core shapes and the node's
+    # attributes (raising ValueError with a sentence on a mismatch). Elementwise ops (None)
+    # broadcast. Array ops' forward, vjp, sympy and torch also take `ctx=Ctx(...)`.
+    shape: Callable[..., tuple[int, ...]] | None = None
+    attrs: tuple[str, ...] = ()  # attribute names the op takes (axis, index, shape)
+    # Array ops' test cases: the inputs' shapes and the node's attributes.
+    array_samples: tuple[tuple[tuple[tuple[int, ...], ...], tuple[tuple[str, Any], ...]], ...] = ()
+
+    @property
+    def elementwise(self) -> bool:
+        return self.shape is None
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """What an array op needs besides its inputs: each input's leading batch axes and core
+    shape, the result's core shape, and the node's attributes."""
+
+    batch: tuple[int, ...]
+    cores: tuple[tuple[int, ...], ...]
+    out: tuple[int, ...]
+    attrs: dict[str, Any]
+
+    def axes(self, i: int = 0, batch: int | None = None) -> tuple[int, ...]:
+        """The absolute axes an `axis` attribute means for input i (all core axes if None)."""
+        b = self.batch[i] if batch is None else batch
+        nd = len(self.cores[i])
+        axis = self.attrs.get("axis")
+        if axis is None:
+            return tuple(range(b, b + nd))
+        return (b + axis % nd,)
+
+    def index(self, batch: int) -> tuple[Any, ...]:
+        """The node's index, applied after `batch` leading axes."""
+        parts = tuple(
+            slice(*item[1:]) if isinstance(item, tuple) else item for item in self.attrs["index"]
+        )
+        return (slice(None),) * batch + parts
 
 
 def _where(cond: Array, a: Array, b: Array) -> Array:
@@ -251,15 +295,308 @@ _OPS: list[Op] = [
     ),
 ]  # fmt: skip
 
+
+# ---- array ops: reductions, products, rearrangements ---------------------------------------
+
+
+def _s(*shapes: tuple[int, ...], **attrs: Any) -> tuple[Any, ...]:
+    return shapes, tuple(attrs.items())
+
+
+def _show(shape: tuple[int, ...]) -> str:
+    return "scalar" if not shape else str(shape)
+
+
+def _reduced(cores: tuple[int, ...], axis: int | None) -> tuple[int, ...]:
+    if axis is None:
+        return ()
+    if not cores:
+        raise ValueError("has no axis to reduce: its input is a scalar")
+    if not -len(cores) <= axis < len(cores):
+        raise ValueError(f"axis {axis} is out of range for shape {cores}")
+    return tuple(d for k, d in enumerate(cores) if k != axis % len(cores))
+
+
+def _spread_back(g: Array, ctx: Ctx) -> Array:
+    """A reduction's upstream gradient, put back along the axes it reduced."""
+    gb = np.ndim(g) - len(ctx.out)
+    return np.expand_dims(g, ctx.axes(0, gb))
+
+
+def _count(ctx: Ctx) -> int:
+    core = ctx.cores[0]
+    axis = ctx.attrs.get("axis")
+    return int(np.prod(core)) if axis is None else core[axis % len(core)]
+
+
+def _amax_vjp(g: Array, out: Array, a: Array, ctx: Ctx, keep: Any) -> Array:
+    # torch's amax/amin: the gradient is shared evenly by the elements that attain it
+    axes = ctx.axes(0)
+    winners = a == keep(a, axis=axes, keepdims=True)
+    return _spread_back(g, ctx) * winners / np.sum(winners, axis=axes, keepdims=True)
+
+
+def _sympy_reduce(sp: Any, a: Any, ctx: Ctx, how: str) -> Any:
+    a = np.asarray(a, dtype=object)
+    axis = ctx.attrs.get("axis")
+    if how == "sum":
+        return np.sum(a, axis=axis)
+    if how == "mean":
+        return np.sum(a, axis=axis) / sp.Integer(_count(ctx))
+    pick = np.frompyfunc(sp.Max if how == "max" else sp.Min, 2, 1)
+    flat = a.reshape(-1) if axis is None else a
+    return pick.reduce(flat, axis=0 if axis is None else axis)
+
+
+def _torch_dims(ctx: Ctx) -> tuple[int, ...]:
+    return ctx.axes(0)
+
+
+def _matmul_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    if not a or not b or len(a) > 2 or len(b) > 2:
+        raise ValueError(
+            f"matrix multiplication needs vectors or matrices, got shapes {_show(a)} and {_show(b)}"
+        )
+    inner_a, inner_b = a[-1], b[0]
+    if inner_a != inner_b:
+        raise ValueError(f"shapes {_show(a)} and {_show(b)} do not line up ({inner_a} ≠ {inner_b})")
+    return a[:-1] + b[1:]
+
+
+_EINSUM = {
+    (2, 2): ("...ij,...jk->...ik", "...ik,...jk->...ij", "...ij,...ik->...jk"),
+    (2, 1): ("...ij,...j->...i", "...i,...j->...ij", "...ij,...i->...j"),
+    (1, 2): ("...j,...jk->...k", "...k,...jk->...j", "...j,...k->...jk"),
+    (1, 1): ("...j,...j->...", "...,...j->...j", "...j,...->...j"),
+}
+
+
+def _mm(ctx: Ctx) -> tuple[str, str, str]:
+    return _EINSUM[(len(ctx.cores[0]), len(ctx.cores[1]))]
+
+
+def _dot_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    if len(a) != 1 or len(b) != 1 or a != b:
+        raise ValueError(f"needs two vectors of one length, got shapes {_show(a)} and {_show(b)}")
+    return ()
+
+
+def _transpose(a: Array, ctx: Ctx) -> Array:
+    return np.swapaxes(a, -1, -2) if len(ctx.cores[0]) == 2 else np.array(a, copy=True)[()]
+
+
+def _reshape_shape(a: tuple[int, ...], *, shape: tuple[int, ...]) -> tuple[int, ...]:
+    size = math.prod(a)
+    if shape.count(-1) > 1 or any(d < -1 or d == 0 for d in shape):
+        raise ValueError(f"cannot take the shape {shape} (positive sizes, at most one -1)")
+    known = math.prod(d for d in shape if d != -1)
+    resolved = tuple(size // known if d == -1 else d for d in shape)
+    if math.prod(resolved) != size:
+        raise ValueError(f"cannot turn shape {_show(a)} ({size} elements) into {shape}")
+    return resolved
+
+
+def _batch_of(g: Array, ctx: Ctx) -> tuple[int, ...]:
+    """The leading batch axes of an upstream gradient."""
+    return tuple(np.shape(g)[: np.ndim(g) - len(ctx.out)])
+
+
+def _index_shape(a: tuple[int, ...], *, index: tuple[Any, ...]) -> tuple[int, ...]:
+    if not a:
+        raise ValueError("cannot index a scalar")
+    if len(index) > len(a):
+        raise ValueError(f"{len(index)} indices for shape {_show(a)}")
+    probe = np.broadcast_to(np.empty(()), a)  # no memory: a view with zero strides
+    parts = tuple(slice(*i[1:]) if isinstance(i, tuple) else i for i in index)
+    try:
+        shape = tuple(probe[parts].shape)
+    except IndexError as exc:
+        raise ValueError(f"{exc} (shape {_show(a)})") from None
+    if 0 in shape:
+        raise ValueError(f"the slice selects no element of shape {_show(a)}")
+    return shape
+
+
+def _index_vjp(g: Array, out: Array, a: Array, ctx: Ctx) -> Array:
+    gb = np.ndim(g) - len(ctx.out)
+    full = np.zeros(np.shape(g)[:gb] + ctx.cores[0], dtype=np.result_type(g))
+    full[ctx.index(gb)] = g
+    return full
+
+
+def _torch_index(t: Any, a: Any, ctx: Ctx) -> Any:
+    # torch slices cannot step backwards: such a slice becomes an index_select.
+    axis = ctx.batch[0]
+    for item in ctx.attrs["index"]:
+        if not isinstance(item, tuple):
+            a = a.select(axis, item)
+            continue
+        chosen = range(*slice(*item[1:]).indices(a.shape[axis]))
+        if chosen.step > 0:
+            a = a[(slice(None),) * axis + (slice(*item[1:]),)]
+        else:
+            a = a.index_select(axis, t.tensor(list(chosen), device=a.device))
+        axis += 1
+    return a
+
+
+_ARRAY_OPS: list[Op] = [
+    Op(
+        "sum", 1, "sum(a), sum(a, axis=k)",
+        lambda a, ctx: np.sum(a, axis=ctx.axes(0)),
+        (lambda g, out, a, ctx: _spread_back(g, ctx) * np.ones_like(a),),
+        lambda sp, a, ctx: _sympy_reduce(sp, a, ctx, "sum"),
+        lambda t, a, ctx: t.sum(a, dim=_torch_dims(ctx)),
+        "∂/∂a = G, copied to every element summed", (), call="sum",
+        shape=lambda a, axis=None: _reduced(a, axis), attrs=("axis",),
+        array_samples=(_s((3,)), _s((2, 3)), _s((2, 3), axis=0), _s((2, 3), axis=-1)),
+    ),
+    Op(
+        "mean", 1, "mean(a), mean(a, axis=k)",
+        lambda a, ctx: np.mean(a, axis=ctx.axes(0)),
+        (lambda g, out, a, ctx: _spread_back(g, ctx) * np.ones_like(a) / _count(ctx),),
+        lambda sp, a, ctx: _sympy_reduce(sp, a, ctx, "mean"),
+        lambda t, a, ctx: t.mean(a, dim=_torch_dims(ctx)),
+        "∂/∂a = G/n, to every element averaged", (), call="mean",
+        shape=lambda a, axis=None: _reduced(a, axis), attrs=("axis",),
+        array_samples=(_s((4,)), _s((2, 3)), _s((2, 3), axis=1)),
+    ),
+    Op(
+        "amax", 1, "max(a), max(a, axis=k)",
+        lambda a, ctx: np.max(a, axis=ctx.axes(0)),
+        (lambda g, out, a, ctx: _amax_vjp(g, out, a, ctx, np.max),),
+        lambda sp, a, ctx: _sympy_reduce(sp, a, ctx, "max"),
+        lambda t, a, ctx: t.amax(a, dim=_torch_dims(ctx)),
+        "∂/∂a = G at the largest element (shared evenly on a tie), 0 elsewhere", (),
+        call="max", shape=lambda a, axis=None: _reduced(a, axis), attrs=("axis",),
+        array_samples=(_s((4,)), _s((2, 3)), _s((2, 3), axis=0)),
+    ),
+    Op(
+        "amin", 1, "min(a), min(a, axis=k)",
+        lambda a, ctx: np.min(a, axis=ctx.axes(0)),
+        (lambda g, out, a, ctx: _amax_vjp(g, out, a, ctx, np.min),),
+        lambda sp, a, ctx: _sympy_reduce(sp, a, ctx, "min"),
+        lambda t, a, ctx: t.amin(a, dim=_torch_dims(ctx)),
+        "∂/∂a = G at the smallest element (shared evenly on a tie), 0 elsewhere", (),
+        call="min", shape=lambda a, axis=None: _reduced(a, axis), attrs=("axis",),
+        array_samples=(_s((4,)), _s((2, 3)), _s((2, 3), axis=-1)),
+    ),
+    Op(
+        "dot", 2, "dot(a, b)",
+        lambda a, b, ctx: np.sum(a * b, axis=-1),
+        (
+            lambda g, out, a, b, ctx: np.expand_dims(g, -1) * b,
+            lambda g, out, a, b, ctx: np.expand_dims(g, -1) * a,
+        ),
+        lambda sp, a, b, ctx: np.sum(np.asarray(a, dtype=object) * np.asarray(b, dtype=object)),
+        lambda t, a, b, ctx: (a * b).sum(dim=-1),
+        "∂/∂a = G·b, ∂/∂b = G·a", (), call="dot", shape=_dot_shape,
+        array_samples=(_s((3,), (3,)),),
+    ),
+    Op(
+        "matmul", 2, "a @ b",
+        lambda a, b, ctx: np.einsum(_mm(ctx)[0], a, b),
+        (
+            lambda g, out, a, b, ctx: np.einsum(_mm(ctx)[1], g, b),
+            lambda g, out, a, b, ctx: np.einsum(_mm(ctx)[2], a, g),
+        ),
+        lambda sp, a, b, ctx: np.matmul(np.asarray(a, dtype=object), np.asarray(b, dtype=object)),
+        lambda t, a, b, ctx: t.einsum(_mm(ctx)[0], a, b),
+        "∂/∂A = G·Bᵀ, ∂/∂B = Aᵀ·G", (), symbol="@", shape=_matmul_shape,
+        array_samples=(_s((2, 3), (3, 2)), _s((2, 3), (3,)), _s((3,), (3, 2)), _s((3,), (3,))),
+    ),
+    Op(
+        "transpose", 1, "T(a), a.T",
+        _transpose,
+        (lambda g, out, a, ctx: np.swapaxes(g, -1, -2) if len(ctx.cores[0]) == 2 else g,),
+        lambda sp, a, ctx: np.asarray(a, dtype=object).T,
+        lambda t, a, ctx: a.transpose(-1, -2) if len(ctx.cores[0]) == 2 else a.clone(),
+        "∂/∂a = Gᵀ", (), call="T", shape=lambda a: a[::-1],
+        array_samples=(_s((2, 3)), _s((3,))),
+    ),
+    Op(
+        "reshape", 1, "reshape(a, d1, d2, …)",
+        lambda a, ctx: np.reshape(a, np.shape(a)[: ctx.batch[0]] + ctx.out),
+        (lambda g, out, a, ctx: np.reshape(g, _batch_of(g, ctx) + ctx.cores[0]),),
+        lambda sp, a, ctx: np.asarray(a, dtype=object).reshape(ctx.out),
+        lambda t, a, ctx: a.reshape(tuple(a.shape[: ctx.batch[0]]) + ctx.out),
+        "∂/∂a = G reshaped back", (), call="reshape", shape=_reshape_shape,
+        attrs=("shape",), array_samples=(_s((2, 3), shape=(3, 2)), _s((2, 3), shape=(-1,))),
+    ),
+    Op(
+        "getitem", 1, "a[i], a[i, j], a[i:j]",
+        lambda a, ctx: np.array(a[ctx.index(ctx.batch[0])], copy=True)[()],
+        (_index_vjp,),
+        lambda sp, a, ctx: np.asarray(a, dtype=object)[ctx.index(0)],
+        _torch_index,
+        "∂/∂a = G at the indexed elements, 0 elsewhere", (), shape=_index_shape,
+        attrs=("index",),
+        array_samples=(
+            _s((4,), index=(1,)), _s((4,), index=(("slice", 1, None, None),)),
+            _s((2, 3), index=(-1, 0)), _s((2, 3), index=(("slice", None, None, -1), 1)),
+            _s((2, 3), index=(0,)),
+        ),
+    ),
+]  # fmt: skip
+
+_OPS += _ARRAY_OPS
+
 OPS: dict[str, Op] = {op.name: op for op in _OPS}
 
 # How the parser maps syntax to ops.
-INFIX: dict[str, str] = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "^": "pow"}
+INFIX: dict[str, str] = {
+    "+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "^": "pow", "@": "matmul",
+}  # fmt: skip
 PREFIX: dict[str, str] = {"-": "neg", "+": "pos"}
 FUNCTIONS: dict[str, dict[int, str]] = {}
 for _op in _OPS:
     if _op.call:
         FUNCTIONS.setdefault(_op.call, {})[_op.arity] = _op.name
+
+# Postfix syntax: x[...] and x.T.
+SUBSCRIPT = "getitem"
+POSTFIX: dict[str, str] = {"T": "transpose"}
+
+
+def _dims(args: tuple[float, ...]) -> tuple[int, ...]:
+    if not args:
+        raise ValueError("give at least one dimension")
+    if any(a != int(a) or a < 1 for a in args):
+        raise ValueError("dimensions must be positive integers")
+    return tuple(int(a) for a in args)
+
+
+def _sized(shape: tuple[int, ...], limit: int) -> tuple[int, ...]:
+    if math.prod(shape) > limit:
+        raise ValueError(f"more than {limit:,} elements")
+    return shape
+
+
+def _arange(*args: float, limit: int) -> np.ndarray:
+    if not 1 <= len(args) <= 3:
+        raise ValueError("takes stop, or start, stop and an optional step")
+    start, stop, step = (0.0, args[0], 1.0) if len(args) == 1 else (*args[:2], ((*args, 1.0))[2])
+    if step == 0:
+        raise ValueError("the step cannot be zero")
+    count = math.ceil((stop - start) / step)
+    if count < 1:
+        raise ValueError("the range is empty")
+    _sized((count,), limit)
+    return np.arange(start, stop, step, dtype=np.float64)
+
+
+# Constant arrays written as calls: their arguments are number literals, their results
+# constants (no node of their own in the graph beyond the constant).
+CONSTRUCTORS: dict[str, Callable[..., np.ndarray]] = {
+    "zeros": lambda *dims, limit: np.zeros(_sized(_dims(dims), limit)),
+    "ones": lambda *dims, limit: np.ones(_sized(_dims(dims), limit)),
+    "arange": _arange,
+}
+
+
+def is_function(name: str) -> bool:
+    return name in FUNCTIONS or name in CONSTRUCTORS
+
 
 # Named constants; a program may assign to these names, which then shadows them.
 CONSTANTS: dict[str, float] = {"pi": float(np.pi), "e": float(np.e)}

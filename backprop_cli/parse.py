@@ -12,6 +12,9 @@ import keyword
 import re
 import unicodedata
 from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
 
 from . import ops
 from .errors import BackpropError, ParseError
@@ -24,6 +27,7 @@ class Limits:
     max_depth: int = 256  # nested parentheses and calls
     max_nodes: int = 1_000_000
     max_literal: int = 100  # characters in one number or name
+    max_elements: int = 10_000_000  # elements of one array literal or constructor
 
 
 DEFAULT_LIMITS = Limits()
@@ -37,11 +41,12 @@ _TOKEN = re.compile(
   | (?P<nl>\r\n|\r|\n)
   | (?P<num>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)
   | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<op>\*\*=|\+=|-=|\*=|/=|\*\*|[-+*/^(),;=])
+  | (?P<op>\*\*=|\+=|-=|\*=|/=|\*\*|[-+*/^(),;=@\[\]:]|\.(?=[A-Za-z_]))
     """,
     re.VERBOSE | re.ASCII,
 )
 
+_ATTRIBUTE = re.compile(r"[A-Za-z0-9_]*", re.ASCII)
 _AUGMENTED = {"+=": "add", "-=": "sub", "*=": "mul", "/=": "div", "**=": "pow"}
 
 # Constructs outside the language, named so the error says what was refused.
@@ -59,16 +64,12 @@ _REFUSED_TEXT = [
     ("!", "'!' is not supported (no factorials or negation; use -x for minus)"),
     ('"', "strings are not part of the expression language"),
     ("'", "strings are not part of the expression language"),
-    (".", "attribute access ('.') is not supported"),
-    ("[", "subscripts and lists ('[ ]') are not supported"),
-    ("]", "subscripts and lists ('[ ]') are not supported"),
     ("{", "sets and dicts ('{ }') are not supported"),
     ("}", "sets and dicts ('{ }') are not supported"),
-    ("@", "matrix multiplication '@' is not supported for scalar expressions"),
-    (":", "':' is not supported (no slices, lambdas or annotations)"),
     ("&", "bitwise operators are not supported"),
     ("|", "bitwise operators are not supported"),
     ("~", "bitwise operators are not supported"),
+    (".", "'.' is not supported here (numbers are written 1.5, the transpose x.T)"),
     ("\\", "backslashes are not supported (statements end at a newline or ';')"),
 ]
 
@@ -227,8 +228,18 @@ def tokenize(
         elif kind == "op":
             if source.startswith(("//", "=="), pos):
                 raise _refused(source, pos, what)
-            depth += text == "("
-            depth -= text == ")" and depth > 0
+            if text == ".":
+                attr = _ATTRIBUTE.match(source, m.end(), m.end() + 200).group()  # type: ignore[union-attr]
+                if attr not in ops.POSTFIX:
+                    raise ParseError(
+                        f"attribute access ('.{attr}') is not supported; the one attribute "
+                        "is .T (the transpose)",
+                        source=source,
+                        offset=pos,
+                        what=what,
+                    )
+            depth += text in ("(", "[")
+            depth -= text in (")", "]") and depth > 0
         if kind == "nl" and depth == 0:
             tokens.append(Token("nl", text, m.start(), m.end()))
         elif kind in ("num", "name", "op"):
@@ -240,7 +251,7 @@ def tokenize(
 
 # ---- the parser ---------------------------------------------------------------------------
 
-_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2, "**": 4, "^": 4}
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2, "@": 2, "**": 4, "^": 4}
 _RIGHT_ASSOC = {"**", "^"}
 _UNARY_PRECEDENCE = 3  # binds tighter than * and looser than **, as in Python: -x**2 = -(x**2)
 
@@ -259,6 +270,8 @@ class _Frame:
     precedence: int = 0
     fn: str = ""
     operands_at: int = 0  # operand-stack height when a call frame opened
+    keywords: dict[str, int] = field(default_factory=dict)  # axis=0
+    ints: list[int] = field(default_factory=list)  # reshape(a, 2, 3): the 2, 3
 
 
 @dataclass
@@ -305,7 +318,7 @@ class _Parser:
         name = tok.text
         if name in self.bound:
             return self.bound[name]
-        if name in ops.FUNCTIONS:
+        if ops.is_function(name):
             raise self.error(
                 f"'{name}' is a function: call it as {name}(...)", tok.start, hint=None
             )
@@ -323,7 +336,8 @@ class _Parser:
                 tok.start,
                 hint=f"to multiply, write {name}*(...)",
             )
-        close = difflib.get_close_matches(name, sorted(ops.FUNCTIONS), n=3, cutoff=0.7)
+        known = sorted([*ops.FUNCTIONS, *ops.CONSTRUCTORS])
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.7)
         hint = (
             "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
             if close
@@ -375,7 +389,7 @@ class _Parser:
     def statement(self) -> tuple[int, bool]:
         tok, nxt = self.peek(), self.peek(1)
         if tok.kind == "name" and (nxt.text == "=" or nxt.text in _AUGMENTED):
-            if tok.text in ops.FUNCTIONS:
+            if ops.is_function(tok.text):
                 raise self.error(f"cannot assign to the function name '{tok.text}'", tok.start)
             self.pos += 2
             before = len(self.nodes)
@@ -405,6 +419,14 @@ class _Parser:
         while True:
             tok = self.peek()
             text = tok.text
+            if (
+                expect_operand
+                and frames
+                and frames[-1].kind == "call"
+                and self.attribute_arg(frames[-1], len(operands))
+            ):
+                expect_operand = False
+                continue
             if tok.kind in ("num", "name"):
                 if not expect_operand:
                     prev = self.tokens[self.pos - 1]
@@ -414,6 +436,8 @@ class _Parser:
                 self.pos += 1
                 if tok.kind == "num":
                     operands.append(_Operand(self.number(tok), tok.start, tok.end))
+                elif self.peek().text == "(" and tok.text in ops.CONSTRUCTORS:
+                    operands.append(self.constructor(tok))
                 elif self.peek().text == "(":
                     if tok.text not in ops.FUNCTIONS:
                         raise self.unknown_function(tok)
@@ -434,6 +458,21 @@ class _Parser:
                 depth = self.enter(depth, tok)
                 self.pos += 1
                 frames.append(_Frame("paren", tok))
+            elif text == "[" and tok.kind == "op":
+                if expect_operand:
+                    operands.append(self.array_literal(depth))
+                else:
+                    operands[-1] = self.subscript(operands[-1], depth)
+                expect_operand = False
+            elif text == "." and tok.kind == "op":
+                if expect_operand:
+                    raise self.expected_operand(tok)
+                operands[-1] = self.attribute(operands[-1])
+                expect_operand = False
+            elif text in ("]", ":") and tok.kind == "op":
+                if text == ":":
+                    raise self.error("':' only appears in slices such as x[1:3]", tok.start)
+                raise self.error("unmatched ']'", tok.start)
             elif text in ("+", "-") and expect_operand:
                 self.pos += 1
                 frames.append(_Frame("unary", tok, _UNARY_PRECEDENCE))
@@ -559,9 +598,263 @@ class _Parser:
                 frame.token.start,
                 hint=f"usage: {ops.OPS[by_arity[counts[0]]].syntax}",
             )
-        op = by_arity[len(args)]
-        node = self.add(op, tuple(a.node for a in args), frame.token.start, close.end)
+        op = ops.OPS[by_arity[len(args)]]
+        attrs: dict[str, object] = {}
+        for key, value in frame.keywords.items():
+            if key not in op.attrs:
+                raise self.error(
+                    f"{frame.fn}() with {len(args)} argument{'s' if len(args) > 1 else ''} "
+                    f"takes no keyword '{key}'",
+                    frame.token.start,
+                    hint=f"usage: {op.syntax}",
+                )
+            attrs[key] = value
+        if "shape" in op.attrs:
+            if not frame.ints:
+                raise self.error(
+                    f"{frame.fn}() needs the new shape after the array",
+                    frame.token.start,
+                    hint=f"usage: {op.syntax}",
+                )
+            attrs["shape"] = tuple(frame.ints)
+        node = self.add(
+            op.name,
+            tuple(a.node for a in args),
+            frame.token.start,
+            close.end,
+            attrs=tuple(attrs.items()),
+        )
         return _Operand(node, frame.token.start, close.end)
+
+    # -- arrays: attributes of calls, constructors, literals, subscripts, .T --
+    def attribute_arg(self, frame: _Frame, height: int) -> bool:
+        """A keyword (`axis=0`) or a trailing integer (`reshape(a, 2, 3)`) at this point of
+        a call: read it into the frame and say so."""
+        tok, nxt = self.peek(), self.peek(1)
+        if tok.kind == "name" and nxt.text == "=":
+            takes = {a for name in ops.FUNCTIONS[frame.fn].values() for a in ops.OPS[name].attrs}
+            if tok.text not in takes - {"shape", "index"}:
+                raise self.error(f"{frame.fn}() takes no keyword '{tok.text}'", tok.start)
+            if tok.text in frame.keywords:
+                raise self.error(f"keyword '{tok.text}' given twice", tok.start)
+            self.pos += 2
+            frame.keywords[tok.text] = self.integer(tok.text)
+            return True
+        if frame.keywords:
+            raise self.error("positional argument after a keyword", tok.start)
+        shaped = any("shape" in ops.OPS[name].attrs for name in ops.FUNCTIONS[frame.fn].values())
+        if shaped and height > frame.operands_at:
+            frame.ints.append(self.integer("dimension"))
+            return True
+        return False
+
+    def integer(self, what: str) -> int:
+        """A signed integer literal (an axis, an index, a dimension)."""
+        tok = self.peek()
+        sign = 1
+        if tok.text in ("-", "+") and tok.kind == "op":
+            sign = -1 if tok.text == "-" else 1
+            self.pos += 1
+            tok = self.peek()
+        if tok.kind != "num" or not tok.text.isdigit():
+            found = "a variable" if tok.kind == "name" else self.describe(tok)
+            raise self.error(f"the {what} must be an integer literal, not {found}", tok.start)
+        self.pos += 1
+        if len(tok.text) > 18:
+            raise self.error(f"the {what} {tok.text} is out of range", tok.start)
+        return sign * int(tok.text)
+
+    def constructor(self, tok: Token) -> _Operand:
+        """zeros(2, 3), ones(4), arange(4), arange(1, 2, 0.25): a constant array."""
+        self.pos += 1  # the '('
+        args: list[float] = []
+        while True:
+            at = self.peek()
+            if at.text == ")" and not args:
+                break
+            sign = 1.0
+            if at.text in ("-", "+") and at.kind == "op":
+                sign = -1.0 if at.text == "-" else 1.0
+                self.pos += 1
+                at = self.peek()
+            if at.kind != "num":
+                raise self.error(
+                    f"the arguments of {tok.text}() must be numbers, not {self.describe(at)}",
+                    at.start,
+                )
+            args.append(sign * float(at.text))
+            self.pos += 1
+            after = self.peek()
+            self.pos += 1
+            if after.text == ")":
+                break
+            if after.text != ",":
+                raise self.error(f"expected ',' or ')', got {self.describe(after)}", after.start)
+        close = self.tokens[self.pos - 1]
+        try:
+            value = ops.CONSTRUCTORS[tok.text](*args, limit=self.limits.max_elements)
+        except ValueError as exc:
+            raise self.error(f"{tok.text}(): {exc}", tok.start) from None
+        value.flags.writeable = False
+        node = self.add("const", (), tok.start, close.end, value=value)
+        return _Operand(node, tok.start, close.end)
+
+    def array_literal(self, depth: int) -> _Operand:
+        """A nested-bracket literal of constants: [1, 2], [[1, 2], [3, 4]], [pi/4, -1]."""
+        first = self.peek()
+        lists: list[list[tuple[Any, Token]]] = []  # the lists being filled, innermost last
+        opened: list[Token] = []
+        elements = 0
+        while True:
+            tok = self.peek()
+            if tok.text == "[" and tok.kind == "op":
+                if depth + len(lists) + 1 > self.limits.max_depth:
+                    raise self.error(
+                        f"nesting deeper than {self.limits.max_depth} levels", tok.start
+                    )
+                lists.append([])
+                opened.append(tok)
+                self.pos += 1
+                continue
+            if tok.text == "]":
+                if not lists[-1]:
+                    raise self.error("empty list: an array needs at least one element", tok.start)
+                bracket = opened.pop()
+                done = _stack(lists.pop(), self)
+                self.pos += 1
+                if not lists:
+                    break
+                lists[-1].append((done, bracket))
+            else:
+                leaf = self.literal_leaf()
+                elements += 1
+                if elements > self.limits.max_elements:
+                    raise self.error(
+                        f"more than {self.limits.max_elements:,} elements in one list", tok.start
+                    )
+                lists[-1].append((leaf, tok))
+            after = self.peek()
+            if after.text == ",":
+                self.pos += 1
+            elif after.text != "]":
+                raise self.error(
+                    f"expected ',' or ']' in the list, got {self.describe(after)}", after.start
+                )
+        close = self.tokens[self.pos - 1]
+        node = self.add("const", (), first.start, close.end, value=done)
+        return _Operand(node, first.start, close.end)
+
+    def literal_leaf(self) -> object:
+        """One element of a list literal: a number, or a constant expression (pi/4)."""
+        tok, nxt, third = self.peek(), self.peek(1), self.peek(2)
+        if tok.kind == "num" and nxt.text in (",", "]"):
+            self.pos += 1
+            return self.float_of(tok, 1.0)
+        if tok.text in ("-", "+") and nxt.kind == "num" and third.text in (",", "]"):
+            self.pos += 2
+            return self.float_of(nxt, -1.0 if tok.text == "-" else 1.0)
+        start, level = self.pos, 0
+        while True:
+            at = self.peek()
+            if at.kind in ("eof", "nl") or at.text == ";":
+                break
+            if level == 0 and at.text in (",", "]"):
+                break
+            level += at.text in ("(", "[")
+            level -= at.text in (")", "]")
+            self.pos += 1
+        if self.pos == start:
+            raise self.expected_operand(self.peek())
+        return self.constant_of(start, self.pos)
+
+    def float_of(self, tok: Token, sign: float) -> float:
+        value = float(tok.text)
+        if value == float("inf"):
+            raise self.error(f"number {tok.text} is too large for float64", tok.start)
+        return sign * value
+
+    def constant_of(self, start: int, end: int) -> object:
+        """Parse tokens[start:end] on their own as a constant expression and evaluate it."""
+        from .engine import check_constants, evaluate
+
+        sub = _Parser.__new__(_Parser)
+        sub.source, sub.limits, sub.what = self.source, self.limits, self.what
+        eof = self.tokens[end]
+        sub.tokens = [*self.tokens[start:end], Token("eof", "", eof.start, eof.start)]
+        sub.pos, sub.nodes, sub.bound, sub.variables, sub.warnings = 0, [], {}, {}, []
+        operand = sub.expression()
+        if sub.variables:
+            name = next(iter(sub.variables))
+            raise self.error(
+                f"list elements must be constants, but this one uses {name}",
+                self.tokens[start].start,
+                hint="write the array as a value (W=[[1, 2], [3, 4]]) and use its name",
+            )
+        graph = Graph(tuple(sub.nodes), operand.node, self.source)
+        check_constants(graph, what=self.what)
+        self.warnings += sub.warnings
+        value = evaluate(graph, {})[operand.node]
+        return float(value) if np.ndim(value) == 0 else np.asarray(value)
+
+    def subscript(self, target: _Operand, depth: int) -> _Operand:
+        """x[0], W[1, 2], x[1:3], W[:, 0], x[::-1]: integers and slices only."""
+        self.enter(depth, self.peek())
+        self.pos += 1
+        items: list[object] = []
+        while True:
+            items.append(self.index_item())
+            tok = self.peek()
+            self.pos += 1
+            if tok.text == "]":
+                break
+            if tok.text != ",":
+                raise self.error(
+                    f"expected ',' or ']' in the index, got {self.describe(tok)}", tok.start
+                )
+        close = self.tokens[self.pos - 1]
+        node = self.add(
+            ops.SUBSCRIPT, (target.node,), target.start, close.end, attrs=(("index", tuple(items)),)
+        )
+        return _Operand(node, target.start, close.end)
+
+    def index_item(self) -> object:
+        parts: list[int | None] = []
+        while True:
+            tok = self.peek()
+            if tok.text in (":", ",", "]"):
+                parts.append(None)
+            else:
+                parts.append(self.integer("index"))
+            if self.peek().text != ":" or len(parts) == 3:
+                break
+            self.pos += 1
+        if len(parts) == 1:
+            if parts[0] is None:
+                raise self.error("expected an integer index or a slice", self.peek().start)
+            return parts[0]
+        if len(parts) == 3 and parts[2] == 0:
+            raise self.error("a slice step cannot be zero", self.peek().start)
+        return ("slice", *parts, *([None] * (3 - len(parts))))
+
+    def attribute(self, target: _Operand) -> _Operand:
+        name = self.peek(1)  # the tokenizer let only known attributes through
+        self.pos += 2
+        node = self.add(ops.POSTFIX[name.text], (target.node,), target.start, name.end)
+        return _Operand(node, target.start, name.end)
+
+
+def _stack(items: list[tuple[Any, Token]], parser: _Parser) -> Any:
+    """A finished list: its elements must all have one shape."""
+    first = np.shape(items[0][0])
+    for value, tok in items:
+        if np.shape(value) != first:
+            raise parser.error(
+                f"ragged list: this element has shape {np.shape(value)}, the first {first}",
+                tok.start,
+            )
+    array = np.array([value for value, _ in items], dtype=np.float64)
+    array.flags.writeable = False
+    return array
 
 
 def _line_col(source: str, offset: int) -> tuple[int, int]:
@@ -607,15 +900,16 @@ def check_variable_name(name: str, what: str) -> None:
             f"{what}: {name!r} is not a valid name (ASCII letters, digits and '_', "
             "starting with a letter)"
         )
-    if keyword.iskeyword(name) or name in ops.FUNCTIONS:
+    if keyword.iskeyword(name) or ops.is_function(name):
         raise BackpropError(f"{what}: {name!r} is reserved and cannot be a variable")
 
 
 def parse_constant(
     text: str, *, what: str, limits: Limits = DEFAULT_LIMITS, warnings: list[str] | None = None
-) -> float:
-    """A constant expression such as `-2`, `1.5e-3` or `pi/4`, evaluated in float64.
-    Parser warnings (a literal that underflows, say) are added to `warnings`."""
+) -> Any:
+    """A constant expression such as `-2`, `1.5e-3`, `pi/4`, `[[1, 2], [3, 4]]` or
+    `2*arange(4)`, evaluated in float64: a float, or a read-only array. Parser warnings (a
+    literal that underflows, say) are added to `warnings`."""
     from .engine import evaluate
 
     if not text.strip():
@@ -630,24 +924,28 @@ def parse_constant(
         names = ", ".join(graph.variables)
         raise BackpropError(
             f"{what} must be a constant expression, but it uses {names}",
-            hint="values may use numbers, pi, e and functions, not other variables",
+            hint="values may use numbers, lists, pi, e and functions, not other variables",
         )
     if any(n.name is not None for n in graph.nodes):
         raise BackpropError(f"{what} must be an expression, not an assignment")
-    value = float(evaluate(graph, {})[graph.output])
-    return value
+    value = evaluate(graph, {})[graph.output]
+    if np.ndim(value) == 0:
+        return float(value)
+    array = np.array(value, dtype=np.float64)
+    array.flags.writeable = False
+    return array
 
 
 def parse_binding(
     arg: str, *, limits: Limits = DEFAULT_LIMITS, warnings: list[str] | None = None
-) -> tuple[str, float]:
-    """`NAME=VALUE` from the command line."""
+) -> tuple[str, Any]:
+    """`NAME=VALUE` from the command line: a number or an array."""
     name, sep, value_text = arg.partition("=")
     name = name.strip()
     if not sep:
         raise BackpropError(
             f"expected NAME=VALUE, got {arg!r}",
-            hint="values are given as x=1.5; the expression comes first",
+            hint="values are given as x=1.5 or x=[1,2,3]; the expression comes first",
         )
     if not name:
         raise BackpropError(f"missing the name in {arg!r} (expected NAME=VALUE)")

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from . import engine, ops
 from .errors import BackpropError
 from .graph import Graph
-from .render import short
+from .render import short_any
 
 FILE_FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf"}
 GREEN, RED, KINK = "#2e7d32", "#c62828", "#e65100"
@@ -32,39 +34,40 @@ class Picture:
     graph: Graph
     keep: list[int]  # node ids shown, in evaluation order
     cut: int  # how many ancestors of the output were left out
-    values: list[float] | None
-    grads: list[float | None] | None
-    flows: dict[tuple[int, int], float]  # (node, input position) -> gradient along the wire
+    values: list[Any] | None  # numbers, or nested lists for arrays
+    grads: list[Any | None] | None
+    flows: dict[tuple[int, int], Any]  # (node, input position) -> gradient along the wire
     kinks: set[int]
+    shapes: list[tuple[int, ...]] | None = None
 
 
-def picture(graph: Graph, point: dict[str, float] | None, max_nodes: int) -> Picture:
+def picture(graph: Graph, point: dict[str, Any] | None, max_nodes: int) -> Picture:
     """The nodes the output depends on (the last max_nodes of them), with values, gradients
-    and per-wire gradients when a point is given."""
+    and per-wire gradients when a point is given. An array output has no single gradient:
+    its picture shows values and shapes only."""
     reach = graph.ancestors_of_output()
     ancestors = [n.id for n in graph.nodes if reach[n.id]]
     keep = ancestors[-max_nodes:] if max_nodes and len(ancestors) > max_nodes else ancestors
     if point is None:
         return Picture(graph, keep, len(ancestors) - len(keep), None, None, {}, set())
     trace = engine.run(graph, point)
-    local = engine.local_partials(graph, trace.values)
-    flows: dict[tuple[int, int], float] = {}
-    for node in graph.nodes:
-        g = trace.grads[node.id]
-        if g is None or node.op in ops.LEAVES:
-            continue
-        for k, i in enumerate(node.inputs):
-            if trace.grads[i] is not None:
-                flows[(node.id, k)] = float(g) * float(local[node.id][k])
+    scalar = not trace.cores[graph.output]
+    flows = engine.wire_gradients(graph, trace) if scalar else {}
     return Picture(
         graph,
         keep,
         len(ancestors) - len(keep),
-        [float(v) for v in trace.values],
-        [None if g is None else float(g) for g in trace.grads],
-        flows,
+        [_plain(v) for v in trace.values],
+        [None if g is None or not scalar else _plain(g) for g in trace.grads],
+        {wire: _plain(g) for wire, g in flows.items()},
         set(trace.kinks),
+        trace.cores,
     )
+
+
+def _plain(x: Any) -> Any:
+    value: Any = np.asarray(x, dtype=np.float64).tolist()
+    return value
 
 
 def _title(pic: Picture, node_id: int) -> tuple[str, str]:
@@ -82,8 +85,15 @@ def _title(pic: Picture, node_id: int) -> tuple[str, str]:
     return symbol or node.op, label
 
 
-def _num(x: float | None) -> str:
-    return "—" if x is None else short(x, digits=4)
+def _num(x: Any) -> str:
+    return "—" if x is None else short_any(x, digits=4, items=4)
+
+
+def _shape(pic: Picture, node_id: int) -> str:
+    """A node's shape for the picture, or '' for a scalar."""
+    if pic.shapes is None or not pic.shapes[node_id]:
+        return ""
+    return str(tuple(pic.shapes[node_id]))
 
 
 # ---- DOT --------------------------------------------------------------------------------
@@ -121,6 +131,8 @@ def _dot_node(pic: Picture, node_id: int) -> str:
         rows.append(f"<b>{html.escape(symbol)}</b>" + (f" {html.escape(label)}" if label else ""))
     else:
         rows.append(f"<b>{html.escape(label)}</b>")
+    if _shape(pic, node_id):
+        rows.append(f'<font color="#555555">{_shape(pic, node_id)}</font>')
     if pic.values is not None and node.op != "const":
         rows.append(f'<font color="{GREEN}">{html.escape(_num(pic.values[node_id]))}</font>')
         if pic.grads is not None and pic.grads[node_id] is not None:
@@ -165,6 +177,8 @@ def to_mermaid(pic: Picture, rankdir: str = "LR") -> str:
         node = graph.nodes[node_id]
         symbol, label = _title(pic, node_id)
         text = " ".join(part for part in (symbol, label) if part)
+        if _shape(pic, node_id):
+            text += f"<br/>{_shape(pic, node_id)}"
         if pic.values is not None and node.op != "const":
             text += f"<br/>{_num(pic.values[node_id])}"
             if pic.grads is not None and pic.grads[node_id] is not None:
@@ -208,6 +222,8 @@ def tree(pic: Picture) -> Any:
         if again:
             text.append("  (shown above)", style="dim")
             return text
+        if _shape(pic, node_id):
+            text.append(f"  {_shape(pic, node_id)}", style="dim")
         if pic.values is not None and pic.graph.nodes[node_id].op != "const":
             text.append(f"  {_num(pic.values[node_id])}", style=GREEN)
             if pic.grads is not None and pic.grads[node_id] is not None:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
 
 MAX_CELL = 400  # characters of a formula shown in a table cell
+MAX_PARTIAL_ROWS = 24  # rows of the partials table (JSON holds them all)
 
 _MARKS = {"ok": "✓", "mismatch": "✗"}
 _STATUS_TEXT = {
@@ -41,6 +42,38 @@ def fmt(x: float | None, dtype: str = "float64") -> str:
         return "inf" if x > 0 else "-inf"
     text = str(np.float32(x)) if dtype == "float32" else repr(float(x))
     return text[:-2] if text.endswith(".0") else text
+
+
+def fmt_any(x: Any, dtype: str = "float64") -> str:
+    """`fmt` for a number or an array (nested lists), every element in full."""
+    if isinstance(x, list):
+        return "[" + ", ".join(fmt_any(v, dtype) for v in x) + "]"
+    return fmt(x, dtype)
+
+
+def short_any(x: Any, dtype: str = "float64", digits: int = 10, items: int = 6) -> str:
+    """`short` for a number, or a compact array: every element when there are at most
+    `items`, else the shape and the first elements ((10,) [0, 1, 2, …, 9])."""
+    if not isinstance(x, list):
+        return short(x, dtype, digits)
+    array = np.asarray(x, dtype=np.float64)
+    text = _compact(array, lambda v: short(v, dtype, digits), items)
+    return text if array.size <= items else f"{tuple(array.shape)} {text}"
+
+
+def _compact(array: np.ndarray, cell: Any, items: int) -> str:
+    if array.ndim == 0:
+        return str(cell(float(array)))
+    n = array.shape[0]
+    if array.size <= items:
+        parts = [_compact(a, cell, items) for a in array]
+    elif array.ndim == 1:
+        head = max(1, items // 2)
+        parts = [*(_compact(a, cell, items) for a in array[:head]), "…"]
+        parts.append(_compact(array[-1], cell, items))
+    else:
+        parts = [_compact(array[0], cell, items), *(["…"] if n > 1 else [])]
+    return "[" + ", ".join(parts) + "]"
 
 
 def output_name(report: dict[str, Any]) -> str:
@@ -82,11 +115,24 @@ def to_json(report: dict[str, Any]) -> str:
 
 
 def to_csv(report: dict[str, Any]) -> str:
-    """One row: the inputs, the output value and d_<var> for each partial."""
+    """One row: the inputs, the output value and d_<var> for each partial; an array gives
+    one column per element (x[0], x[1], d_x[0], …)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    names = list(report["variables"])
-    header = [*names, "value", *(f"d_{v}" for v in report["wrt"])]
+    dtype = report["dtype"]
+    header: list[str] = []
+    row: list[str] = []
+    for name, value in report["variables"].items():
+        for label, x in _flat(name, value):
+            header.append(label)
+            row.append(fmt(x))
+    for label, x in _flat("value", report["value"]):
+        header.append(label)
+        row.append(fmt(x, dtype))
+    for name in report["wrt"]:
+        for label, x in _flat(f"d_{name}", report["gradient"][name]):
+            header.append(label)
+            row.append(fmt(x, dtype))
     if len(set(header)) != len(header):
         from .errors import BackpropError
 
@@ -95,13 +141,20 @@ def to_csv(report: dict[str, Any]) -> str:
             f"the CSV columns would have two called {clash!r}: rename that variable, "
             "or use --format json"
         )
-    dtype = report["dtype"]
-    row = [fmt(report["variables"][n]) for n in names]
-    row.append(fmt(report["value"], dtype))
-    row += [fmt(report["gradient"][v], dtype) for v in report["wrt"]]
     writer.writerow(header)
     writer.writerow(row)
     return buffer.getvalue()
+
+
+def _flat(name: str, value: Any) -> list[tuple[str, Any]]:
+    """(column, number) pairs: the name for a number, name[i,j] per element of an array."""
+    if not isinstance(value, list):
+        return [(name, value)]
+    array = np.asarray(value, dtype=np.float64)
+    return [
+        (f"{name}[{','.join(map(str, index))}]", float(array[index]))
+        for index in np.ndindex(*array.shape)
+    ]
 
 
 # ---- shared pieces of the human formats ----------------------------------------------
@@ -209,7 +262,7 @@ def _origin(report: dict[str, Any]) -> str:
 
 
 def _point(report: dict[str, Any]) -> str:
-    return ", ".join(f"{k} = {fmt(v)}" for k, v in report["variables"].items())
+    return ", ".join(f"{k} = {short_any(v, 'float64', 17)}" for k, v in report["variables"].items())
 
 
 # ---- Rich tables ------------------------------------------------------------------------
@@ -241,7 +294,7 @@ def tables(report: dict[str, Any], width: int = 100, max_rows: int = 0) -> list[
     and the checks' verdicts."""
     out: list[RenderableType] = [
         _heading(report),
-        _graph_table(report, _digits(width), max_rows),
+        _graph_table(report, _digits(width), max_rows, width),
     ]
     if report["partials"]:
         out += _partials(report, width)
@@ -259,12 +312,14 @@ def _heading(report: dict[str, Any]) -> RenderableType:
     head.append(_cap(" ".join(report["output"]["text"].split())))
     head.append(_origin(report), style="dim")
     head.append("\nvalue ", style="bold")
-    head.append(fmt(report["value"], dtype), style="bold green")
+    head.append(short_any(report["value"], dtype, 17), style="bold green")
+    if report["output"].get("shape"):
+        head.append(f"  (shape {tuple(report['output']['shape'])})", style="dim")
     if report["variables"]:
         head.append(f"  at {_point(report)}")
     if dtype != "float64":
         rounded = {k: v for k, v in report["variables_used"].items() if v != report["variables"][k]}
-        shown = ", ".join(f"{k} = {fmt(v)}" for k, v in rounded.items())
+        shown = ", ".join(f"{k} = {short_any(v, 'float64', 17)}" for k, v in rounded.items())
         head.append(f"  ({dtype}" + (f": {shown})" if shown else ")"))
     if report.get("symbolic_output"):
         head.append("\nSymPy: ", style="bold")
@@ -289,7 +344,9 @@ def _shown_nodes(nodes: list[dict[str, Any]], max_rows: int) -> list[dict[str, A
     return rows
 
 
-def _graph_table(report: dict[str, Any], digits: int, max_rows: int = 0) -> RenderableType:
+def _graph_table(
+    report: dict[str, Any], digits: int, max_rows: int = 0, width: int = 100
+) -> RenderableType:
     from rich.table import Table
     from rich.text import Text
 
@@ -309,10 +366,20 @@ def _graph_table(report: dict[str, Any], digits: int, max_rows: int = 0) -> Rend
     table.add_column("node", min_width=8)
     table.add_column("op", no_wrap=True)
     table.add_column("inputs")
-    table.add_column("value", justify="right", style="green", no_wrap=True)
-    table.add_column(f"∂{name}/∂node", justify="right", style="red", no_wrap=True)
+    arrays = any(node["shape"] for node in nodes)
+    room = max(14, (width - 40) // 2) if arrays else None
+    table.add_column(
+        "value", justify="right", style="green", no_wrap=True, max_width=room,
+        overflow="ellipsis",
+    )  # fmt: skip
+    table.add_column(
+        f"∂{name}/∂node", justify="right", style="red", no_wrap=True, max_width=room,
+        overflow="ellipsis",
+    )  # fmt: skip
     if notes:
         table.add_column("note", style="yellow")
+    cell_digits = min(digits, 4 if width < 110 else 6) if arrays else digits
+    items = 4 if width < 110 else 6
     for node in rows:
         if node is None:
             table.add_row("…", "…", "", "", "", "", *([""] if notes else []))
@@ -323,8 +390,10 @@ def _graph_table(report: dict[str, Any], digits: int, max_rows: int = 0) -> Rend
             Text(label, style="bold" if node["output"] or node["op"] == "input" else ""),
             node["op"],
             ",".join(map(str, node["inputs"])),
-            short(node["value"], dtype, digits),
-            short(node["grad"], dtype, digits),
+            *(
+                short_any(v, dtype, cell_digits if isinstance(v, list) else digits, items)
+                for v in (node["value"], node["grad"])
+            ),
         ]
         table.add_row(*row, *(["; ".join(node["notes"])] if notes else []))
     return table
@@ -340,6 +409,9 @@ def _partials(report: dict[str, Any], width: int) -> list[RenderableType]:
     name = output_name(report)
     digits = _digits(width)
     partials = report["partials"]
+    hidden = max(0, len(partials) - MAX_PARTIAL_ROWS)
+    if hidden:
+        partials = partials[: MAX_PARTIAL_ROWS - 4] + partials[-4:]
     ran = {
         key: any(p["status"][key] != "skipped" for p in partials)
         for key in ("symbolic", "torch", "finite_difference")
@@ -360,7 +432,11 @@ def _partials(report: dict[str, Any], width: int) -> list[RenderableType]:
     formulas = [_symbolic_cell(p) for p in partials] if ran["symbolic"] else []
     numbers = max(sum(len(c) + 3 for c in row) for row in rows) + 20
     inline = bool(formulas) and numbers + max(len(f) for f in formulas) <= width
-    table = Table(title=f"Partial derivatives of {name}", title_justify="left")
+    caption = f"{hidden:,} more rows in --format json" if hidden else None
+    table = Table(
+        title=f"Partial derivatives of {name}", title_justify="left", caption=caption,
+        caption_justify="left",
+    )  # fmt: skip
     table.add_column("partial", no_wrap=True)
     if inline:
         table.add_column("SymPy formula")
@@ -371,18 +447,39 @@ def _partials(report: dict[str, Any], width: int) -> list[RenderableType]:
     for i, (p, row) in enumerate(zip(partials, rows, strict=True)):
         mark = _mark(p)
         table.add_row(
-            f"∂{name}/∂{p['variable']}",
+            f"∂{name}/∂{p['element']}",
             *([formulas[i]] if inline else []),
             *row,
             Text(mark, style="green" if mark.startswith("✓") else "bold red"),
         )
+    compact = _compact_formulas(report)
     if inline or not formulas:
-        return [table]
+        return [*compact, table]
     listing = Text("SymPy partials", style="bold")
     for p, formula in zip(partials, formulas, strict=True):
-        listing.append(f"\n  ∂{name}/∂{p['variable']} = ", style="bold")
+        listing.append(f"\n  ∂{name}/∂{p['element']} = ", style="bold")
         listing.append(formula)
-    return [listing, table]
+    return [*compact, listing, table]
+
+
+def _compact_formulas(report: dict[str, Any]) -> list[RenderableType]:
+    """∂f/∂x = 4*x: the elementwise form of an array's partials, where SymPy found one."""
+    from rich.text import Text
+
+    name = output_name(report)
+    forms = {
+        v: report["symbolic"][v]
+        for v in report["wrt"]
+        if report["shapes"].get(v) and v in report["symbolic"]
+    }
+    if not forms:
+        return []
+    text = Text("SymPy, elementwise", style="bold")
+    for v, formula in forms.items():
+        text.append(f"\n  ∂{name}/∂{v} = ", style="bold")
+        text.append(_cap(formula))
+        text.append(f"   (each element of {v}, shape {tuple(report['shapes'][v])})", style="dim")
+    return [text]
 
 
 def _summary(report: dict[str, Any]) -> RenderableType:
@@ -405,13 +502,20 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _md_value(x: Any, dtype: str) -> str:
+    """Every digit of a number, and of an array up to 36 elements; a compact form beyond."""
+    if isinstance(x, list) and np.size(x) > 36:
+        return short_any(x, dtype, 17)
+    return fmt_any(x, dtype)
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     dtype = report["dtype"]
     name = output_name(report)
     lines = [
         f"**{name}** = `{_md(' '.join(report['output']['text'].split()))}`{_origin(report)}",
         "",
-        f"value **{fmt(report['value'], dtype)}**"
+        f"value **{_md_value(report['value'], dtype)}**"
         + (f" at {_point(report)}" if report["variables"] else ""),
         "",
     ]
@@ -425,8 +529,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         label = node["label"] + (" (output)" if node["output"] else "")
         lines.append(
             f"| {node['id']} | `{_md(label)}` | {node['op']} | "
-            f"{', '.join(map(str, node['inputs']))} | {fmt(node['value'], dtype)} | "
-            f"{fmt(node['grad'], dtype)} | {_md('; '.join(node['notes']))} |"
+            f"{', '.join(map(str, node['inputs']))} | {_md_value(node['value'], dtype)} | "
+            f"{_md_value(node['grad'], dtype)} | {_md('; '.join(node['notes']))} |"
         )
     if report["partials"]:
         lines += [
@@ -436,7 +540,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         ]
         for p in report["partials"]:
             lines.append(
-                f"| ∂{name}/∂{p['variable']} | `{_md(_symbolic_cell(p))}` | "
+                f"| ∂{name}/∂{p['element']} | `{_md(_symbolic_cell(p))}` | "
                 f"{_check_cell(p, 'symbolic')} | {fmt(p['engine'], dtype)} | "
                 f"{_check_cell(p, 'torch')} | "
                 f"{_check_cell(p, 'finite_difference')} | {_mark(p)} |"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from .render import fmt, short
+from .render import fmt, fmt_any, short, short_any
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -16,7 +16,7 @@ D = "∂"
 
 
 def _point(report: dict[str, Any]) -> str:
-    return ", ".join(f"{k} = {fmt(v)}" for k, v in report["variables"].items())
+    return ", ".join(f"{k} = {short_any(v, 'float64', 17)}" for k, v in report["variables"].items())
 
 
 def _path_lines(path: dict[str, Any]) -> tuple[str, str, str]:
@@ -103,6 +103,8 @@ def panels(report: dict[str, Any]) -> list[RenderableType]:
     from rich.text import Text
     from rich.tree import Tree
 
+    if report.get("arrays"):
+        return _array_panels(report)
     out = report["output"]["name"]
     head = Text()
     head.append(_heading_text(report)[:200])
@@ -214,6 +216,8 @@ def _cost_text(report: dict[str, Any]) -> str:
 
 
 def markdown(report: dict[str, Any]) -> str:
+    if report.get("arrays"):
+        return _array_markdown(report)
     out = report["output"]["name"]
     lines = [
         f"`{_heading_text(report)}` = **{fmt(report['output']['value'])}**"
@@ -273,6 +277,8 @@ def markdown(report: dict[str, Any]) -> str:
 
 def latex(report: dict[str, Any], names: dict[str, str]) -> str:
     """A compilable document whose align* blocks can be pasted into homework."""
+    if report.get("arrays"):
+        return _array_latex(report)
 
     def n(name: str) -> str:
         return names.get(name, name)
@@ -329,3 +335,144 @@ def _tex_number(x: float) -> str:
         mantissa, exponent = text.split("e")
         return rf"{mantissa} \times 10^{{{int(exponent)}}}"
     return text
+
+
+# ---- arrays -------------------------------------------------------------------------------
+
+
+def _shape_text(shape: list[int]) -> str:
+    return "scalar" if not shape else str(tuple(shape))
+
+
+def _array_notes(report: dict[str, Any]) -> list[str]:
+    total, shown = report["reverse_steps_total"], len(report["reverse_steps"])
+    notes = ["with arrays each step applies an op's vector-Jacobian product to the whole "
+             "upstream gradient G (the rules of `backprop ops`)"]  # fmt: skip
+    if total > shown:
+        notes.append(f"{total - shown:,} more steps (--format json lists the first {shown:,})")
+    return notes
+
+
+def _array_panels(report: dict[str, Any]) -> list[RenderableType]:
+    from rich.table import Table
+    from rich.text import Text
+
+    out = report["output"]["name"]
+    head = Text()
+    head.append(_heading_text(report)[:200])
+    head.append(f" = {short_any(report['output']['value'], 'float64', 17)}", style="bold green")
+    head.append(f"  at {_point(report)}")
+    items: list[RenderableType] = [head]
+    legend = [
+        f"{e['name']} = {' '.join(e['text'].split())}  {_shape_text(e['shape'])}"
+        for e in report["legend"]
+        if e["op"] != "input" and e["name"] != e["text"]
+    ]
+    if legend:
+        items.append(Text("where " + "\n      ".join(legend[:40]), style="dim"))
+    table = Table(
+        title="Reverse sweep over arrays: each op's rule applied to the upstream "
+        f"G = {D}{out}/{D}node",
+        title_justify="left",
+    )
+    for column in ("#", "edge", "shapes", "G", "rule", "contribution", "so far"):
+        table.add_column(column, justify="right" if column in ("#", "G") else "left")
+    for s in report["reverse_steps"]:
+        table.add_row(
+            str(s["step"]),
+            f"{s['from']} → {s['to']}",
+            f"{_shape_text(s['shape_node'])} → {_shape_text(s['shape_input'])}",
+            short_any(s["upstream"], digits=4, items=4),
+            s["rule"],
+            short_any(s["contribution"], digits=4, items=4),
+            short_any(s["total"], digits=4, items=4),
+        )
+    items.append(table)
+    result = Text()
+    for i, g in enumerate(report["gradients"]):
+        result.append(("\n" if i else "") + f"{D}{out}/{D}{g['variable']} = ", style="bold")
+        result.append(short_any(g["gradient"], "float64", 10, 36), style="red")
+        result.append(f"   ({_shape_text(g['shape'])}, the shape of {g['variable']})", style="dim")
+    items.append(result)
+    items += [Text(f"note: {n}", style="dim") for n in _array_notes(report)]
+    return items
+
+
+def _array_markdown(report: dict[str, Any]) -> str:
+    out = report["output"]["name"]
+    lines = [
+        f"`{_heading_text(report)}` = **{fmt_any(report['output']['value'])}** at {_point(report)}",
+        "",
+        f"| # | edge | shapes | G = {D}{out}/{D}node | rule | contribution | so far |",
+        "|---:|---|---|---:|---|---:|---:|",
+    ]
+    for s in report["reverse_steps"]:
+        lines.append(
+            f"| {s['step']} | {s['from']} → {s['to']} | "
+            f"{_shape_text(s['shape_node'])} → {_shape_text(s['shape_input'])} | "
+            f"`{short_any(s['upstream'], 'float64', 17, 36)}` | {s['rule']} | "
+            f"`{short_any(s['contribution'], 'float64', 17, 36)}` | "
+            f"`{short_any(s['total'], 'float64', 17, 36)}` |"
+        )
+    lines.append("")
+    for g in report["gradients"]:
+        lines.append(f"- {D}{out}/{D}{g['variable']} = `{fmt_any(g['gradient'])}`")
+    lines.append("")
+    lines += [f"> note: {n}" for n in _array_notes(report)]
+    return "\n".join(lines) + "\n"
+
+
+_TEX_TEXT = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}", "∂": r"$\partial$",
+    "·": r"$\cdot$", "ᵀ": r"$^{\top}$", "²": r"$^2$", "½": r"$\frac12$", "…": r"\ldots{}",
+    "→": r"$\to$",
+}  # fmt: skip
+
+
+def _tex_text(text: str) -> str:
+    return "".join(
+        _TEX_TEXT.get(ch, ch) if ord(ch) < 128 or ch in _TEX_TEXT else "?" for ch in text
+    )
+
+
+def _array_latex(report: dict[str, Any]) -> str:
+    out = report["output"]["name"]
+    rows = [
+        " & ".join(
+            [
+                str(s["step"]),
+                _tex_text(f"{s['from']} → {s['to']}"),
+                _tex_text(f"{_shape_text(s['shape_node'])} → {_shape_text(s['shape_input'])}"),
+                _tex_text(s["rule"]),
+                r"\texttt{" + _tex_text(short_any(s["contribution"], digits=4, items=4)) + "}",
+            ]
+        )
+        + r" \\"
+        for s in report["reverse_steps"]
+    ]
+    grads = [
+        r"\item $\partial " + _tex_text(out).replace("$", "") + r"/\partial "
+        + _tex_text(g["variable"]).replace("$", "") + r"$ = \texttt{"
+        + _tex_text(short_any(g["gradient"], "float64", 17, 36)) + "}"
+        for g in report["gradients"]
+    ]  # fmt: skip
+    return (
+        "\n".join(
+            [
+                r"\documentclass{article}",
+                r"\usepackage{amsmath}",
+                r"\begin{document}",
+                "% The reverse sweep over arrays for " + _tex_text(out),
+                r"\begin{tabular}{rlllp{4.5cm}l}",
+                r"\# & edge & shapes & rule & contribution \\ \hline",
+                *rows,
+                r"\end{tabular}",
+                r"\begin{itemize}",
+                *grads,
+                r"\end{itemize}",
+                r"\end{document}",
+            ]
+        )
+        + "\n"
+    )

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import checks, engine
+from . import checks, engine, shapes
 from .errors import BackpropError
 from .graph import Graph
 from .parse import Program
@@ -24,6 +24,8 @@ OK_STATUSES = {
     "ok", "kink", "convention", "undefined", "inconclusive", "skipped", "budget", "error",
 }  # fmt: skip
 FD_RESOLUTION = 1e-3  # finite differences must resolve the derivative to 0.1% to judge it
+MAX_CHECKED_ELEMENTS = 256  # array elements checked one by one (an even sample beyond)
+MAX_SYMBOLIC_ELEMENTS = 2_000  # elements over all nodes that SymPy builds one by one
 
 
 @dataclass
@@ -38,6 +40,7 @@ class Options:
     symbolic_timeout: float = 5.0
     symbolic_memory_mb: int = 2048
     finite_difference: bool = True
+    seed_grad: Any = None  # the upstream gradient of an array output (--seed-grad)
 
 
 @dataclass
@@ -49,6 +52,8 @@ class _Symbolic:
     simplified: set[str] = field(default_factory=set)
     error: str | None = None
     state: str = "skipped"
+    reason: str | None = None  # why SymPy did not run, where it was asked to
+    compact: dict[str, dict[str, Any]] = field(default_factory=dict)  # ∂/∂x = 4*x
 
 
 @dataclass
@@ -56,17 +61,23 @@ class _Run:
     """Everything one report is made from."""
 
     graph: Graph
-    point: dict[str, float]  # as given
-    used: dict[str, float]  # as the engine's dtype holds them
+    point: dict[str, Any]  # as given
+    used: dict[str, Any]  # as the engine's dtype holds them
     wrt: list[str]
+    elements: list[tuple[str, tuple[int, ...]]]  # the partials checked one by one
     options: Options
     trace: engine.Trace
     value_spread: list[float]
     grad_spread: list[float | None]
     kinked: set[str]  # variables that feed a node evaluated on its kink
-    fd: dict[str, checks.FiniteDifference] | None
+    fd: dict[Any, checks.FiniteDifference] | None
     torch: checks.TorchRun | None
     sym: _Symbolic
+    seed: Any  # the output's upstream gradient
+
+    @property
+    def cores(self) -> list[tuple[int, ...]]:
+        return self.trace.cores
 
     def tol(self, check: str) -> tuple[float, float]:
         return checks.TOLERANCES[self.options.dtype][check]
@@ -74,6 +85,12 @@ class _Run:
 
 def _num(x: Any) -> float:
     return float(np.asarray(x, dtype=np.float64))
+
+
+def _plain(x: Any) -> Any:
+    """A number, or nested lists of numbers for an array (JSON's form)."""
+    value: Any = np.asarray(x, dtype=np.float64).tolist()
+    return value
 
 
 def check_point(graph: Graph, point: dict[str, float]) -> list[str]:
@@ -115,68 +132,143 @@ def resolve_wrt(graph: Graph, wrt: list[str] | None) -> list[str]:
     return list(dict.fromkeys(wrt))
 
 
-def gradient_report(program: Program, point: dict[str, float], options: Options) -> dict[str, Any]:
+def gradient_report(program: Program, point: dict[str, Any], options: Options) -> dict[str, Any]:
     """Run everything and return the report (see README for the schema)."""
     graph = program.graph
     warnings: list[dict[str, Any]] = [{"message": w} for w in program.warnings]
     warnings += [{"message": w} for w in check_point(graph, point)]
     wrt = resolve_wrt(graph, options.wrt)
     point = {name: point[name] for name in graph.variables}
+    cores = shapes.infer(graph, {name: np.shape(value) for name, value in point.items()})
+    seed = upstream(graph, cores[graph.output], options.seed_grad)
     if options.dtype != "float64":
         engine.check_constants(graph, dtype=options.dtype)
         warnings += [{"message": w} for w in engine.check_point_fits(point, options.dtype)]
     # The checks look at the point the engine really computed at (float32 rounds it).
     dt = engine.DTYPES[options.dtype]
-    used = {name: float(dt(value)) for name, value in point.items()}
+    used = {name: _rounded(value, dt) for name, value in point.items()}
     if options.torch and options.device != "cpu":
         checks.check_device(options.device, options.dtype)  # a bad device fails before any work
 
-    trace = engine.run(graph, used, options.dtype)
-    job = _start_symbolic(graph, used, wrt, options)
+    trace = engine.run(graph, used, options.dtype, seed)
+    elements = checked_elements(graph, cores, wrt)
+    symbolic_size = sum(shapes.size(core) for core in cores)
+    job = None
+    if symbolic_size <= MAX_SYMBOLIC_ELEMENTS:
+        job = _start_symbolic(graph, used, elements, options, cores, seed)
     try:
-        value_spread, grad_spread = engine.spread(graph, used, trace, options.dtype)
+        value_spread, grad_spread = engine.spread(graph, used, trace, options.dtype, seed)
         fd = None
         if options.finite_difference:
-            noise = _fd_noise(graph, used, options, value_spread[graph.output])
-            fd = checks.finite_differences(graph, used, wrt, noise)
+            noise = _fd_noise(graph, used, options, value_spread[graph.output], seed)
+            fd = checks.finite_differences(graph, used, elements, noise, seed)
         torch_run = None
         if options.torch and graph.variables:
-            torch_run = checks.torch_run(graph, used, options.dtype, options.device)
+            torch_seed = seed if cores[graph.output] else None
+            torch_run = checks.torch_run(graph, used, options.dtype, options.device, torch_seed)
     except BaseException:
         if job is not None:
             job.deadline = 0.0
             job.collect()
         raise
     deps = graph.depends_on() if trace.kinks else []
+    sym = _collect(job)
+    if job is None and options.symbolic and wrt:
+        sym.state, sym.reason = (
+            "skipped",
+            (
+                f"{symbolic_size:,} array elements, more than the {MAX_SYMBOLIC_ELEMENTS:,} "
+                "SymPy works through one by one"
+            ),
+        )
     run = _Run(
-        graph, point, used, wrt, options, trace, value_spread, grad_spread,
+        graph, point, used, wrt, elements, options, trace, value_spread, grad_spread,
         {name for node in trace.kinks for name in deps[node]},
-        fd, torch_run, _collect(job),
+        fd, torch_run, sym, seed,
     )  # fmt: skip
     return _assemble(run, program, warnings)
 
 
-def _fd_noise(graph: Graph, used: dict[str, float], options: Options, spread: float) -> float:
-    """How far rounding moves the output in float64, where finite differences work."""
-    if options.dtype == "float64":
-        return spread
-    trace = engine.run(graph, used, "float64")
-    return engine.spread(graph, used, trace, "float64")[0][graph.output]
+def _rounded(value: Any, dt: Any) -> Any:
+    if np.ndim(value) == 0:
+        return float(dt(value))
+    array = np.asarray(value, dtype=dt).astype(np.float64)
+    array.flags.writeable = False
+    return array
+
+
+def upstream(graph: Graph, core: tuple[int, ...], given: Any) -> Any:
+    """The output's upstream gradient: 1 for a scalar output; an array output needs one."""
+    if given is None:
+        if core:
+            raise BackpropError(
+                f"the output {graph.label(graph.output)!r} has shape {shapes.show(core)}, "
+                "not a scalar, so it has no single gradient",
+                hint="reduce it (sum(...), mean(...)), use `backprop jacobian` for every "
+                "partial, or give the upstream gradient with --seed-grad (as y.backward("
+                "gradient=...))",
+            )
+        return 1.0
+    try:
+        seed = np.broadcast_to(np.asarray(given, dtype=np.float64), core)
+    except ValueError:
+        raise BackpropError(
+            f"--seed-grad has shape {shapes.show(np.shape(given))}, but the output has shape "
+            f"{shapes.show(core)}"
+        ) from None
+    return float(seed) if not core else np.array(seed)
+
+
+def checked_elements(
+    graph: Graph, cores: list[tuple[int, ...]], wrt: list[str]
+) -> list[tuple[str, tuple[int, ...]]]:
+    """The partials checked one by one: every element up to MAX_CHECKED_ELEMENTS over all
+    variables, beyond that an even sample of each array (first and last included)."""
+    per = max(4, MAX_CHECKED_ELEMENTS // max(1, len(wrt)))
+    chosen = []
+    for name in wrt:
+        core = cores[graph.variables[name]]
+        every = shapes.elements(core)
+        if len(every) > per:
+            picks = np.unique(np.linspace(0, len(every) - 1, per).round().astype(int))
+            every = [every[int(k)] for k in picks]
+        chosen += [(name, index) for index in every]
+    return chosen
+
+
+def _fd_noise(
+    graph: Graph, used: dict[str, Any], options: Options, spread: Any, seed: Any
+) -> float:
+    """How far rounding moves the (seed-weighted) output in float64, where finite differences
+    work."""
+    if options.dtype != "float64":
+        trace = engine.run(graph, used, "float64", seed)
+        spread = engine.spread(graph, used, trace, "float64", seed)[0][graph.output]
+    return float(np.sum(np.abs(seed) * np.asarray(spread)))
 
 
 def _start_symbolic(
-    graph: Graph, point: dict[str, float], wrt: list[str], options: Options
+    graph: Graph,
+    point: dict[str, Any],
+    elements: list[tuple[str, tuple[int, ...]]],
+    options: Options,
+    cores: list[tuple[int, ...]],
+    seed: Any,
 ) -> Bounded | None:
-    if not (options.symbolic and wrt):
+    if not (options.symbolic and elements):
         return None
     from . import symbolic
 
+    arrays = any(cores)
     return Bounded(
         symbolic.partials,
-        (graph, point, wrt, options.latex, options.simplify),
+        (
+            graph, point, elements, options.latex, options.simplify,
+            cores if arrays else None, seed if arrays else None,
+        ),
         seconds=options.symbolic_timeout,
         memory_mb=options.symbolic_memory_mb,
-    )
+    )  # fmt: skip
 
 
 def _collect(job: Bounded | None) -> _Symbolic:
@@ -191,6 +283,7 @@ def _collect(job: Bounded | None) -> _Symbolic:
         output = message.get("output")
         if output and not (simplified and "error" in output):
             got.output = {**(got.output or {}), **output}
+        got.compact.update(message.get("compact", {}))
         for name, info in message.get("partials", {}).items():
             if simplified:
                 if "error" in info:
@@ -219,7 +312,8 @@ def _assemble(run: _Run, program: Program, warnings: list[dict[str, Any]]) -> di
                 "the subgradient torch uses was taken",
             }
         )
-    partials = [_partial(run, name) for name in run.wrt]
+    partials = [_partial(run, name, index) for name, index in run.elements]
+    output_value = _plain(trace.values[graph.output])
     report: dict[str, Any] = {
         "expression": graph.source,
         "source": program.origin,
@@ -229,19 +323,29 @@ def _assemble(run: _Run, program: Program, warnings: list[dict[str, Any]]) -> di
             "id": graph.output,
             "label": graph.label(graph.output),
             "text": graph.text(graph.output, TEXT_LIMIT),
-            "value": _num(trace.values[graph.output]),
+            "value": output_value,
+            "shape": list(run.cores[graph.output]),
         },
-        "value": _num(trace.values[graph.output]),
-        "variables": dict(run.point),
-        "variables_used": dict(run.used),
+        "value": output_value,
+        "variables": {name: _plain(value) for name, value in run.point.items()},
+        "variables_used": {name: _plain(value) for name, value in run.used.items()},
+        "shapes": {name: list(run.cores[i]) for name, i in graph.variables.items()},
         "wrt": run.wrt,
-        "gradient": {name: _num(trace.grads[graph.variables[name]]) for name in run.wrt},
+        "gradient": {name: _plain(trace.grads[graph.variables[name]]) for name in run.wrt},
         "nodes": _nodes(run),
-        "symbolic": {p["variable"]: p["symbolic"] for p in partials if p["symbolic"] is not None},
+        "symbolic": {
+            **{name: form["formula"] for name, form in run.sym.compact.items()},
+            **{p["element"]: p["symbolic"] for p in partials if p["symbolic"] is not None},
+        },
         "symbolic_output": (run.sym.output or {}).get("formula"),
     }
+    if run.cores[graph.output]:
+        report["seed_grad"] = _plain(run.seed)
     if run.options.latex:
-        report["latex"] = {p["variable"]: p["latex"] for p in partials if p.get("latex")}
+        report["latex"] = {
+            **{name: form.get("latex") for name, form in run.sym.compact.items()},
+            **{p["element"]: p["latex"] for p in partials if p.get("latex")},
+        }
     report["partials"] = partials
     report["checks"] = {
         "torch": _torch_summary(run),
@@ -265,44 +369,68 @@ def _nodes(run: _Run) -> list[dict[str, Any]]:
         notes = list(issues.get(node.id, []))
         if node.id in kinks:
             notes.insert(0, "kink: subgradient used")
-        out.append(
-            {
-                "id": node.id,
-                "label": graph.label(node.id),
-                "op": node.op,
-                "inputs": list(node.inputs),
-                "value": _num(trace.values[node.id]),
-                "grad": None if grad is None else _num(grad),
-                "name": node.name,
-                "text": graph.text(node.id, TEXT_LIMIT),
-                "span": list(node.span),
-                "output": node.id == graph.output,
-                "notes": notes,
-            }
-        )
+        row = {
+            "id": node.id,
+            "label": graph.label(node.id),
+            "op": node.op,
+            "inputs": list(node.inputs),
+            "value": _plain(trace.values[node.id]),
+            "grad": None if grad is None else _plain(grad),
+            "name": node.name,
+            "text": graph.text(node.id, TEXT_LIMIT),
+            "span": list(node.span),
+            "output": node.id == graph.output,
+            "notes": notes,
+            "shape": list(run.cores[node.id]),
+        }
+        if node.attrs:
+            row["attrs"] = {key: _attr(value) for key, value in node.attrs}
+        out.append(row)
     return out
 
 
-def _partial(run: _Run, name: str) -> dict[str, Any]:
+def _attr(value: Any) -> Any:
+    """An attribute as JSON: slices as "1:3"."""
+    if isinstance(value, tuple):
+        if value and value[0] == "slice":
+            return ":".join("" if v is None else str(v) for v in value[1:]).rstrip(":")
+        return [_attr(v) for v in value]
+    return value
+
+
+def _element(value: Any, index: tuple[int, ...]) -> float:
+    return _num(np.asarray(value)[index] if index else value)
+
+
+def _partial(run: _Run, name: str, index: tuple[int, ...]) -> dict[str, Any]:
     node_id = run.graph.variables[name]
     grad = run.trace.grads[node_id]
     assert grad is not None
-    engine_value = _num(grad)
-    spread = run.grad_spread[node_id] or 0.0
+    engine_value = _element(grad, index)
+    given = run.grad_spread[node_id]
+    spread = _element(0.0 if given is None else given, index)
     slack = checks.SPREAD_SLACK * spread
-    row: dict[str, Any] = {"variable": name, "engine": engine_value, "spread": spread}
+    label = shapes.element_name(name, index)
+    row: dict[str, Any] = {
+        "variable": name,
+        "index": list(index),
+        "element": label,
+        "engine": engine_value,
+        "spread": spread,
+    }
     status: dict[str, str] = {}
-    _symbolic_part(run, name, engine_value, slack, row, status)
+    _symbolic_part(run, label, name, engine_value, slack, row, status)
 
     if run.torch is None:
         row["torch"] = None
         status["torch"] = "skipped"
     else:
         tgrad = run.torch.grads[node_id]
-        row["torch"] = None if tgrad is None else _num(tgrad)
+        row["torch"] = None if tgrad is None else _element(tgrad, index)
         status["torch"] = checks.judge(engine_value, row["torch"], *run.tol("torch"), slack)
 
-    estimate = run.fd.get(name) if run.fd is not None else None
+    key = (name, index)
+    estimate = run.fd.get(key) if run.fd is not None else None
     if estimate is None:
         row["finite_difference"] = None
         status["finite_difference"] = "skipped"
@@ -316,7 +444,7 @@ def _partial(run: _Run, name: str) -> dict[str, Any]:
 
 
 def _output_finite(run: _Run) -> bool:
-    return math.isfinite(_num(run.trace.values[run.graph.output]))
+    return bool(np.isfinite(np.asarray(run.trace.values[run.graph.output], dtype=float)).all())
 
 
 _MASKED_NAN = (
@@ -332,20 +460,21 @@ def _masked_nan(run: _Run, engine_value: float) -> bool:
 
 def _symbolic_part(
     run: _Run,
+    label: str,
     name: str,
     engine_value: float,
     slack: float,
     row: dict[str, Any],
     status: dict[str, str],
 ) -> None:
-    info = run.sym.partials.get(name)
+    info = run.sym.partials.get(label)
     row["symbolic"] = info.get("formula") if info else None
     row["symbolic_value"] = info.get("value") if info else None
-    row["simplified"] = name in run.sym.simplified
+    row["simplified"] = label in run.sym.simplified
     if run.options.latex:
         row["latex"] = info.get("latex") if info else None
     if info is None:
-        if not run.options.symbolic:
+        if not run.options.symbolic or run.sym.reason:
             status["symbolic"] = "skipped"
         else:
             status["symbolic"] = "error" if run.sym.error else "budget"
@@ -400,28 +529,44 @@ def _torch_summary(run: _Run) -> dict[str, Any]:
         reason = "--no-torch" if not run.options.torch else "no variables"
         summary.update(ok=None, skipped=reason, max_error=None)
         return summary
-    mismatches = []
+    mismatches: list[dict[str, Any]] = []
     worst = 0.0
     compared = unresolved = 0
     trace = run.trace
     for node in run.graph.nodes:
-        pairs: list[tuple[str, Any, Any, float | None]] = [
+        pairs: list[tuple[str, Any, Any, Any]] = [
             ("value", trace.values[node.id], run.torch.values[node.id], run.value_spread[node.id])
         ]
         if trace.grads[node.id] is not None:
             theirs = run.torch.grads[node.id]
             pairs.append(("grad", trace.grads[node.id], theirs, run.grad_spread[node.id]))
         for what, ours, theirs, spread in pairs:
-            a = _num(ours)
-            b = None if theirs is None else _num(theirs)
-            verdict = checks.judge(a, b, rtol, atol, checks.SPREAD_SLACK * (spread or 0.0))
-            if verdict == "inconclusive":
-                unresolved += 1  # too ill-conditioned here for any comparison to mean much
+            if theirs is None:
+                compared += 1
+                mismatches.append(
+                    {"node": node.id, "what": what, "engine": _plain(ours), "torch": None}
+                )
+                worst = math.inf
                 continue
-            compared += 1
-            worst = max(worst, checks.abs_error(a, b))
-            if verdict == "mismatch":
-                mismatches.append({"node": node.id, "what": what, "engine": a, "torch": b})
+            slack = checks.SPREAD_SLACK * np.asarray(spread if spread is not None else 0.0)
+            verdicts = checks.judge_many(ours, theirs, rtol, atol, slack)
+            unresolved += int(np.sum(verdicts == "inconclusive"))
+            judged = verdicts != "inconclusive"
+            compared += int(np.sum(judged))
+            if judged.any():
+                errors = checks.abs_errors(ours, theirs)
+                worst = max(worst, float(np.max(errors[judged])))
+            for index in np.argwhere(verdicts == "mismatch")[: 20 - len(mismatches)]:
+                where = tuple(int(i) for i in index)
+                entry = {
+                    "node": node.id,
+                    "what": what,
+                    "engine": _element(ours, where),
+                    "torch": _element(theirs, where),
+                }
+                if where:
+                    entry["index"] = list(where)
+                mismatches.append(entry)
     summary.update(
         ok=not mismatches,
         skipped=None,
@@ -450,9 +595,9 @@ def _fd_summary(run: _Run, partials: list[dict[str, Any]]) -> dict[str, Any]:
         max_error=max(
             (checks.abs_error(p["engine"], p["finite_difference"]) for p in compared), default=0.0
         ),
-        mismatches=[p["variable"] for p in compared if p["status"]["finite_difference"] != "ok"],
+        mismatches=[p["element"] for p in compared if p["status"]["finite_difference"] != "ok"],
         not_compared={
-            p["variable"]: p["status"]["finite_difference"] for p in partials if p not in compared
+            p["element"]: p["status"]["finite_difference"] for p in partials if p not in compared
         },
     )
     return summary
@@ -462,7 +607,7 @@ def _symbolic_summary(run: _Run, partials: list[dict[str, Any]]) -> dict[str, An
     rtol, atol = run.tol("symbolic")
     summary: dict[str, Any] = {"rtol": rtol, "atol": atol}
     if run.sym.state == "skipped":
-        skipped = "--no-symbolic" if not run.options.symbolic else "no variables"
+        skipped = "--no-symbolic" if not run.options.symbolic else run.sym.reason or "no variables"
         summary.update(ok=None, skipped=skipped, max_error=None)
         return summary
     compared = [p for p in partials if p["status"]["symbolic"] in ("ok", "mismatch")]
@@ -476,7 +621,7 @@ def _symbolic_summary(run: _Run, partials: list[dict[str, Any]]) -> dict[str, An
         max_error=max(
             (checks.abs_error(p["engine"], p["symbolic_value"]) for p in compared), default=0.0
         ),
-        mismatches=[p["variable"] for p in compared if p["status"]["symbolic"] != "ok"],
+        mismatches=[p["element"] for p in compared if p["status"]["symbolic"] != "ok"],
         error=run.sym.error,
     )
     return summary

@@ -17,6 +17,8 @@ from fractions import Fraction
 from functools import partial
 from typing import Any
 
+import numpy as np
+
 from . import ops
 from .graph import Graph
 
@@ -41,14 +43,20 @@ def _exact(value: float, sp: Any) -> Any:
     return sp.Rational(frac.numerator, frac.denominator)
 
 
-def to_sympy(graph: Graph, sp: Any) -> Expressions:
-    """One SymPy expression per node, built in a loop over the nodes."""
+def to_sympy(graph: Graph, sp: Any, cores: list[tuple[int, ...]] | None = None) -> Expressions:
+    """One SymPy expression per node, built in a loop over the nodes. With `cores` (each
+    node's shape), an array node is a numpy array of SymPy expressions, one per element:
+    W[0,1] is a symbol of its own."""
     exprs: list[Any] = []
     shown: dict[Any, Any] = {}
     used: dict[Any, Any] = {}
     for node in graph.nodes:
+        core = cores[node.id] if cores is not None else ()
         if node.op == "input":
-            exprs.append(sp.Symbol(node.name, real=True))
+            assert node.name is not None
+            exprs.append(_symbols(node.name, core, sp))
+        elif node.op == "const" and np.ndim(node.value) > 0:
+            exprs.append(_constant_array(node.value, node.id, sp, shown, used))
         elif node.op == "const":
             text = graph.text(node.id)
             c = sp.Dummy(f"c{node.id}", real=True)
@@ -60,8 +68,59 @@ def to_sympy(graph: Graph, sp: Any) -> Expressions:
             used[c] = _exact(node.value if node.value is not None else 0.0, sp)
             exprs.append(c)
         else:
-            exprs.append(ops.OPS[node.op].sympy(sp, *(exprs[i] for i in node.inputs)))
+            op = ops.OPS[node.op]
+            args = [exprs[i] for i in node.inputs]
+            if not op.elementwise:
+                ctx = (
+                    ops.Ctx(
+                        (0,) * len(args), tuple(cores[i] for i in node.inputs), core, node.params
+                    )
+                    if cores is not None
+                    else None
+                )
+                exprs.append(_array(op.sympy(sp, *args, ctx=ctx)))
+            elif any(isinstance(a, np.ndarray) for a in args):
+                each = np.frompyfunc(partial(op.sympy, sp), op.arity, 1)
+                exprs.append(_array(each(*args)))
+            else:
+                exprs.append(op.sympy(sp, *args))
     return Expressions(exprs, shown, used)
+
+
+def _array(value: Any) -> Any:
+    """An object array, or its one element when it has no axes."""
+    if isinstance(value, np.ndarray):
+        return value[()] if value.ndim == 0 else value
+    return value
+
+
+def _symbols(name: str, core: tuple[int, ...], sp: Any) -> Any:
+    if not core:
+        return sp.Symbol(name, real=True)
+    out = np.empty(core, dtype=object)
+    for index in np.ndindex(*core):
+        out[index] = sp.Symbol(f"{name}[{','.join(map(str, index))}]", real=True)
+    return out
+
+
+def _constant_array(
+    value: Any, node_id: int, sp: Any, shown: dict[Any, Any], used: dict[Any, Any]
+) -> Any:
+    """A constant array: one placeholder per element, shown as its shortest decimal."""
+    out = np.empty(np.shape(value), dtype=object)
+    for index in np.ndindex(*np.shape(value)):
+        x = float(value[index])
+        c = sp.Dummy(f"c{node_id}_{'_'.join(map(str, index))}", real=True)
+        typed = Fraction(repr(x))
+        shown[c] = sp.Rational(typed.numerator, typed.denominator)
+        used[c] = _exact(x, sp)
+        out[index] = c
+    return out
+
+
+def element_symbol(built: Expressions, graph: Graph, name: str, index: tuple[int, ...]) -> Any:
+    value = built.nodes[graph.variables[name]]
+    return value[index] if index else value
 
 
 def _value(expr: Any, sp: Any, at: Mapping[Any, Any]) -> dict[str, Any]:
@@ -116,21 +175,40 @@ def _guarded(work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 def partials(
     graph: Graph,
-    point: Mapping[str, float],
-    wrt: list[str],
+    point: Mapping[str, Any],
+    wrt: list[Any],
     latex: bool,
     simplify: bool,
+    cores: list[tuple[int, ...]] | None = None,
+    seed: Any = None,
     *,
     emit: Callable[[dict[str, Any]], None],
 ) -> None:
-    """Send {"stage": "raw", ...} with every partial, then one "simplified" per variable."""
+    """Send {"stage": "raw", ...} with every partial (keyed x, or W[0,1] for an element),
+    then one "simplified" per partial. An array output is first contracted with `seed`."""
     import sympy as sp
 
-    built = to_sympy(graph, sp)
+    wrt = [(entry, ()) if isinstance(entry, str) else entry for entry in wrt]
+    built = to_sympy(graph, sp, cores)
     out = built.nodes[graph.output]
-    symbols = {name: built.nodes[node_id] for name, node_id in graph.variables.items()}
-    at = {**built.used, **{symbols[n]: _exact(point[n], sp) for n in symbols}}
-    derivatives = {name: sp.diff(out, symbols[name]) for name in wrt}
+    at = dict(built.used)
+    for name, node_id in graph.variables.items():
+        symbols = built.nodes[node_id]
+        values = np.asarray(point[name], dtype=np.float64)
+        if isinstance(symbols, np.ndarray):
+            at.update((symbols[i], _exact(float(values[i]), sp)) for i in np.ndindex(*values.shape))
+        else:
+            at[symbols] = _exact(float(values), sp)
+    total = out
+    if isinstance(out, np.ndarray):
+        weights = np.broadcast_to(np.asarray(seed, dtype=np.float64), out.shape)
+        total = sp.Add(
+            *(_exact(float(w), sp) * e for w, e in zip(weights.ravel(), out.ravel(), strict=True))
+        )
+    derivatives = {
+        _label(name, index): sp.diff(total, element_symbol(built, graph, name, index))
+        for name, index in wrt
+    }
 
     def described(expr: Any) -> dict[str, Any]:
         return {**_shown(expr, sp, built.shown, latex), **_value(expr, sp, at)}
@@ -138,8 +216,9 @@ def partials(
     emit(
         {
             "stage": "raw",
-            "output": _guarded(partial(described, out)),
+            "output": _guarded(partial(_described_output, out, sp, built.shown, latex)),
             "partials": {n: _guarded(partial(described, d)) for n, d in derivatives.items()},
+            "compact": _compact_forms(graph, built, wrt, derivatives, sp, latex),
         }
     )
     if not simplify:
@@ -150,9 +229,65 @@ def partials(
     def simplified(expr: Any) -> dict[str, Any]:
         return _shown(_simplify(expr.xreplace(built.shown), sp), sp, {}, latex)
 
-    emit({"stage": "simplified", "output": _guarded(partial(simplified, out))})
+    if not isinstance(out, np.ndarray):
+        emit({"stage": "simplified", "output": _guarded(partial(simplified, out))})
     for name, d in derivatives.items():
         emit({"stage": "simplified", "partials": {name: _guarded(partial(simplified, d))}})
+
+
+def _label(name: str, index: tuple[int, ...]) -> str:
+    return name if not index else f"{name}[{','.join(map(str, index))}]"
+
+
+def _described_output(out: Any, sp: Any, shown: Mapping[Any, Any], latex: bool) -> dict[str, Any]:
+    if not isinstance(out, np.ndarray):
+        return _shown(out, sp, shown, latex)
+    readable = np.frompyfunc(lambda e: e.xreplace(shown), 1, 1)(out)
+    info = {"formula": _cap(sp.sstr(readable.tolist()))}
+    if latex:
+        info["latex"] = _cap(sp.latex(sp.Array(readable.tolist())))
+    return info
+
+
+def _compact_forms(
+    graph: Graph,
+    built: Expressions,
+    wrt: list[tuple[str, tuple[int, ...]]],
+    derivatives: dict[str, Any],
+    sp: Any,
+    latex: bool,
+) -> dict[str, dict[str, str]]:
+    """∂/∂x as one elementwise formula where every element's partial is the same formula
+    in the matching elements (∂/∂x 2·dot(x, x) = 4·x): each array variable of x's shape
+    stands for its elements."""
+    forms: dict[str, dict[str, str]] = {}
+    names = list(dict.fromkeys(name for name, index in wrt if index))
+    for name in names:
+        arrays = {
+            other: built.nodes[node_id]
+            for other, node_id in graph.variables.items()
+            if isinstance(built.nodes[node_id], np.ndarray)
+            and built.nodes[node_id].shape == built.nodes[graph.variables[name]].shape
+        }
+        shape = arrays[name].shape
+        if sum(1 for n, i in wrt if n == name and i) != int(np.prod(shape)):
+            continue  # not every element was differentiated
+        whole = {other: sp.Symbol(other, real=True) for other in arrays}
+        elements = {e for a in arrays.values() for e in a.ravel()}
+        common = None
+        for index in np.ndindex(*shape):
+            d = derivatives[_label(name, index)].xreplace(built.shown)
+            form = d.xreplace({arrays[o][index]: whole[o] for o in arrays})
+            leftover = bool(form.free_symbols & elements)
+            if leftover or (common is not None and form != common):
+                common = None
+                break
+            common = form
+        if common is not None:
+            forms[name] = {"formula": _cap(sp.sstr(common))}
+            if latex:
+                forms[name]["latex"] = _cap(sp.latex(common))
+    return forms
 
 
 def _simplify(expr: Any, sp: Any) -> Any:

@@ -92,6 +92,7 @@ def test_every_op_is_reachable_from_the_language():
             or op.name in ops.INFIX.values()
             or op.name in ops.PREFIX.values()
             or op.name == "assign"
+            or op.name == ops.SUBSCRIPT
         )
         assert reachable, op.name
 
@@ -104,6 +105,8 @@ def test_every_op_has_a_kink_sample_when_piecewise():
 
 def test_float32_in_float32_out():
     for op in ops.OPS.values():
+        if not op.elementwise:
+            continue
         args = [np.float32(v) for v in op.samples[0]]
         out = op.forward(*args)
         assert np.result_type(out) == np.float32, op.name
@@ -114,3 +117,116 @@ def test_float32_in_float32_out():
 def test_missing_rule_fails_loudly():
     with pytest.raises(KeyError, match="no rule registered for op 'nope'"):
         ops.get("nope")
+
+
+# ---- array ops: every sample shape, against torch, finite differences and SymPy ----------
+
+ARRAY_CASES = [
+    (op, shapes, dict(attrs)) for op in ops.OPS.values() for shapes, attrs in op.array_samples
+]
+ARRAY_IDS = [f"{op.name}{shapes}{attrs or ''}" for op, shapes, attrs in ARRAY_CASES]
+
+
+def _ctx(op, shapes, attrs, batch=0):
+    out = tuple(op.shape(*shapes, **attrs))
+    return ops.Ctx((batch,) * len(shapes), tuple(shapes), out, attrs)
+
+
+def _array_args(shapes, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=shape) for shape in shapes]
+
+
+def test_every_array_op_has_samples_and_a_shape_rule():
+    for op in ops.OPS.values():
+        if not op.elementwise:
+            assert op.array_samples, op.name
+
+
+@pytest.mark.parametrize(("op", "shapes", "attrs"), ARRAY_CASES, ids=ARRAY_IDS)
+def test_array_op_forward_and_vjp_match_torch(op, shapes, attrs):
+    ctx = _ctx(op, shapes, attrs)
+    args = _array_args(shapes)
+    out = op.forward(*args, ctx=ctx)
+    assert np.shape(out) == ctx.out
+    g = np.random.default_rng(1).normal(size=ctx.out)
+    targs = [torch.tensor(a, requires_grad=True) for a in args]
+    tout = op.torch(torch, *targs, ctx=ctx)
+    tout.backward(torch.tensor(g))
+    np.testing.assert_allclose(out, tout.detach().numpy(), rtol=1e-12, atol=1e-14)
+    for k, rule in enumerate(op.vjp):
+        ours = rule(g, out, *args, ctx=ctx)
+        assert np.shape(ours) == shapes[k], (op.name, k)
+        np.testing.assert_allclose(ours, targs[k].grad.numpy(), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize(("op", "shapes", "attrs"), ARRAY_CASES, ids=ARRAY_IDS)
+def test_array_op_handles_a_batch_axis(op, shapes, attrs):
+    """With a leading axis of points, each point's result is the unbatched result."""
+    points = [_array_args(shapes, seed) for seed in range(3)]
+    batched = [np.stack([p[k] for p in points]) for k in range(len(shapes))]
+    ctx = _ctx(op, shapes, attrs, batch=1)
+    out = op.forward(*batched, ctx=ctx)
+    g = np.random.default_rng(5).normal(size=(3, *ctx.out))
+    for n, p in enumerate(points):
+        single = _ctx(op, shapes, attrs)
+        np.testing.assert_allclose(out[n], op.forward(*p, ctx=single), rtol=1e-14)
+        for _k, rule in enumerate(op.vjp):
+            np.testing.assert_allclose(
+                rule(g, out, *batched, ctx=ctx)[n],
+                rule(g[n], out[n], *p, ctx=single),
+                rtol=1e-14,
+            )
+
+
+@pytest.mark.parametrize(("op", "shapes", "attrs"), ARRAY_CASES, ids=ARRAY_IDS)
+def test_array_op_vjp_matches_finite_differences(op, shapes, attrs):
+    ctx = _ctx(op, shapes, attrs)
+    args = _array_args(shapes)
+    g = np.random.default_rng(1).normal(size=ctx.out)
+    out = op.forward(*args, ctx=ctx)
+    for k, rule in enumerate(op.vjp):
+        ours = rule(g, out, *args, ctx=ctx)
+        for index in np.ndindex(*shapes[k]):
+            h = 1e-6
+            plus = [a.copy() for a in args]
+            minus = [a.copy() for a in args]
+            plus[k][index] += h
+            minus[k][index] -= h
+            fd = (
+                np.sum(g * op.forward(*plus, ctx=ctx)) - np.sum(g * op.forward(*minus, ctx=ctx))
+            ) / (2 * h)
+            assert ours[index] == pytest.approx(fd, rel=1e-6, abs=1e-8), (op.name, k, index)
+
+
+@pytest.mark.parametrize(("op", "shapes", "attrs"), ARRAY_CASES, ids=ARRAY_IDS)
+def test_array_op_sympy_counterpart_agrees(op, shapes, attrs):
+    ctx = _ctx(op, shapes, attrs)
+    args = _array_args(shapes)
+    symbols = [
+        np.array(
+            [sympy.Symbol(f"a{k}_{i}", real=True) for i in range(a.size)], dtype=object
+        ).reshape(a.shape)
+        for k, a in enumerate(args)
+    ]
+    expr = np.asarray(op.sympy(sympy, *symbols, ctx=ctx), dtype=object)
+    assert expr.shape == ctx.out
+    subs = {
+        s: sympy.Float(v, 30)
+        for sym, a in zip(symbols, args, strict=True)
+        for s, v in zip(sym.ravel(), a.ravel(), strict=True)
+    }
+    ours = op.forward(*args, ctx=ctx)
+    values = np.array([float(e.xreplace(subs)) for e in expr.ravel()]).reshape(ctx.out)
+    np.testing.assert_allclose(values, ours, rtol=1e-12, atol=1e-14)
+    g = np.random.default_rng(1).normal(size=ctx.out)
+    total = sum(
+        (sympy.Float(float(w), 30) * e for w, e in zip(g.ravel(), expr.ravel(), strict=True)),
+        sympy.Integer(0),
+    )
+    for k, rule in enumerate(op.vjp):
+        ours_k = rule(g, ours, *args, ctx=ctx)
+        theirs = np.array(
+            [float(sympy.diff(total, s).xreplace(subs)) for s in symbols[k].ravel()]
+        ).reshape(shapes[k])
+        np.testing.assert_allclose(ours_k, theirs, rtol=1e-10, atol=1e-12)

@@ -1,0 +1,90 @@
+"""Shapes: each node's core shape (the shape of its value at one point) from the variables'
+shapes, by numpy's broadcasting rules for elementwise ops and each array op's own rule.
+
+A mismatch is an input error that names the node, the op and the shapes involved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from . import ops
+from .errors import ParseError
+from .graph import Graph
+
+Shape = tuple[int, ...]
+
+
+def show(shape: Shape) -> str:
+    """(2, 3), (3,), or 'scalar' for ()."""
+    return "scalar" if not shape else str(tuple(shape))
+
+
+def broadcast(*shapes: Shape) -> Shape:
+    """numpy's broadcasting rule, with a sentence on failure."""
+    try:
+        return tuple(np.broadcast_shapes(*shapes))
+    except ValueError:
+        shown = " and ".join(show(s) for s in shapes)
+        raise ValueError(f"cannot broadcast shapes {shown}") from None
+
+
+def infer(graph: Graph, inputs: Mapping[str, Shape], what: str = "expression") -> list[Shape]:
+    """The core shape of every node, in one loop over the graph."""
+    cores: list[Shape] = []
+    for node in graph.nodes:
+        if node.op == "input":
+            assert node.name is not None
+            cores.append(tuple(inputs.get(node.name, ())))
+        elif node.op == "const":
+            cores.append(tuple(np.shape(node.value)))
+        else:
+            cores.append(of_node(graph, node.id, [cores[i] for i in node.inputs], what))
+    return cores
+
+
+def of_node(graph: Graph, node_id: int, args: list[Shape], what: str = "expression") -> Shape:
+    """One op node's core shape from its inputs' core shapes."""
+    node = graph.nodes[node_id]
+    op = ops.OPS[node.op]
+    try:
+        if op.shape is None:
+            return broadcast(*args)
+        return tuple(op.shape(*args, **node.params))
+    except ValueError as exc:
+        raise _mismatch(graph, node_id, args, str(exc), what) from None
+
+
+def _mismatch(graph: Graph, node_id: int, args: list[Shape], reason: str, what: str) -> ParseError:
+    node = graph.nodes[node_id]
+    shapes = ", ".join(
+        f"{graph.label(i)!r} {show(s)}" for i, s in zip(node.inputs, args, strict=True)
+    )
+    return ParseError(
+        f"shape mismatch at node {node_id} ({graph.label(node_id)!r}, {node.op}): "
+        f"{reason} (inputs: {shapes})",
+        source=graph.source,
+        offset=node.span[0],
+        what=what,
+    )
+
+
+def of_value(value: Any) -> Shape:
+    return tuple(np.shape(value))
+
+
+def size(shape: Shape) -> int:
+    return int(np.prod(shape, dtype=np.int64)) if shape else 1
+
+
+def element_name(name: str, index: tuple[int, ...]) -> str:
+    """x, x[2], W[0,1]."""
+    return name if not index else f"{name}[{','.join(str(i) for i in index)}]"
+
+
+def elements(shape: Shape) -> list[tuple[int, ...]]:
+    """Every index of an array of this shape, in C order (one empty index for a scalar)."""
+    return [tuple(int(i) for i in idx) for idx in np.ndindex(*shape)] if shape else [()]
