@@ -517,3 +517,28 @@ def torch_run(
         else:
             grads.append(t.grad.detach().cpu().numpy())
     return TorchRun(values, grads, str(device), str(torch.__version__))
+
+
+def torch_functional(
+    graph: Graph, env: dict[str, Any], wrt: list[str], kind: str, device: str
+) -> tuple[Any, str]:
+    """torch.autograd.functional's jacobian or hessian of the graph rebuilt in torch."""
+    import torch
+
+    where = resolve_device(torch, device, "float64")
+    names = list(wrt)
+
+    def f(*inputs: Any) -> Any:
+        leaves = dict(zip(names, inputs, strict=True))
+        return torch_graph(torch, graph, env, "float64", where, leaves, retain=False)[graph.output]
+
+    given = tuple(
+        torch.tensor(np.asarray(env[name], dtype=np.float64), dtype=torch.float64, device=where)
+        for name in names
+    )
+    run: Any = (
+        torch.autograd.functional.jacobian
+        if kind == "jacobian"
+        else torch.autograd.functional.hessian
+    )
+    return run(f, given), f"{where} float64, torch {torch.__version__}"

@@ -203,6 +203,8 @@ GRAD_EXAMPLES = """\
   backprop grad "sum(sigmoid(W @ x + b))" W=[[1,2],[3,4]] x=[1,-1] b=[0,0.5]
 
   backprop grad "2*x*x" x="arange(4)" --seed-grad [1,1,1,1]   (an array output)
+
+  backprop grad "x**3 + 2*x**2 - 3*x + 1" x=1 --order 2   (f' and f'')
 """
 
 
@@ -248,6 +250,15 @@ def grad(
             "as in y.backward(gradient=...).",
         ),
     ] = None,
+    order: Annotated[
+        int,
+        typer.Option(
+            "--order",
+            min=1,
+            max=2,
+            help="2: second derivatives too (∂²f/∂x², ∂²f/∂x∂y; scalar inputs).",
+        ),
+    ] = 1,
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
     dtype: Annotated[DType, typer.Option("--dtype", help="Engine precision.")] = DType.float64,
     torch_check: Annotated[
@@ -337,6 +348,7 @@ def grad(
             latex=latex,
             symbolic_timeout=symbolic_timeout,
             seed_grad=None if seed_grad is None else parse_constant(seed_grad, what="--seed-grad"),
+            order=order,
         )
         if not torch_check and device != "cpu":
             raise BackpropError("--device needs the torch check; drop --no-torch")
@@ -568,6 +580,177 @@ def _program_and_point(
 
         point = {**read_values(values_file, "--values"), **point}
     return program, point
+
+
+JACOBIAN_EXAMPLES = """\
+[bold]Examples[/bold]
+
+  backprop jacobian "sigmoid(W @ x)" W=[[1,2],[3,4]] x=[1,-1]
+
+  backprop jacobian "x * y" x=[1,2,3] y=2 --wrt x --format json | jq .matrix
+"""
+
+HESSIAN_EXAMPLES = """\
+[bold]Examples[/bold]
+
+  backprop hessian "x1**2*x2 + exp(x1*x2)" x1=1 x2=2
+
+  backprop hessian "sum(sigmoid(W @ x))" W=[[1,2],[3,4]] x=[1,-1] --wrt x --format csv
+"""
+
+
+def _higher(
+    kind: str,
+    expression: str | None,
+    values: list[str] | None,
+    file: str | None,
+    values_file: str | None,
+    wrt: str | None,
+    fmt: Format,
+    torch_check: bool,
+    device: str,
+    symbolic: bool,
+    symbolic_timeout: float,
+    max_length: int,
+) -> None:
+    from . import higher
+    from .render import higher_csv, higher_markdown, higher_tables, to_json
+
+    limits = Limits(max_length=max_length)
+    try:
+        program, point = _program_and_point(expression, values, file, values_file, limits)
+        if not torch_check and device != "cpu":
+            raise BackpropError("--device needs the torch check; drop --no-torch")
+        build = higher.hessian_report if kind == "hessian" else higher.jacobian_report
+        report = build(
+            program.graph, point, _names(wrt), torch=torch_check, device=device,
+            symbolic=symbolic, symbolic_timeout=symbolic_timeout,
+        )  # fmt: skip
+    except BackpropError as exc:
+        _fail(exc)
+    for warning in [*program.warnings, *(w["message"] for w in report["warnings"])]:
+        _stderr(f"warning: {warning}")
+    with _output():
+        if fmt is Format.json:
+            sys.stdout.write(to_json(report) + "\n")
+        elif fmt is Format.csv:
+            sys.stdout.write(higher_csv(report, kind))
+        elif fmt is Format.markdown:
+            sys.stdout.write(higher_markdown(report, kind))
+        else:
+            console = _console()
+            for i, renderable in enumerate(higher_tables(report, kind, console.width)):
+                if i:
+                    console.print()
+                console.print(renderable)
+    if not report["ok"]:
+        from .render import higher_lines
+
+        for mark, line in higher_lines(report, kind):
+            if mark == "✗":
+                _stderr(f"disagreement: {line}")
+        raise typer.Exit(EXIT_DISAGREE)
+
+
+_Expression = Annotated[
+    str | None,
+    typer.Argument(
+        help="The expression, a program file (.bp) or '-' for stdin.", show_default=False
+    ),
+]
+_Values = Annotated[
+    list[str] | None,
+    typer.Argument(
+        metavar="NAME=VALUE...",
+        help="A value for each variable: a number or an array (x=[1,2], W=[[1,2],[3,4]]).",
+        show_default=False,
+    ),
+]
+_File = Annotated[
+    str | None, typer.Option("--file", metavar="PATH", help="Read the program from a file.")
+]
+_ValuesFile = Annotated[
+    str | None, typer.Option("--values", metavar="FILE.json", help="Values from a JSON object.")
+]
+_Wrt = Annotated[
+    str | None, typer.Option("--wrt", metavar="X,Y", help="Only these variables (default: all).")
+]
+_TorchCheck = Annotated[
+    bool,
+    typer.Option(
+        "--torch/--no-torch",
+        help="Cross-check with torch.autograd.functional (--no-torch never imports torch).",
+    ),
+]
+_Device = Annotated[str, typer.Option("--device", help="torch device for the check.")]
+_Symbolic = Annotated[
+    bool,
+    typer.Option("--symbolic/--no-symbolic", help="SymPy entries (--no-symbolic skips SymPy)."),
+]
+_Timeout = Annotated[
+    float,
+    typer.Option(
+        "--symbolic-timeout", min=0.1, max=3600, metavar="SECONDS", help="Budget for SymPy."
+    ),
+]
+_MaxLength = Annotated[
+    int,
+    typer.Option(
+        "--max-length", min=1, max=100_000_000, metavar="CHARS", help="Refuse longer input."
+    ),
+]
+
+
+@app.command(context_settings={"ignore_unknown_options": True}, epilog=JACOBIAN_EXAMPLES)
+def jacobian(
+    expression: _Expression = None,
+    values: _Values = None,
+    file: _File = None,
+    values_file: _ValuesFile = None,
+    wrt: _Wrt = None,
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+    torch_check: _TorchCheck = True,
+    device: _Device = "cpu",
+    symbolic: _Symbolic = True,
+    symbolic_timeout: _Timeout = 5.0,
+    max_length: _MaxLength = DEFAULT_LIMITS.max_length,
+) -> None:
+    """Every partial derivative of every element of the output (an array or a number) with
+    respect to every element of the variables, checked against torch.autograd.functional,
+    SymPy and finite differences.
+
+    Exit codes: 0 all checks agree, 1 a check disagreed, 2 bad usage or bad input.
+    """
+    _higher(
+        "jacobian", expression, values, file, values_file, wrt, fmt, torch_check, device,
+        symbolic, symbolic_timeout, max_length,
+    )  # fmt: skip
+
+
+@app.command(context_settings={"ignore_unknown_options": True}, epilog=HESSIAN_EXAMPLES)
+def hessian(
+    expression: _Expression = None,
+    values: _Values = None,
+    file: _File = None,
+    values_file: _ValuesFile = None,
+    wrt: _Wrt = None,
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+    torch_check: _TorchCheck = True,
+    device: _Device = "cpu",
+    symbolic: _Symbolic = True,
+    symbolic_timeout: _Timeout = 5.0,
+    max_length: _MaxLength = DEFAULT_LIMITS.max_length,
+) -> None:
+    """Every second derivative of a scalar output with respect to the variables' elements
+    (forward over reverse: the engine's reverse sweep run on dual numbers), checked against
+    torch.autograd.functional, SymPy and second differences.
+
+    Exit codes: 0 all checks agree, 1 a check disagreed, 2 bad usage or bad input.
+    """
+    _higher(
+        "hessian", expression, values, file, values_file, wrt, fmt, torch_check, device,
+        symbolic, symbolic_timeout, max_length,
+    )  # fmt: skip
 
 
 class GraphFormat(str, Enum):

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import ops, shapes
+from .dual import Dual
 from .errors import BackpropError, ParseError
 from .graph import Graph, Node
 
@@ -123,7 +124,8 @@ def evaluate(
         for node in graph.nodes:
             if node.op == "input":
                 assert node.name is not None
-                value = np.asarray(env[node.name], dtype=dtype)[()]
+                given = env[node.name]
+                value = given if isinstance(given, Dual) else np.asarray(given, dtype=dtype)[()]
             elif node.op == "const":
                 value = np.asarray(node.value, dtype=dtype)[()]
             else:
@@ -157,7 +159,8 @@ def unbroadcast(g: Array, shape: tuple[int, ...]) -> Array:
     """Sum a cotangent over the axes that broadcasting added or stretched."""
     if np.shape(g) == shape:
         return g
-    g = np.asarray(g)
+    if not isinstance(g, Dual):
+        g = np.asarray(g)
     while g.ndim > len(shape):
         g = g.sum(axis=0)
     for axis, size in enumerate(shape):
@@ -251,7 +254,7 @@ def _fit(contrib: Array, aligned: tuple[int, ...], shape: tuple[int, ...]) -> Ar
         contrib = np.broadcast_to(contrib, aligned)
     if aligned != shape:
         contrib = np.reshape(contrib, shape)
-    return contrib[()] if isinstance(contrib, np.ndarray) else contrib
+    return contrib[()] if isinstance(contrib, (np.ndarray, Dual)) else contrib
 
 
 def _gradient_issue(node_id: int, op: ops.Op, k: int, args: list[Array], contrib: Array) -> Issue:

@@ -382,7 +382,13 @@ def _dot_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def _transpose(a: Array, ctx: Ctx) -> Array:
-    return np.swapaxes(a, -1, -2) if len(ctx.cores[0]) == 2 else np.array(a, copy=True)[()]
+    return np.swapaxes(a, -1, -2) if len(ctx.cores[0]) == 2 else np.positive(a)
+
+
+def _transpose_shape(a: tuple[int, ...]) -> tuple[int, ...]:
+    if len(a) > 2:
+        raise ValueError(f"T transposes a vector or a matrix, not shape {_show(a)}")
+    return a[::-1]
 
 
 def _reshape_shape(a: tuple[int, ...], *, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -419,7 +425,7 @@ def _index_shape(a: tuple[int, ...], *, index: tuple[Any, ...]) -> tuple[int, ..
 
 def _index_vjp(g: Array, out: Array, a: Array, ctx: Ctx) -> Array:
     gb = np.ndim(g) - len(ctx.out)
-    full = np.zeros(np.shape(g)[:gb] + ctx.cores[0], dtype=np.result_type(g))
+    full = np.zeros_like(g, shape=np.shape(g)[:gb] + ctx.cores[0])
     full[ctx.index(gb)] = g
     return full
 
@@ -511,7 +517,7 @@ _ARRAY_OPS: list[Op] = [
         (lambda g, out, a, ctx: np.swapaxes(g, -1, -2) if len(ctx.cores[0]) == 2 else g,),
         lambda sp, a, ctx: np.asarray(a, dtype=object).T,
         lambda t, a, ctx: a.transpose(-1, -2) if len(ctx.cores[0]) == 2 else a.clone(),
-        "∂/∂a = Gᵀ", (), call="T", shape=lambda a: a[::-1],
+        "∂/∂a = Gᵀ", (), call="T", shape=_transpose_shape,
         array_samples=(_s((2, 3)), _s((3,))),
     ),
     Op(
@@ -525,7 +531,7 @@ _ARRAY_OPS: list[Op] = [
     ),
     Op(
         "getitem", 1, "a[i], a[i, j], a[i:j]",
-        lambda a, ctx: np.array(a[ctx.index(ctx.batch[0])], copy=True)[()],
+        lambda a, ctx: np.positive(a[ctx.index(ctx.batch[0])]),
         (_index_vjp,),
         lambda sp, a, ctx: np.asarray(a, dtype=object)[ctx.index(0)],
         _torch_index,

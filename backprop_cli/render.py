@@ -133,6 +133,9 @@ def to_csv(report: dict[str, Any]) -> str:
         for label, x in _flat(f"d_{name}", report["gradient"][name]):
             header.append(label)
             row.append(fmt(x, dtype))
+    for entry in report.get("second_order", {}).get("entries", []):
+        header.append(f"d2_{entry['row']}_{entry['column']}")
+        row.append(fmt(entry["engine"]))
     if len(set(header)) != len(header):
         from .errors import BackpropError
 
@@ -298,8 +301,50 @@ def tables(report: dict[str, Any], width: int = 100, max_rows: int = 0) -> list[
     ]
     if report["partials"]:
         out += _partials(report, width)
+    if "second_order" in report:
+        out.append(_second_order(report, width))
     out.append(_summary(report))
     return out
+
+
+def _second_order(report: dict[str, Any], width: int) -> RenderableType:
+    from rich.table import Table
+    from rich.text import Text
+
+    second = report["second_order"]
+    digits = _digits(width)
+    inline = width >= 110
+    table = Table(title=f"Second derivatives of {output_name(report)}", title_justify="left")
+    table.add_column("partial", no_wrap=True)
+    if inline:
+        table.add_column("SymPy formula")
+    table.add_column("engine", justify="right", style="bold red", no_wrap=True)
+    for title in ("SymPy exact", "torch", "finite diff."):
+        table.add_column(title, justify="right", no_wrap=True)
+    table.add_column("agree", justify="center", no_wrap=True)
+    for e in second["entries"]:
+        cells = [
+            short(e["engine"], "float64", digits),
+            *(_entry_cell(e, key, digits) for key in ("symbolic", "torch", "finite_difference")),
+        ]
+        mark = _mark(e)
+        table.add_row(
+            _entry_name("hessian", {**second}, e["row"], e["column"]),
+            *([_cap(e["symbolic"] or "—")] if inline else []),
+            *cells,
+            Text(mark, style="green" if mark.startswith("✓") else "bold red"),
+        )
+    return table
+
+
+def _entry_cell(entry: dict[str, Any], key: str, digits: int) -> str:
+    status = entry["status"][key]
+    value = entry["symbolic_value"] if key == "symbolic" else entry[key]
+    text = short(value, "float64", digits)
+    if status in ("ok", "mismatch"):
+        return text
+    note = _STATUS_TEXT.get(status, status)
+    return note if value is None else f"{text} ({note})"
 
 
 def _heading(report: dict[str, Any]) -> RenderableType:
@@ -486,7 +531,13 @@ def _summary(report: dict[str, Any]) -> RenderableType:
     from rich.text import Text
 
     summary = Text()
-    for i, (mark, line) in enumerate(check_lines(report)):
+    lines = check_lines(report)
+    if "second_order" in report:
+        lines += [
+            (mark, "second derivatives: " + line)
+            for mark, line in higher_lines(report["second_order"], "hessian")
+        ]
+    for i, (mark, line) in enumerate(lines):
         style = {"✓": "green", "✗": "bold red"}.get(mark, "dim")
         summary.append(("\n" if i else "") + f"{mark} ", style=style)
         summary.append(line, style="red" if mark == "✗" else "")
@@ -545,8 +596,28 @@ def to_markdown(report: dict[str, Any]) -> str:
                 f"{_check_cell(p, 'torch')} | "
                 f"{_check_cell(p, 'finite_difference')} | {_mark(p)} |"
             )
+    if "second_order" in report:
+        second = report["second_order"]
+        lines += [
+            "",
+            "| second derivative | SymPy formula | exact value | engine | torch | finite diff. "
+            "| agree |",
+            "|---|---|---:|---:|---:|---:|:---:|",
+        ]
+        for e in second["entries"]:
+            lines.append(
+                f"| {_entry_name('hessian', second, e['row'], e['column'])} | "
+                f"`{_md(e['symbolic'] or '—')}` | {_entry_cell(e, 'symbolic', 17)} | "
+                f"{fmt(e['engine'])} | {_entry_cell(e, 'torch', 17)} | "
+                f"{_entry_cell(e, 'finite_difference', 17)} | {_mark(e)} |"
+            )
     lines.append("")
     lines += [f"- {mark} {line}" for mark, line in check_lines(report)]
+    if "second_order" in report:
+        lines += [
+            f"- {mark} second derivatives: {line}"
+            for mark, line in higher_lines(report["second_order"], "hessian")
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -588,3 +659,148 @@ def ops_markdown(rows: list[dict[str, Any]]) -> str:
             f"{_md('; '.join(row['notes']))} |"
         )
     return "\n".join(lines) + "\n"
+
+
+# ---- Jacobians and Hessians ---------------------------------------------------------------
+
+MAX_MATRIX = 12  # rows and columns of a matrix shown in the terminal (JSON holds all)
+
+_CHECK_NAMES = {
+    "torch": "torch.autograd.functional",
+    "finite_difference": "finite differences",
+    "symbolic": "SymPy, evaluated exactly",
+}
+
+
+def _entry_name(kind: str, report: dict[str, Any], row: str, column: str) -> str:
+    if kind == "hessian":
+        name = report["output_name"]
+        return f"∂²{name}/∂{row}²" if row == column else f"∂²{name}/∂{row}∂{column}"
+    return f"∂{row}/∂{column}"
+
+
+def higher_lines(report: dict[str, Any], kind: str) -> list[tuple[str, str]]:
+    """One (mark, sentence) per check of a Jacobian or Hessian."""
+    lines = []
+    for check, summary in report["checks"].items():
+        what = _CHECK_NAMES[check]
+        if check == "torch" and summary.get("version"):
+            what += f" ({summary['version']})"
+        if check == "finite_difference":
+            what += (
+                " (second differences, Richardson)" if kind == "hessian" else " (5-point central)"
+            )
+        unresolved = summary["not_compared"]
+        aside = f"; {unresolved} not compared (kink, undefined or unresolved)" if unresolved else ""
+        if summary["ok"] is None:
+            reason = summary.get("skipped") or (
+                "nothing comparable" if check != "torch" else "skipped"
+            )
+            lines.append(("·", f"{what}: {reason}"))
+        elif summary["ok"]:
+            n = summary["compared"]
+            plural = "entry agrees" if n == 1 else "entries agree"
+            lines.append(
+                ("✓", f"{what}: {n} {plural}, max error {error(summary['max_error'])}{aside}")
+            )
+        else:
+            shown = ", ".join(summary["mismatches"][:5])
+            lines.append(("✗", f"{what}: disagreement at {shown}"))
+    return lines
+
+
+def higher_tables(report: dict[str, Any], kind: str, width: int = 100) -> list[RenderableType]:
+    from rich.table import Table
+    from rich.text import Text
+
+    if kind == "hessian":
+        rows = columns = report["elements"]
+        title = f"Hessian: ∂²{report['output_name']}/∂row∂column"
+    else:
+        rows, columns = report["rows"], report["columns"]
+        title = "Jacobian: ∂row/∂column"
+    matrix = np.asarray(report["hessian" if kind == "hessian" else "matrix"], dtype=float)
+    head = Text()
+    head.append(f"{kind} of ", style="bold")
+    head.append(_cap(" ".join(report["expression"].split())))
+    if report["variables"]:
+        point = ", ".join(
+            f"{k} = {short_any(v, 'float64', 17)}" for k, v in report["variables"].items()
+        )
+        head.append(f"  at {point}")
+    value = report["value"] if kind == "hessian" else report["output"]["value"]
+    head.append("\nvalue ", style="bold")
+    head.append(short_any(value, "float64", 17), style="bold green")
+    shown_rows = rows[:MAX_MATRIX]
+    shown_cols = columns[:MAX_MATRIX]
+    hidden = (len(rows) - len(shown_rows), len(columns) - len(shown_cols))
+    caption = (
+        f"{len(rows)} × {len(columns)}: the first {len(shown_rows)} × {len(shown_cols)} shown "
+        "(--format json has all)"
+        if any(hidden)
+        else None
+    )
+    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
+    table.add_column("", style="bold", no_wrap=True)
+    for c in shown_cols:
+        table.add_column(c, justify="right", no_wrap=True)
+    digits = 6 if width < 110 else 10
+    for i, r in enumerate(shown_rows):
+        table.add_row(
+            r, *(short(float(matrix[i, j]), "float64", digits) for j in range(len(shown_cols)))
+        )
+    out: list[RenderableType] = [head, table]
+    formulas = [e for e in report["entries"] if e["symbolic"] is not None][:24]
+    if formulas:
+        text = Text("SymPy", style="bold")
+        for e in formulas:
+            text.append(f"\n  {_entry_name(kind, report, e['row'], e['column'])} = ", style="bold")
+            text.append(_cap(e["symbolic"]))
+        out.append(text)
+    summary = Text()
+    for i, (mark, line) in enumerate(higher_lines(report, kind)):
+        style = {"✓": "green", "✗": "bold red"}.get(mark, "dim")
+        summary.append(("\n" if i else "") + f"{mark} ", style=style)
+        summary.append(line, style="red" if mark == "✗" else "")
+    out.append(summary)
+    return out
+
+
+def higher_markdown(report: dict[str, Any], kind: str) -> str:
+    if kind == "hessian":
+        rows = columns = report["elements"]
+        matrix = report["hessian"]
+    else:
+        rows, columns, matrix = report["rows"], report["columns"], report["matrix"]
+    lines = [
+        f"**{kind}** of `{_md(' '.join(report['expression'].split()))}`",
+        "",
+        "| | " + " | ".join(f"`{c}`" for c in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for r, values in zip(rows, matrix, strict=True):
+        lines.append(f"| `{r}` | " + " | ".join(fmt(v) for v in values) + " |")
+    lines.append("")
+    for e in report["entries"]:
+        if e["symbolic"] is not None:
+            lines.append(
+                f"- {_entry_name(kind, report, e['row'], e['column'])} = `{_md(e['symbolic'])}`"
+            )
+    lines.append("")
+    lines += [f"- {mark} {line}" for mark, line in higher_lines(report, kind)]
+    return "\n".join(lines) + "\n"
+
+
+def higher_csv(report: dict[str, Any], kind: str) -> str:
+    """The matrix with a header of column labels and the row label first."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    if kind == "hessian":
+        rows = columns = report["elements"]
+        matrix = report["hessian"]
+    else:
+        rows, columns, matrix = report["rows"], report["columns"], report["matrix"]
+    writer.writerow(["", *columns])
+    for r, values in zip(rows, matrix, strict=True):
+        writer.writerow([r, *(fmt(v) for v in values)])
+    return buffer.getvalue()

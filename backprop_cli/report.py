@@ -41,6 +41,7 @@ class Options:
     symbolic_memory_mb: int = 2048
     finite_difference: bool = True
     seed_grad: Any = None  # the upstream gradient of an array output (--seed-grad)
+    order: int = 1  # 2: second derivatives too
 
 
 @dataclass
@@ -150,6 +151,8 @@ def gradient_report(program: Program, point: dict[str, Any], options: Options) -
     if options.torch and options.device != "cpu":
         checks.check_device(options.device, options.dtype)  # a bad device fails before any work
 
+    if options.order == 2:
+        _check_second_order(graph, cores, options)
     trace = engine.run(graph, used, options.dtype, seed)
     elements = checked_elements(graph, cores, wrt)
     symbolic_size = sum(shapes.size(core) for core in cores)
@@ -186,7 +189,42 @@ def gradient_report(program: Program, point: dict[str, Any], options: Options) -
         {name for node in trace.kinks for name in deps[node]},
         fd, torch_run, sym, seed,
     )  # fmt: skip
-    return _assemble(run, program, warnings)
+    report = _assemble(run, program, warnings)
+    if options.order == 2:
+        _add_second_order(report, graph, used, wrt, options)
+    return report
+
+
+def _check_second_order(graph: Graph, cores: list[tuple[int, ...]], options: Options) -> None:
+    arrays = [name for name, i in graph.variables.items() if cores[i]]
+    if arrays:
+        raise BackpropError(
+            f"--order 2 is for scalar inputs, but {', '.join(arrays)} "
+            f"{'is an array' if len(arrays) == 1 else 'are arrays'}",
+            hint="backprop hessian gives every second derivative over array elements",
+        )
+    if options.dtype != "float64":
+        raise BackpropError("second derivatives are computed in float64; drop --dtype float32")
+    if cores[graph.output]:
+        raise BackpropError("--order 2 needs a scalar output (reduce it with sum(...))")
+
+
+def _add_second_order(
+    report: dict[str, Any], graph: Graph, used: dict[str, Any], wrt: list[str], options: Options
+) -> None:
+    """∂²f/∂a∂b for every pair of variables, with the same checks as `backprop hessian`."""
+    from . import higher
+
+    second = higher.hessian_report(
+        graph, used, wrt, torch=options.torch, device=options.device,
+        symbolic=options.symbolic, symbolic_timeout=options.symbolic_timeout,
+        finite_difference=options.finite_difference,
+    )  # fmt: skip
+    report["hessian"] = second["hessian"]
+    report["second_order"] = {
+        key: second[key] for key in ("elements", "output_name", "entries", "checks")
+    }
+    report["ok"] = report["ok"] and second["ok"]
 
 
 def _rounded(value: Any, dt: Any) -> Any:

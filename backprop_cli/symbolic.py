@@ -413,3 +413,49 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def higher(
+    graph: Graph,
+    point: Mapping[str, Any],
+    wrt: list[tuple[str, tuple[int, ...]]],
+    cores: list[tuple[int, ...]],
+    kind: str,
+    *,
+    emit: Callable[[dict[str, Any]], None],
+) -> None:
+    """Jacobian ("jacobian": every output element by every input element) or Hessian
+    ("hessian": the output twice by input elements) entries, one row per message, each
+    {"formula", "value"} keyed "row|column"."""
+    import sympy as sp
+
+    wrt = [tuple(entry) for entry in wrt]  # type: ignore[misc]
+    built = to_sympy(graph, sp, cores)
+    out = built.nodes[graph.output]
+    at = dict(built.used)
+    for name, node_id in graph.variables.items():
+        symbols = built.nodes[node_id]
+        values = np.asarray(point[name], dtype=np.float64)
+        if isinstance(symbols, np.ndarray):
+            at.update((symbols[i], _exact(float(values[i]), sp)) for i in np.ndindex(*values.shape))
+        else:
+            at[symbols] = _exact(float(values), sp)
+    columns = [(_label(n, i), element_symbol(built, graph, n, i)) for n, i in wrt]
+
+    def described(expr: Any) -> dict[str, Any]:
+        return {**_shown(expr, sp, built.shown, False), **_value(expr, sp, at)}
+
+    if kind == "jacobian":
+        outs = np.asarray(out, dtype=object)
+        name = graph.output_name()
+        rows = [(_label(name, tuple(i)), outs[i]) for i in np.ndindex(*outs.shape)]
+        for row, expr in rows:
+            emit({"entries": {f"{row}|{c}": _guarded(partial(described, sp.diff(expr, s)))
+                              for c, s in columns}})  # fmt: skip
+        return
+    for a, (row, s) in enumerate(columns):
+        first = sp.diff(out, s)
+        entries = {}
+        for column, t in columns[a:]:
+            entries[f"{row}|{column}"] = _guarded(partial(described, sp.diff(first, t)))
+        emit({"entries": entries})

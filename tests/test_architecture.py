@@ -20,6 +20,8 @@ def test_core_imports_nothing_heavy():
         "import backprop_cli.train, backprop_cli.models, backprop_cli.data\n"
         "import backprop_cli.render_train, backprop_cli.plot, backprop_cli.inputs\n"
         "import backprop_cli.explain, backprop_cli.render_explain, backprop_cli.picture\n"
+        "import backprop_cli.higher, backprop_cli.dual, backprop_cli.shapes\n"
+        "import backprop_cli.explain_arrays\n"
         "heavy = [m for m in ('typer', 'rich', 'sympy', 'torch') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
