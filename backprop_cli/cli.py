@@ -1073,13 +1073,13 @@ def _run_training(
             )
         elif kind == "grad" and verbose and table:
             env, grads = info["env"], info["grads"]
-            if len(info["idx"]) == 1:
+            scalars = all(np.ndim(grads[p]) == 0 for p in built.params)
+            if len(info["idx"]) == 1 and scalars and built.matrix is None:
                 inputs = [float(env[f][0]) for f in built.features]
                 gs = [float(np.ravel(grads[p])[0]) for p in built.params]
                 print(view.grad_line(inputs, float(env[built.target][0]), gs))
             else:
-                shown = ", ".join(f"{p}={float(grads[p])!r}" for p in built.params)
-                print(f"\tgrad (batch of {len(info['idx'])}): {shown}")
+                print(view.batch_grad_line(len(info["idx"]), grads, built.params))
 
     with _progress(table, settings.epochs) as advance:
 

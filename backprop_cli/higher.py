@@ -82,7 +82,7 @@ def hessian(graph: Graph, env: dict[str, Any], chosen: list[Element]) -> np.ndar
             for i, (row_name, row_index) in enumerate(chosen):
                 g = grads[graph.variables[row_name]]
                 result[i, j] = 0.0 if g is None else np.asarray(tangent_of(g))[row_index]
-    return result
+    return result + 0.0  # no -0.0 entries
 
 
 # ---- finite differences of second order ------------------------------------------------

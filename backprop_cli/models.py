@@ -8,6 +8,7 @@ data columns are its variables; every other free name is a parameter.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +51,10 @@ BUILTINS = {
         ),
     )
 }
-MLP_ABOUT = "one hidden sigmoid layer (--hidden N) on every input column, a linear output"
+MLP_ABOUT = (
+    "one hidden sigmoid layer (--hidden N) in batch form: X holds one row per sample, "
+    "one column per input"
+)
 
 # Per-sample losses of the prediction `yhat` and the target `{y}`.
 LOSSES = {
@@ -75,7 +79,8 @@ class Model:
     params: list[str]
     features: list[str]
     target: str
-    init: dict[str, float] = field(default_factory=dict)  # defaults (random ones included)
+    init: dict[str, Any] = field(default_factory=dict)  # defaults (random ones included)
+    matrix: str | None = None  # the name under which the input columns come as one matrix
 
     def param_node(self, name: str) -> int:
         return self.graph.variables[name]
@@ -89,7 +94,7 @@ def listing() -> list[dict[str, str]]:
     rows.append(
         {
             "model": "mlp",
-            "formula": "sum_j v_j*sigmoid(sum_i w_j_i*x_i + b_j) + c",
+            "formula": "sigmoid(X @ W1.T + b1) @ W2 + b2",
             "about": MLP_ABOUT,
             "loss": "mse",
         }
@@ -123,26 +128,27 @@ def _loss_text(spec: str, target: str) -> tuple[str, str]:
     return "+".join(parts), "\n".join(lines)
 
 
-def _mlp(
-    features: list[str], hidden: int, rng: np.random.Generator
-) -> tuple[str, dict[str, float]]:
+MATRIX = "X"  # the n × k matrix of all input columns, for models in matrix form
+
+
+def _mlp(features: list[str], hidden: int, rng: np.random.Generator) -> tuple[str, dict[str, Any]]:
+    """One hidden sigmoid layer in batch form, as nn.Linear computes it: every row of X is
+    a sample, H = sigmoid(X @ W1.T + b1) holds one row of hidden units per sample."""
     if hidden < 1:
         raise BackpropError("--hidden must be at least 1")
-    lines, init = [], {}
+    if hidden > 10_000:
+        raise BackpropError("--hidden is at most 10000")
+    k = len(features)
     # nn.Linear's initialisation: uniform in ±1/sqrt(fan_in), weights and biases alike.
-    bound_in = 1 / np.sqrt(len(features))
-    for j in range(1, hidden + 1):
-        terms = [f"w_{j}_{i}*{x}" for i, x in enumerate(features, start=1)]
-        lines.append(f"h{j} = sigmoid({' + '.join(terms)} + b_{j})")
-        for i in range(1, len(features) + 1):
-            init[f"w_{j}_{i}"] = float(rng.uniform(-bound_in, bound_in))
-        init[f"b_{j}"] = float(rng.uniform(-bound_in, bound_in))
-    bound_out = 1 / np.sqrt(hidden)
-    for j in range(1, hidden + 1):
-        init[f"v_{j}"] = float(rng.uniform(-bound_out, bound_out))
-    init["c"] = float(rng.uniform(-bound_out, bound_out))
-    out = " + ".join(f"v_{j}*h{j}" for j in range(1, hidden + 1)) + " + c"
-    return "\n".join(lines) + f"\n{PREDICTION} = {out}", init
+    bound_in, bound_out = 1 / np.sqrt(k), 1 / np.sqrt(hidden)
+    init: dict[str, Any] = {
+        "W1": rng.uniform(-bound_in, bound_in, size=(hidden, k)),
+        "b1": rng.uniform(-bound_in, bound_in, size=hidden),
+        "W2": rng.uniform(-bound_out, bound_out, size=hidden),
+        "b2": float(rng.uniform(-bound_out, bound_out)),
+    }
+    body = f"H = sigmoid({MATRIX} @ W1.T + b1)\n{PREDICTION} = H @ W2 + b2"
+    return body, init
 
 
 def build(spec: str, data: Dataset, *, loss: str | None, hidden: int, seed: int) -> Model:
@@ -163,7 +169,7 @@ def build(spec: str, data: Dataset, *, loss: str | None, hidden: int, seed: int)
             default_loss = builtin.loss
         else:
             body, init = _mlp(features, hidden, rng)
-            formula = body.splitlines()[-1].split("=", 1)[1].strip()
+            formula = f"sigmoid({MATRIX} @ W1.T + b1) @ W2 + b2"
             default_loss = "mse"
         name = spec
     else:
@@ -172,30 +178,37 @@ def build(spec: str, data: Dataset, *, loss: str | None, hidden: int, seed: int)
     loss_name, loss_lines = _loss_text(loss if loss is not None else default_loss, target)
     program = f"{body}\n{loss_lines}"
     graph = parse_program(program, what="model", limits=_GENERATED).graph
-    _check_names(graph, features, target, set(init))
+    matrix = (
+        MATRIX if spec == "mlp" or (MATRIX in graph.variables and MATRIX not in features) else None
+    )
+    _check_names(graph, features, target, set(init), matrix)
     if "bce" in loss_name.split("+"):
         _check_bce_targets(data)
-    params = [v for v in graph.variables if v not in features and v != target]
+    params = [v for v in graph.variables if v not in features and v not in (target, matrix)]
     if name == "custom" and target in parse_program(body, what="model").graph.variables:
         raise BackpropError(f"the model uses the target column {target!r}; it must predict it")
     if not params:
         raise BackpropError(f"the model {formula!r} has no parameters to train")
     for p in params:
         init.setdefault(p, float(rng.uniform(-1.0, 1.0)))
-    return Model(name, formula, loss_name, program, graph, params, features, target, init)
+    return Model(name, formula, loss_name, program, graph, params, features, target, init, matrix)
 
 
 # Programs we generate (an mlp on many columns) may be larger than what a user may type.
 _GENERATED = Limits(max_length=10**9, max_nodes=10**7)
 
 
-def _check_names(graph: Graph, features: list[str], target: str, own: set[str]) -> None:
+def _check_names(
+    graph: Graph, features: list[str], target: str, own: set[str], matrix: str | None
+) -> None:
     """A data column must not share a name the model gives to something else: one of a
     built-in model's own parameters (`own`), a statement (yhat, loss, h1, …) or a constant
     (pi, e)."""
     assigned = {n.name for n in graph.nodes if n.name is not None and n.op != "input"}
     for column in (*features, target):
-        if column in assigned:
+        if column == matrix:
+            clash = "the input matrix (every input column, one row per sample)"
+        elif column in assigned:
             clash = "a statement of the model"
         elif column in own:
             clash = "a parameter of the model"
@@ -234,5 +247,7 @@ def _custom_body(spec: str) -> tuple[str, str]:
 
 
 def unused_columns(model: Model) -> list[str]:
+    if model.matrix is not None:
+        return []
     used = set(model.graph.variables)
     return [c for c in model.features if c not in used]

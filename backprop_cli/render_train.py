@@ -7,7 +7,7 @@ import json
 import math
 from typing import TYPE_CHECKING, Any
 
-from .render import fmt
+from .render import fmt, short_any
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -27,6 +27,18 @@ def progress_line(epoch: int, loss: float) -> str:
 
 def grad_line(inputs: list[float], target: float, grads: list[float]) -> str:
     return "\tgrad: " + " ".join(_py(v) for v in [*inputs, target, *grads])
+
+
+def batch_grad_line(n: int, grads: dict[str, Any], params: list[str]) -> str:
+    import numpy as np
+
+    shown = ", ".join(
+        f"{p}={float(grads[p])!r}"
+        if np.ndim(grads[p]) == 0
+        else f"{p}={short_any(np.asarray(grads[p]).tolist(), 'float64', 6)}"
+        for p in params
+    )
+    return f"\tgrad (batch of {n}): {shown}"
 
 
 def predict_line(when: str, inputs: list[float], value: float) -> str:
@@ -62,8 +74,21 @@ def summary(model: Model, result: Result, settings: Settings) -> RenderableType:
     table.add_column("initial", justify="right")
     table.add_column("trained", justify="right", style="bold green")
     for name in model.params:
-        table.add_row(name, fmt(model.init[name]), fmt(result.params[name], settings.dtype))
+        table.add_row(
+            name,
+            _param(model.init[name], "float64"),
+            _param(result.params[name], settings.dtype),
+        )
     return table
+
+
+def _param(value: Any, dtype: str) -> str:
+    """A parameter: every digit of a number, a compact form of an array."""
+    import numpy as np
+
+    if np.ndim(value) == 0:
+        return fmt(float(value), dtype)
+    return short_any(np.asarray(value, dtype=np.float64).tolist(), dtype, 6)
 
 
 def status_lines(result: Result, settings: Settings) -> list[str]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from . import checks, engine
 from .models import Model
 from .train import BETAS, MOMENTUM, Settings, _Stepper
@@ -21,7 +23,10 @@ class TorchTrainer(_Stepper):
         tdtype = getattr(torch, settings.dtype)
         self.leaves = {
             name: torch.tensor(
-                model.init[name], dtype=tdtype, device=self.device, requires_grad=True
+                np.asarray(model.init[name], dtype=np.float64).astype(self.dt),
+                dtype=tdtype,
+                device=self.device,
+                requires_grad=True,
             )
             for name in model.params
         }
@@ -45,7 +50,9 @@ class TorchTrainer(_Stepper):
         mean = loss.mean() if loss.dim() else loss
         mean.backward()
         grads = {
-            name: self.dt(0.0) if leaf.grad is None else self.dt(leaf.grad.item())
+            name: np.zeros(tuple(leaf.shape), dtype=self.dt)[()]
+            if leaf.grad is None
+            else leaf.grad.detach().cpu().numpy().astype(self.dt)[()]
             for name, leaf in self.leaves.items()
         }
         return float(mean.item()), grads
@@ -53,4 +60,7 @@ class TorchTrainer(_Stepper):
     def step(self, params: dict[str, Any], grads: dict[str, Any]) -> dict[str, Any]:
         with self.torch.no_grad():
             self.opt.step()
-        return {name: self.dt(leaf.item()) for name, leaf in self.leaves.items()}
+        return {
+            name: leaf.detach().cpu().numpy().astype(self.dt)[()]
+            for name, leaf in self.leaves.items()
+        }

@@ -138,13 +138,14 @@ def test_mlp_learns_xor_like_data_and_matches_torch_engine():
     xs = {"a": np.array([0.0, 0, 1, 1]), "b": np.array([0.0, 1, 0, 1])}
     ds = data_mod.Dataset(xs, "y", np.array([0.0, 1, 1, 0]))
     model = models.build("mlp", ds, loss="mse", hidden=4, seed=0)
-    assert len(model.params) == 4 * 2 + 4 + 4 + 1
-    settings = train.Settings(epochs=1000, lr=0.1, optimizer="adam", batch_size=0, dtype="float64")
+    assert model.params == ["W1", "W2", "b1", "b2"]
+    assert sum(np.size(model.init[p]) for p in model.params) == 4 * 2 + 4 + 4 + 1
+    settings = train.Settings(epochs=700, lr=0.1, optimizer="adam", batch_size=0, dtype="float64")
     ours = train.run(model, ds, settings, lambda *_: None)
     settings.engine = "torch"
     theirs = train.run(model, ds, settings, lambda *_: None)
     for p in model.params:
-        assert ours.params[p] == pytest.approx(theirs.params[p], rel=1e-9, abs=1e-12)
+        np.testing.assert_allclose(ours.params[p], theirs.params[p], rtol=1e-9, atol=1e-12)
     # Later, XOR's saddle amplifies last-bit differences between the engines, so the learning
     # itself is judged on our engine alone.
     settings = train.Settings(epochs=2000, lr=0.1, optimizer="adam", batch_size=0, dtype="float64")
@@ -341,8 +342,9 @@ def test_ctrl_c_stops_cleanly_and_still_summarises(monkeypatch, tmp_path):
     ("csv", "model", "fragment"),
     [
         ("b,y\n1,2\n2,4\n", "affine", "'b' has the name of a parameter"),
-        ("x,h1,y\n1,2,3\n2,3,4\n", "mlp", "'h1' has the name of a statement"),
-        ("c,y\n1,2\n", "mlp", "'c' has the name of a parameter"),
+        ("x,H,y\n1,2,3\n2,3,4\n", "mlp", "'H' has the name of a statement"),
+        ("b2,y\n1,2\n", "mlp", "'b2' has the name of a parameter"),
+        ("X,y\n1,2\n", "mlp", "'X' has the name of the input matrix"),
         ("pi,y\n1,2\n", "linear", "'pi' has the name of the constant pi"),
     ],
 )
