@@ -1057,6 +1057,21 @@ def _run_training(
     from . import train as training
 
     table = fmt is TrainFormat.table
+    quiet = False
+
+    def print(line: str) -> None:  # noqa: A001 - a reader that stops early stops only the output
+        nonlocal quiet
+        if quiet:
+            return
+        try:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # Training goes on (its results may be --save'd); the rest of the output is dropped.
+            quiet = True
+            with suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
     if table:
         for line in view.header(built, len(data), settings, note):
             print(line)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -385,3 +387,21 @@ def test_huge_integers_in_json_values(tmp_path):
     path.write_text('{"w": 1' + "0" * 400 + "}")
     r = run("grad", "w*x", "x=1", "--values", str(path))
     assert r.code == 2 and "not finite" in r.stderr
+
+
+def test_a_reader_that_stops_early_loses_nothing_that_was_saved(tmp_path):
+    """`train ... --save p.json | head`: the output stops; the training and --save do not."""
+    saved = tmp_path / "p.json"
+    args = ["train", "linear", "--epochs", "5000", "--log-every", "1", "--save", str(saved)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backprop_cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()  # far more than a pipe's buffer is still to come
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, err
+    assert "Traceback" not in err and "internal error" not in err
+    assert json.loads(saved.read_text())["w"] == pytest.approx(2.0, abs=1e-5)
