@@ -76,7 +76,7 @@ def summary(model: Model, result: Result, settings: Settings) -> RenderableType:
     for name in model.params:
         table.add_row(
             name,
-            _param(model.init[name], "float64"),
+            _param(model.init[name], settings.dtype),
             _param(result.params[name], settings.dtype),
         )
     return table
