@@ -103,7 +103,25 @@ def op_args(node: Node, values: list[Array], cores: Cores) -> tuple[list[Array],
 
 
 def apply(op: ops.Op, args: list[Array], ctx: ops.Ctx | None) -> Array:
+    if op.branch is not None and any(isinstance(a, Dual) for a in args):
+        return _piecewise_on_duals(op, args)
     return op.forward(*args) if ctx is None else op.forward(*args, ctx=ctx)
+
+
+def _piecewise_on_duals(op: ops.Op, args: list[Array]) -> Dual:
+    """A piecewise op on dual numbers, its tangent taken by the op's own derivative rule: on a
+    kink or a tie, second derivatives then use the same subgradient as the gradient (torch's),
+    not whichever piece numpy's forward happens to pick."""
+    values = [a.value if isinstance(a, Dual) else a for a in args]
+    out = op.forward(*values)
+    tangent = np.zeros(np.shape(out))
+    with np.errstate(all="ignore"):
+        for k, a in enumerate(args):
+            if isinstance(a, Dual):
+                t = np.broadcast_to(a.tangent, np.shape(out))
+                # elementwise, so the rule applied to the tangent is the derivative along it
+                tangent = tangent + np.where(t == 0, 0.0, op.vjp[k](t, out, *values))
+    return Dual(out, tangent)
 
 
 def evaluate(

@@ -285,6 +285,7 @@ def _summaries(
         }
         if check == "torch":
             summary["version"] = torch_note
+            summary["skipped"] = None if torch_note else "--no-torch"
         if check == "symbolic":
             summary["state"] = sym_state
             summary["skipped"] = sym_reason
@@ -344,6 +345,18 @@ def hessian_report(
     deps = graph.depends_on()
     kinked = {name for k in trace.kinks for name in deps[k]}
     slack = 64 * float(np.finfo(np.float64).eps) * float(np.nanmax(np.abs(matrix), initial=0.0))
+    with np.errstate(invalid="ignore"):
+        skew = np.abs(matrix - matrix.T)
+    if np.nanmax(skew, initial=0.0) > slack + 1e-7 * float(np.nanmax(np.abs(matrix), initial=0.0)):
+        r, c = (int(k) for k in np.unravel_index(int(np.nanargmax(skew)), skew.shape))
+        warnings.append(
+            {
+                "message": f"the Hessian is not symmetric: ∂²/∂{labels[r]}∂{labels[c]} = "
+                f"{float(matrix[r, c])!r} but ∂²/∂{labels[c]}∂{labels[r]} = "
+                f"{float(matrix[c, r])!r} "
+                "(only the upper triangle is checked)"
+            }
+        )
     entries = []
     for i in range(n):
         for j in range(i, n):
@@ -376,6 +389,11 @@ def hessian_report(
         "wrt": wrt,
         "elements": labels,
         "output_name": graph.output_name(),
+        "output": {
+            "label": graph.label(graph.output),
+            "shape": [],
+            "value": _plain(trace.values[graph.output]),
+        },
         "value": _plain(trace.values[graph.output]),
         "gradient": {name: _plain(trace.grads[graph.variables[name]]) for name in wrt},
         "hessian": _plain(matrix),
@@ -501,6 +519,7 @@ def jacobian_report(
             "shape": list(out_core),
             "value": _plain(trace.values[graph.output]),
         },
+        "value": _plain(trace.values[graph.output]),
         "rows": rows,
         "columns": columns,
         "jacobian": {name: _plain(blocks[name]) for name in wrt},
