@@ -175,7 +175,7 @@ def _element(entry: Element) -> tuple[str, tuple[int, ...]]:
 
 def _scalar_output(out: Any, core: tuple[int, ...], seed: Any, size: int) -> np.ndarray:
     out = np.asarray(out, dtype=np.float64)
-    if core:
+    if seed is not None:
         axes = tuple(range(out.ndim - len(core), out.ndim))
         with np.errstate(all="ignore"):
             out = np.sum(out * np.asarray(seed, dtype=np.float64), axis=axes)

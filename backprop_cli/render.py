@@ -693,9 +693,8 @@ def higher_lines(report: dict[str, Any], kind: str) -> list[tuple[str, str]]:
         unresolved = summary["not_compared"]
         aside = f"; {unresolved} not compared (kink, undefined or unresolved)" if unresolved else ""
         if summary["ok"] is None:
-            reason = summary.get("skipped") or (
-                "nothing comparable" if check != "torch" else "skipped"
-            )
+            skipped = summary.get("skipped")
+            reason = f"skipped ({skipped})" if skipped else "nothing comparable"
             lines.append(("·", f"{what}: {reason}"))
         elif summary["ok"]:
             n = summary["compared"]
@@ -740,7 +739,13 @@ def higher_tables(report: dict[str, Any], kind: str, width: int = 100) -> list[R
         if any(hidden)
         else None
     )
-    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
+    table = Table(
+        title=title,
+        title_justify="left",
+        caption=caption,
+        caption_justify="left",
+        min_width=len(title),
+    )
     table.add_column("", style="bold", no_wrap=True)
     for c in shown_cols:
         table.add_column(c, justify="right", no_wrap=True)

@@ -155,6 +155,15 @@ def gradient_report(program: Program, point: dict[str, Any], options: Options) -
         _check_second_order(graph, cores, options)
     trace = engine.run(graph, used, options.dtype, seed)
     elements = checked_elements(graph, cores, wrt)
+    total = sum(shapes.size(cores[graph.variables[name]]) for name in wrt)
+    if len(elements) < total:
+        warnings.append(
+            {
+                "message": f"{total:,} gradient elements: finite differences and SymPy check an "
+                f"even sample of {len(elements):,} (first and last of each array included); "
+                "torch checks every element"
+            }
+        )
     symbolic_size = sum(shapes.size(core) for core in cores)
     job = None
     if symbolic_size <= MAX_SYMBOLIC_ELEMENTS:
@@ -167,7 +176,7 @@ def gradient_report(program: Program, point: dict[str, Any], options: Options) -
             fd = checks.finite_differences(graph, used, elements, noise, seed)
         torch_run = None
         if options.torch and graph.variables:
-            torch_seed = seed if cores[graph.output] else None
+            torch_seed = seed if cores[graph.output] or options.seed_grad is not None else None
             torch_run = checks.torch_run(graph, used, options.dtype, options.device, torch_seed)
     except BaseException:
         if job is not None:
@@ -251,8 +260,8 @@ def upstream(graph: Graph, core: tuple[int, ...], given: Any) -> Any:
         seed = np.broadcast_to(np.asarray(given, dtype=np.float64), core)
     except ValueError:
         raise BackpropError(
-            f"--seed-grad has shape {shapes.show(np.shape(given))}, but the output has shape "
-            f"{shapes.show(core)}"
+            f"--seed-grad has shape {shapes.show(np.shape(given))}, but the output "
+            + (f"has shape {shapes.show(core)}" if core else "is a scalar")
         ) from None
     return float(seed) if not core else np.array(seed)
 
@@ -302,7 +311,8 @@ def _start_symbolic(
         symbolic.partials,
         (
             graph, point, elements, options.latex, options.simplify,
-            cores if arrays else None, seed if arrays else None,
+            cores if arrays else None,
+            seed if arrays or options.seed_grad is not None else None,
         ),
         seconds=options.symbolic_timeout,
         memory_mb=options.symbolic_memory_mb,

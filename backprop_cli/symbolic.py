@@ -200,7 +200,9 @@ def partials(
         else:
             at[symbols] = _exact(float(values), sp)
     total = out
-    if isinstance(out, np.ndarray):
+    if seed is not None and not isinstance(out, np.ndarray):  # a scalar output's --seed-grad
+        total = _exact(float(seed), sp) * out
+    elif isinstance(out, np.ndarray):
         weights = np.broadcast_to(np.asarray(seed, dtype=np.float64), out.shape)
         total = sp.Add(
             *(_exact(float(w), sp) * e for w, e in zip(weights.ravel(), out.ravel(), strict=True))

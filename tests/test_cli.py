@@ -379,3 +379,17 @@ def test_no_color_even_when_forced(monkeypatch):
     monkeypatch.setenv("NO_COLOR", "1")
     out = run(*CS231N).stdout
     assert not re.search(r"\x1b\[[0-9;]*(3[0-8]|9[0-7])[;m]", out)
+
+
+def test_seed_grad_scales_a_scalar_output_in_the_engine_and_every_check():
+    result = run("grad", "x*y", "x=1", "y=3", "--seed-grad", "2", "--format", "json")
+    assert result.code == 0, result.stderr
+    data = result.json()
+    assert data["gradient"]["x"] == pytest.approx(6.0) and data["gradient"]["y"] == pytest.approx(
+        2.0
+    )
+    assert data["ok"] and all(
+        data["checks"][c]["ok"] for c in ("torch", "finite_difference", "symbolic")
+    )
+    refused = run("grad", "x*y", "x=1", "y=3", "--seed-grad", "[1,2]")
+    assert refused.code == 2 and "the output is a scalar" in refused.stderr
