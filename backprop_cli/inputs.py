@@ -110,7 +110,7 @@ def with_init(built: Any, init: str) -> Any:
         given = read_values(init, "--init")
     else:
         given = {}
-        for item in init.split(","):
+        for item in _items(init):
             name, sep, text = item.partition("=")
             if not sep or not name.strip():
                 raise BackpropError(f"--init: expected name=value, got {item!r}")
@@ -123,7 +123,58 @@ def with_init(built: Any, init: str) -> Any:
             f"--init names {', '.join(unknown)}, which the model does not have "
             f"(its parameters: {', '.join(built.params)})"
         )
-    return dataclasses.replace(built, init={**built.init, **given})
+    merged = dataclasses.replace(built, init={**built.init, **given})
+    _check_init_shapes(merged, built.init, given)
+    return merged
+
+
+def _items(text: str) -> list[str]:
+    """`w=[1,2],b=0` → ['w=[1,2]', 'b=0']: commas inside brackets belong to the value."""
+    items, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += (ch in "([") - (ch in ")]")
+        if ch == "," and depth == 0:
+            items.append(text[start:i])
+            start = i + 1
+    items.append(text[start:])
+    return items
+
+
+PROBE_SAMPLES = 7919  # a batch size no parameter's shape will match by chance
+
+
+def _check_init_shapes(merged: Any, defaults: dict[str, Any], given: dict[str, Any]) -> None:
+    """Every sample's loss must stay one number with the parameters given."""
+    import numpy as np
+
+    from . import shapes
+    from .errors import ParseError
+
+    inputs: dict[str, tuple[int, ...]] = {
+        name: tuple(np.shape(v)) for name, v in merged.init.items() if name in merged.params
+    }
+    if merged.matrix is not None:
+        inputs[merged.matrix] = (PROBE_SAMPLES, len(merged.features))
+    else:
+        inputs.update({f: (PROBE_SAMPLES,) for f in merged.features})
+    inputs[merged.target] = (PROBE_SAMPLES,)
+    try:
+        found = shapes.infer(merged.graph, inputs, what="model")
+        fits = found[merged.graph.output] in ((), (PROBE_SAMPLES,))
+    except ParseError:
+        fits = False
+    if fits:
+        return
+    changed = [
+        f"{name}: given {shapes.show(tuple(np.shape(given[name])))}, the model's is "
+        f"{shapes.show(tuple(np.shape(defaults[name])))}"
+        for name in given
+        if np.shape(given[name]) != np.shape(defaults[name])
+    ]
+    raise BackpropError(
+        "--init: the parameters' shapes do not fit the model"
+        + (f" ({'; '.join(changed)})" if changed else "")
+    )
 
 
 def predict_points(text: str | None, built: Any) -> list[dict[str, float]]:

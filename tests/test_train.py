@@ -405,3 +405,27 @@ def test_a_reader_that_stops_early_loses_nothing_that_was_saved(tmp_path):
     assert proc.wait(timeout=120) == 0, err
     assert "Traceback" not in err and "internal error" not in err
     assert json.loads(saved.read_text())["w"] == pytest.approx(2.0, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("model", "init", "fragment"),
+    [
+        ("linear", "w=[1,2]", "w: given (2,), the model's is scalar"),
+        ("w*x + b", "w=[[1]]", "w: given (1, 1), the model's is scalar"),
+        ("mlp", "W1=1", "W1: given scalar"),
+    ],
+)
+def test_init_with_a_shape_the_model_cannot_use_is_refused(model, init, fragment):
+    result = run("train", model, "--epochs", "2", "--init", init)
+    assert result.code == 2
+    assert fragment in result.stderr and "Traceback" not in result.stderr
+
+
+def test_init_file_may_change_the_hidden_size_consistently(tmp_path):
+    saved = tmp_path / "p.json"
+    first = run("train", "mlp", "--hidden", "2", "--epochs", "2", "--save", str(saved))
+    assert first.code == 0, first.stderr
+    again = run("train", "mlp", "--epochs", "2", "--init", str(saved), "--format", "jsonl")
+    assert again.code == 0, again.stderr
+    final = json.loads(again.stdout.strip().splitlines()[-1])
+    assert np.shape(final["params"]["W1"]) == (2, 1)
