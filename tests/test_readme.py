@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from pathlib import Path
 
 import pytest
@@ -77,7 +78,9 @@ def test_json_contract_example():
 
 
 def test_csv_example():
-    shown = next(b for b in blocks() if "--format csv" in b)
+    shown = next(
+        b for b in blocks() if b.startswith('$ backprop grad "(x+y)*z" x=-2 y=5 z=-4 --format csv')
+    )
     output = shown.partition("\n")[2]
     assert same(output, run("grad", "(x+y)*z", "x=-2", "y=5", "z=-4", "--format", "csv").stdout)
 
@@ -136,3 +139,25 @@ def test_quickstart_has_two_commands_and_ci_runs_the_same_tests():
     assert "backprop grad" in commands[0]
     ci = (ROOT / ".ci" / "run").read_text()
     assert commands[1] in ci
+
+
+ARRAY_TRANSCRIPTS = [
+    '$ backprop grad "2*dot(x, x)" x=arange(4)',
+    '$ backprop grad "mean((w*x + b - y)**2)"',
+    '$ backprop grad "W @ x"',
+    '$ backprop grad "2*x*x" x=arange(4)\n',
+    '$ backprop grad "x**3 + 2*x**2 - 3*x + 1"',
+    '$ backprop jacobian "sigmoid(W @ x)"',
+    '$ backprop hessian "x1**2*x2 + exp(x1*x2)"',
+]
+
+
+@pytest.mark.parametrize("start", ARRAY_TRANSCRIPTS)
+def test_array_and_higher_order_transcripts(start):
+    """The block is the command line, then what it prints (stderr when it fails)."""
+    [shown] = [b for b in blocks() if b.startswith(start)]
+    command = shown.partition("\n")[0]
+    result = run(*shlex.split(command)[2:])
+    printed = result.stdout if result.code == 0 else result.stderr
+    assert result.code in (0, 2)
+    assert same(shown, f"{command}\n{printed}")
