@@ -1059,7 +1059,8 @@ def _run_training(
     table = fmt is TrainFormat.table
     quiet = False
 
-    def print(line: str) -> None:  # noqa: A001 - a reader that stops early stops only the output
+    def say(line: str) -> None:
+        """Print a line; a reader that stops early stops only the output."""
         nonlocal quiet
         if quiet:
             return
@@ -1074,14 +1075,14 @@ def _run_training(
 
     if table:
         for line in view.header(built, len(data), settings, note):
-            print(line)
+            say(line)
         for point in points:
             before = training.predict(built, built.init, _columns(point), settings.dtype)
-            print(view.predict_line("before", list(point.values()), float(before[0])))
+            say(view.predict_line("before", list(point.values()), float(before[0])))
 
     def on_event(kind: str, info: dict[str, Any]) -> None:
         if kind == "epoch":
-            print(
+            say(
                 view.jsonl_epoch(info)
                 if not table
                 else view.progress_line(info["epoch"], info["loss"])
@@ -1092,9 +1093,9 @@ def _run_training(
             if len(info["idx"]) == 1 and scalars and built.matrix is None:
                 inputs = [float(env[f][0]) for f in built.features]
                 gs = [float(np.ravel(grads[p])[0]) for p in built.params]
-                print(view.grad_line(inputs, float(env[built.target][0]), gs))
+                say(view.grad_line(inputs, float(env[built.target][0]), gs))
             else:
-                print(view.batch_grad_line(len(info["idx"]), grads, built.params))
+                say(view.batch_grad_line(len(info["idx"]), grads, built.params))
 
     with _progress(table, settings.epochs) as advance:
 
