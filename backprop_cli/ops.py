@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -48,6 +48,10 @@ class Op:
     # broadcast. Array ops' forward, vjp, sympy and torch also take `ctx=Ctx(...)`.
     shape: Callable[..., tuple[int, ...]] | None = None
     attrs: tuple[str, ...] = ()  # attribute names the op takes (axis, index, shape)
+    # The counterpart in SymPy's matrix calculus ((sp, *args, ctx=Ctx) -> a scalar or a
+    # matrix expression, a vector being a column), for the compact ∂f/∂W = G·Xᵀ forms; None
+    # where matrix calculus has no counterpart. Raises NoMatrixForm for shapes it cannot take.
+    matrix: Callable[..., Any] | None = None
     # Array ops' test cases: the inputs' shapes and the node's attributes.
     array_samples: tuple[tuple[tuple[tuple[int, ...], ...], tuple[tuple[str, Any], ...]], ...] = ()
 
@@ -546,6 +550,90 @@ _ARRAY_OPS: list[Op] = [
 ]  # fmt: skip
 
 _OPS += _ARRAY_OPS
+
+
+# ---- matrix calculus: counterparts of the linear and bilinear ops ---------------------------
+
+
+class NoMatrixForm(Exception):
+    """A node that SymPy's matrix calculus cannot express (the elementwise forms still can)."""
+
+
+def _is_matrix(v: Any) -> bool:
+    return bool(getattr(v, "is_Matrix", False))
+
+
+def _mx_add(sp: Any, a: Any, b: Any, sign: int) -> Any:
+    if _is_matrix(a) and _is_matrix(b) and a.shape != b.shape:
+        raise NoMatrixForm  # broadcasting a vector along a matrix: no plain matrix form
+    if _is_matrix(a) and not _is_matrix(b):
+        b = b * sp.OneMatrix(*a.shape)
+    elif _is_matrix(b) and not _is_matrix(a):
+        a = a * sp.OneMatrix(*b.shape)
+    return a + sign * b
+
+
+def _mx_mul(sp: Any, a: Any, b: Any) -> Any:
+    if not (_is_matrix(a) and _is_matrix(b)) or a.shape == b.shape == (1, 1):
+        return a * b
+    if a.shape != b.shape:
+        raise NoMatrixForm
+    return sp.HadamardProduct(a, b)
+
+
+def _mx_div(sp: Any, a: Any, b: Any) -> Any:
+    if _is_matrix(b):
+        raise NoMatrixForm
+    return a * (1 / b)
+
+
+def _mx_matmul(sp: Any, a: Any, b: Any, ctx: Ctx) -> Any:
+    ca, cb = (len(c) for c in ctx.cores)
+    if ca == 1 and cb == 2:
+        return b.T * a  # the vector's result as a column
+    if ca == 1 and cb == 1:
+        return a.T * b
+    return a * b
+
+
+def _mx_sum(sp: Any, a: Any, ctx: Ctx) -> Any:
+    if not _is_matrix(a):
+        return a
+    m, n = a.shape
+    axis = ctx.attrs.get("axis")
+    if n == 1 or axis is None:
+        return sp.OneMatrix(1, m) * a * sp.OneMatrix(n, 1)
+    if axis % 2 == 0:
+        return a.T * sp.OneMatrix(m, 1)
+    return a * sp.OneMatrix(n, 1)
+
+
+def _mx_mean(sp: Any, a: Any, ctx: Ctx) -> Any:
+    core = ctx.cores[0]
+    axis = ctx.attrs.get("axis")
+    count = int(np.prod(core)) if axis is None or len(core) < 2 else core[axis % len(core)]
+    return _mx_sum(sp, a, ctx) * sp.Rational(1, max(count, 1))
+
+
+def _mx_transpose(sp: Any, a: Any, ctx: Ctx) -> Any:
+    return a.T if len(ctx.cores[0]) == 2 else a
+
+
+_MATRIX: dict[str, Callable[..., Any]] = {
+    "add": lambda sp, a, b: _mx_add(sp, a, b, 1),
+    "sub": lambda sp, a, b: _mx_add(sp, a, b, -1),
+    "mul": _mx_mul,
+    "div": _mx_div,
+    "neg": lambda sp, a: -a,
+    "pos": lambda sp, a: a,
+    "assign": lambda sp, a: a,
+    "sum": _mx_sum,
+    "mean": _mx_mean,
+    "dot": lambda sp, a, b, ctx: a.T * b,
+    "matmul": _mx_matmul,
+    "transpose": _mx_transpose,
+}
+_OPS = [replace(op, matrix=_MATRIX.get(op.name)) for op in _OPS]
 
 OPS: dict[str, Op] = {op.name: op for op in _OPS}
 

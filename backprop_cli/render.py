@@ -517,14 +517,30 @@ def _compact_formulas(report: dict[str, Any]) -> list[RenderableType]:
         for v in report["wrt"]
         if report["shapes"].get(v) and v in report["symbolic"]
     }
-    if not forms:
-        return []
-    text = Text("SymPy, elementwise", style="bold")
-    for v, formula in forms.items():
-        text.append(f"\n  ∂{name}/∂{v} = ", style="bold")
-        text.append(_cap(formula))
-        text.append(f"   (each element of {v}, shape {tuple(report['shapes'][v])})", style="dim")
-    return [text]
+    matrix = {
+        v: formula
+        for v, formula in report.get("symbolic_matrix", {}).items()
+        if v in report["wrt"] and v not in forms
+    }
+    shown: list[RenderableType] = []
+    if forms:
+        text = Text("SymPy, elementwise", style="bold")
+        for v, formula in forms.items():
+            text.append(f"\n  ∂{name}/∂{v} = ", style="bold")
+            text.append(_cap(formula))
+            text.append(
+                f"   (each element of {v}, shape {tuple(report['shapes'][v])})", style="dim"
+            )
+        shown.append(text)
+    if matrix:
+        text = Text("SymPy, matrix calculus", style="bold")
+        text.append("  (a vector is a column)", style="dim")
+        for v, formula in matrix.items():
+            text.append(f"\n  ∂{name}/∂{v} = ", style="bold")
+            text.append(_cap(formula))
+            text.append(f"   (shape {tuple(report['shapes'][v])})", style="dim")
+        shown.append(text)
+    return shown
 
 
 def _summary(report: dict[str, Any]) -> RenderableType:
@@ -572,6 +588,13 @@ def to_markdown(report: dict[str, Any]) -> str:
     ]
     if report.get("symbolic_output"):
         lines += [f"SymPy: `{name} = {_md(report['symbolic_output'])}`", ""]
+    for v in report["wrt"]:
+        if report["shapes"].get(v) and v in report["symbolic"]:
+            formula = _md(_cap(report["symbolic"][v]))
+            lines += [f"SymPy, elementwise: `∂{name}/∂{v} = {formula}` (each element of {v})", ""]
+        elif v in report.get("symbolic_matrix", {}):
+            formula = _md(_cap(report["symbolic_matrix"][v]))
+            lines += [f"SymPy, matrix calculus: `∂{name}/∂{v} = {formula}`", ""]
     lines += [
         f"| id | node | op | inputs | value | ∂{name}/∂node | note |",
         "|---:|---|---|---|---:|---:|---|",

@@ -55,6 +55,7 @@ class _Symbolic:
     state: str = "skipped"
     reason: str | None = None  # why SymPy did not run, where it was asked to
     compact: dict[str, dict[str, Any]] = field(default_factory=dict)  # ∂/∂x = 4*x
+    matrix: dict[str, dict[str, Any]] = field(default_factory=dict)  # ∂/∂W = G·Xᵀ
 
 
 @dataclass
@@ -332,6 +333,7 @@ def _collect(job: Bounded | None) -> _Symbolic:
         if output and not (simplified and "error" in output):
             got.output = {**(got.output or {}), **output}
         got.compact.update(message.get("compact", {}))
+        got.matrix.update(message.get("matrix", {}))
         for name, info in message.get("partials", {}).items():
             if simplified:
                 if "error" in info:
@@ -386,6 +388,7 @@ def _assemble(run: _Run, program: Program, warnings: list[dict[str, Any]]) -> di
             **{p["element"]: p["symbolic"] for p in partials if p["symbolic"] is not None},
         },
         "symbolic_output": (run.sym.output or {}).get("formula"),
+        "symbolic_matrix": {name: form["formula"] for name, form in run.sym.matrix.items()},
     }
     if run.cores[graph.output]:
         report["seed_grad"] = _plain(run.seed)

@@ -11,6 +11,7 @@ that a budget cut still leaves the earlier results.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -215,14 +216,19 @@ def partials(
     def described(expr: Any) -> dict[str, Any]:
         return {**_shown(expr, sp, built.shown, latex), **_value(expr, sp, at)}
 
+    raw = {n: _guarded(partial(described, d)) for n, d in derivatives.items()}
     emit(
         {
             "stage": "raw",
             "output": _guarded(partial(_described_output, out, sp, built.shown, latex)),
-            "partials": {n: _guarded(partial(described, d)) for n, d in derivatives.items()},
+            "partials": raw,
             "compact": _compact_forms(graph, built, wrt, derivatives, sp, latex),
         }
     )
+    exact = {n: info.get("value") for n, info in raw.items()}
+    matrix = _matrix_forms(graph, cores, point, wrt, exact, seed, sp, latex)
+    if matrix:
+        emit({"stage": "matrix", "matrix": matrix})
     if not simplify:
         return
 
@@ -290,6 +296,173 @@ def _compact_forms(
             if latex:
                 forms[name]["latex"] = _cap(sp.latex(common))
     return forms
+
+
+def _matrix_forms(
+    graph: Graph,
+    cores: list[tuple[int, ...]] | None,
+    point: Mapping[str, Any],
+    wrt: list[tuple[str, tuple[int, ...]]],
+    exact: dict[str, Any],
+    seed: Any,
+    sp: Any,
+    latex: bool,
+) -> dict[str, dict[str, str]]:
+    """∂f/∂W as one matrix formula (G·Xᵀ, (A + Aᵀ)·x) where SymPy's matrix calculus gives one:
+    the graph rebuilt from the registry's matrix counterparts, a vector as a column. A form is
+    kept only if, evaluated at the point, it equals every element's partial."""
+    if cores is None or cores[graph.output] or any(len(c) > 2 for c in cores):
+        return {}
+    names = [
+        name
+        for name in dict.fromkeys(n for n, index in wrt if index)
+        if sum(1 for n, i in wrt if n == name) == int(np.prod(cores[graph.variables[name]]))
+    ]
+    if not names:
+        return {}
+    try:
+        f, symbols = _matrix_graph(graph, cores, sp)
+    except (ops.NoMatrixForm, TypeError, ValueError, AttributeError):
+        return {}
+    if seed is not None:
+        f = f * _exact(float(np.asarray(seed)), sp)
+    values = {}
+    for name, symbol in symbols.items():
+        given = np.asarray(point[name], dtype=np.float64)
+        if given.ndim == 0:
+            values[symbol] = _exact(float(given), sp)
+        else:
+            rows = given.reshape(symbol.shape)
+            values[symbol] = sp.ImmutableMatrix(
+                [[_exact(float(v), sp) for v in row] for row in rows]
+            )
+    forms: dict[str, dict[str, str]] = {}
+    for name in names:
+        target = symbols[name]
+        try:
+            d, text, explicit = _matrix_partial(f, target, values, sp)
+        except Exception:  # matrix calculus is an extra: a failure only drops it
+            continue
+        if explicit.shape != target.shape or not _agrees(
+            explicit, exact, name, cores[graph.variables[name]], sp
+        ):
+            continue
+        forms[name] = {"formula": _cap(text)}
+        if latex:
+            forms[name]["latex"] = _cap(sp.latex(d))
+    return forms
+
+
+def _matrix_partial(f: Any, target: Any, values: dict[Any, Any], sp: Any) -> tuple[Any, str, Any]:
+    """∂f/∂target by matrix calculus, as text, and evaluated at the point."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SymPy's deprecation notes from inside matrix calculus
+        d = sp.diff(f, target)
+        if getattr(d, "shape", None) != target.shape:
+            raise ops.NoMatrixForm("not the variable's shape")
+        text = _matrix_text(d, sp)
+        explicit = sp.ImmutableMatrix(d.xreplace(values).doit())
+    return d, text, explicit
+
+
+def _matrix_graph(
+    graph: Graph, cores: list[tuple[int, ...]], sp: Any
+) -> tuple[Any, dict[str, Any]]:
+    """The output as a matrix expression (a vector is a column), and each variable's symbol."""
+    exprs: list[Any] = []
+    symbols: dict[str, Any] = {}
+    for node in graph.nodes:
+        core = cores[node.id]
+        if node.op == "input":
+            assert node.name is not None
+            if core:
+                symbol = sp.MatrixSymbol(node.name, core[0], core[1] if len(core) == 2 else 1)
+            else:
+                symbol = sp.Symbol(node.name, real=True)
+            symbols[node.name] = symbol
+            exprs.append(symbol)
+        elif node.op == "const":
+            if np.ndim(node.value) > 0:
+                raise ops.NoMatrixForm
+            text = graph.text(node.id)
+            if text in ops.CONSTANTS:
+                exprs.append(sp.pi if text == "pi" else sp.E)
+            else:
+                typed = Fraction(text)
+                exprs.append(sp.Rational(typed.numerator, typed.denominator))
+        else:
+            op = ops.OPS[node.op]
+            if op.matrix is None:
+                raise ops.NoMatrixForm
+            args = [exprs[i] for i in node.inputs]
+            if op.elementwise:
+                exprs.append(op.matrix(sp, *args))
+            else:
+                ctx = ops.Ctx(
+                    (0,) * len(args), tuple(cores[i] for i in node.inputs), core, node.params
+                )
+                exprs.append(op.matrix(sp, *args, ctx=ctx))
+    return exprs[graph.output], symbols
+
+
+def _agrees(
+    explicit: Any, exact: dict[str, Any], name: str, core: tuple[int, ...], sp: Any
+) -> bool:
+    """The matrix form at the point equals each element's partial, as computed element by
+    element (where that has a value)."""
+    for index in np.ndindex(*core):
+        theirs = exact.get(_label(name, index))
+        if theirs is None:
+            return False
+        mine = complex(sp.N(explicit[index if len(index) == 2 else (index[0], 0)], 20))
+        if not abs(mine - theirs) <= 1e-9 * max(1.0, abs(mine), abs(theirs)):
+            return False
+    return True
+
+
+def _matrix_text(e: Any, sp: Any) -> str:
+    """A matrix expression as a person writes it: A·B, Xᵀ, A ⊙ B, ones(n), I."""
+    from sympy.matrices.expressions.diagonal import DiagMatrix
+
+    def wrap(x: Any) -> str:
+        text = _matrix_text(x, sp)
+        simple = isinstance(x, (sp.MatrixSymbol, sp.OneMatrix, sp.Identity, sp.Transpose))
+        plain = not x.is_Matrix and x.is_Atom and not any(c in text for c in "-/")
+        return text if simple or plain else f"({text})"
+
+    if not getattr(e, "is_Matrix", False):
+        return str(sp.sstr(e))
+    if isinstance(e, sp.MatrixSymbol):
+        return str(e.name)
+    if isinstance(e, sp.OneMatrix):
+        m, n = e.shape
+        return f"ones({m})" if n == 1 else f"ones({m}, {n})"
+    if isinstance(e, sp.ZeroMatrix):
+        return "0"
+    if isinstance(e, sp.Identity):
+        return "I"
+    if isinstance(e, sp.Transpose):
+        return wrap(e.arg) + "ᵀ"
+    if isinstance(e, sp.MatMul):
+        coeff, factors = e.as_coeff_matrices()
+        kept = [
+            m
+            for m in factors
+            if not (isinstance(m, DiagMatrix) and isinstance(m.args[0], sp.OneMatrix))
+            and not isinstance(m, sp.Identity)
+        ] or [sp.Identity(e.shape[0])]
+        body = "·".join(wrap(m) for m in kept)
+        if coeff == 1:
+            return body
+        if coeff == -1:
+            return f"-{body}"
+        return f"{wrap(coeff)}·{body}"
+    if isinstance(e, sp.MatAdd):
+        text = " + ".join(_matrix_text(a, sp) for a in e.args)
+        return text.replace("+ -", "- ")
+    if isinstance(e, sp.HadamardProduct):
+        return " ⊙ ".join(wrap(a) for a in e.args)
+    raise ops.NoMatrixForm(type(e).__name__)
 
 
 def _simplify(expr: Any, sp: Any) -> Any:

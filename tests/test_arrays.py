@@ -522,3 +522,52 @@ def test_no_torch_with_arrays_never_imports_torch():
         ["grad", "sum(x*x)", "x=[1,2]", "--no-torch", "--format", "json"],
         "assert 'torch' not in sys.modules, 'torch was imported'",
     )
+
+
+# ---- matrix calculus: compact forms where SymPy's matrix calculus gives one ----------------
+
+
+@pytest.mark.parametrize(
+    ("expression", "values", "expected"),
+    [
+        # CS231n: D = W·X, f = sum(D ⊙ G) → dW = G·Xᵀ, dX = Wᵀ·G
+        (
+            "sum((W @ X) * G)",
+            ["W=[[1,2,3],[4,5,6]]", "X=[[1,0],[2,1],[0,3]]", "G=[[1,-1],[2,0.5]]"],
+            {"W": "G·Xᵀ", "X": "Wᵀ·G", "G": "W·X"},
+        ),
+        # a quadratic form: ∂/∂x xᵀAx = (A + Aᵀ)x, ∂/∂A = x·xᵀ
+        ("dot(x, A @ x)", ["x=[1,2]", "A=[[1,2],[3,4]]"], {"x": "A·x + Aᵀ·x", "A": "x·xᵀ"}),
+        (
+            "sum(W @ x + b)",
+            ["W=[[1,2],[3,4]]", "x=[1,-1]", "b=[0,0.5]"],
+            {"W": "ones(2)·xᵀ", "x": "Wᵀ·ones(2)", "b": "ones(2)"},
+        ),
+    ],
+)
+def test_matrix_calculus_forms(expression, values, expected):
+    result = run("grad", expression, *values, "--no-torch", "--format", "json")
+    assert result.code == 0, result.stderr
+    assert result.json()["symbolic_matrix"] == expected
+
+
+def test_matrix_calculus_form_is_shown_in_the_table_and_markdown():
+    args = ["grad", "sum((W @ X) * G)", "W=[[1,2],[3,4]]", "X=[[1,0],[2,1]]", "G=[[1,0],[0,1]]"]
+    table = run(*args, "--no-torch")
+    assert "SymPy, matrix calculus" in table.stdout and "∂f/∂W = G·Xᵀ" in table.stdout
+    markdown = run(*args, "--no-torch", "--format", "markdown")
+    assert "SymPy, matrix calculus: `∂f/∂W = G·Xᵀ`" in markdown.stdout
+
+
+def test_no_matrix_form_where_matrix_calculus_has_none():
+    result = run(
+        "grad",
+        "sum(sigmoid(W @ x))",
+        "W=[[1,2],[3,4]]",
+        "x=[1,-1]",
+        "--no-torch",
+        "--format",
+        "json",
+    )
+    assert result.code == 0, result.stderr
+    assert result.json()["symbolic_matrix"] == {}
