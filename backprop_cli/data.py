@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from . import ops
 from .errors import BackpropError
 
 # The course's data (seed 002): y = 2x.
@@ -149,6 +150,11 @@ def json_value(value: Any, where: str) -> Any:
             stack.extend(item)
         elif isinstance(item, bool) or not isinstance(item, (int, float)):
             raise BackpropError(f"{where} is not a number or a nested list of numbers")
+    depth, first = 0, value
+    while isinstance(first, list):
+        depth, first = depth + 1, first[0]
+    if depth > ops.MAX_DIMS:
+        raise BackpropError(f"{where} has more than {ops.MAX_DIMS} dimensions")
     try:
         array = np.array(value, dtype=np.float64)
     except OverflowError:
@@ -159,7 +165,5 @@ def json_value(value: Any, where: str) -> Any:
         raise BackpropError(f"{where} is not finite")
     if array.ndim == 0:
         return float(array)
-    if array.ndim > 32:
-        raise BackpropError(f"{where} has more than 32 dimensions")
     array.flags.writeable = False
     return array

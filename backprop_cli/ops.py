@@ -397,6 +397,8 @@ def _transpose_shape(a: tuple[int, ...]) -> tuple[int, ...]:
 
 def _reshape_shape(a: tuple[int, ...], *, shape: tuple[int, ...]) -> tuple[int, ...]:
     size = math.prod(a)
+    if len(shape) > MAX_DIMS:
+        raise ValueError(f"an array has at most {MAX_DIMS} dimensions, not {len(shape)}")
     if shape.count(-1) > 1 or any(d < -1 or d == 0 for d in shape):
         raise ValueError(f"cannot take the shape {shape} (positive sizes, at most one -1)")
     known = math.prod(d for d in shape if d != -1)
@@ -652,9 +654,14 @@ SUBSCRIPT = "getitem"
 POSTFIX: dict[str, str] = {"T": "transpose"}
 
 
+MAX_DIMS = 32  # dimensions of any array: literals, values, constructors, reshape
+
+
 def _dims(args: tuple[float, ...]) -> tuple[int, ...]:
     if not args:
         raise ValueError("give at least one dimension")
+    if len(args) > MAX_DIMS:
+        raise ValueError(f"an array has at most {MAX_DIMS} dimensions")
     if any(a != int(a) or a < 1 for a in args):
         raise ValueError("dimensions must be positive integers")
     return tuple(int(a) for a in args)

@@ -708,6 +708,8 @@ class _Parser:
         while True:
             tok = self.peek()
             if tok.text == "[" and tok.kind == "op":
+                if len(lists) >= ops.MAX_DIMS:
+                    raise self.error(f"an array has at most {ops.MAX_DIMS} dimensions", tok.start)
                 if depth + len(lists) + 1 > self.limits.max_depth:
                     raise self.error(
                         f"nesting deeper than {self.limits.max_depth} levels", tok.start
