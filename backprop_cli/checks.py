@@ -519,6 +519,38 @@ def torch_run(
     return TorchRun(values, grads, str(device), str(torch.__version__))
 
 
+def torch_batch(
+    graph: Graph,
+    env: Mapping[str, Any],
+    cores: list[tuple[int, ...]],
+    dtype: str,
+    device_name: str,
+    seed: Any,
+    wrt: list[str],
+) -> tuple[np.ndarray, dict[str, np.ndarray], str]:
+    """Many points at once (leading batch axes in env): torch autograd's output and the
+    gradient of each variable, per point."""
+    import torch
+
+    device = resolve_device(torch, device_name, dtype)
+    tensors = torch_graph(torch, graph, env, dtype, device, retain=False, cores=cores)
+    out = tensors[graph.output]
+    grads: dict[str, np.ndarray] = {}
+    leaves = {name: tensors[graph.variables[name]] for name in wrt}
+    if out.requires_grad:
+        upstream = np.broadcast_to(np.asarray(seed, dtype=np.float64), tuple(out.shape))
+        gradient = torch.tensor(np.array(upstream), dtype=out.dtype, device=device)
+        found = torch.autograd.grad(
+            out, list(leaves.values()), grad_outputs=gradient, allow_unused=True
+        )
+        for name, g in zip(leaves, found, strict=True):
+            leaf = leaves[name]
+            grads[name] = np.zeros(tuple(leaf.shape)) if g is None else g.detach().cpu().numpy()
+    else:
+        grads = {name: np.zeros(tuple(t.shape)) for name, t in leaves.items()}
+    return out.detach().cpu().numpy(), grads, f"{device} {dtype}, torch {torch.__version__}"
+
+
 def torch_functional(
     graph: Graph, env: dict[str, Any], wrt: list[str], kind: str, device: str
 ) -> tuple[Any, str]:

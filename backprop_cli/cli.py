@@ -150,6 +150,13 @@ class Format(str, Enum):
     json = "json"
     csv = "csv"
     markdown = "markdown"
+    tsv = "tsv"
+    jsonl = "jsonl"
+
+
+class OnError(str, Enum):
+    stop = "stop"
+    skip = "skip"
 
 
 class OpsFormat(str, Enum):
@@ -205,6 +212,12 @@ GRAD_EXAMPLES = """\
   backprop grad "2*x*x" x="arange(4)" --seed-grad [1,1,1,1]   (an array output)
 
   backprop grad "x**3 + 2*x**2 - 3*x + 1" x=1 --order 2   (f' and f'')
+
+  backprop grad "1/(1+exp(-(w0*x0+w1*x1+w2)))" --points points.csv > grads.csv
+
+  seq 0 0.01 10 | backprop grad "sin(x)*exp(-x)" --points - --format jsonl   (a bare column)
+
+  backprop grad "w*x + b" w=2 b=0.5 --points xs.csv --on-error skip --check
 """
 
 
@@ -259,7 +272,33 @@ def grad(
             help="2: second derivatives too (∂²f/∂x², ∂²f/∂x∂y; scalar inputs).",
         ),
     ] = 1,
-    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+    fmt: Annotated[
+        Format | None,
+        typer.Option(
+            "--format",
+            help="Output format (default: table; with --points, csv).",
+            show_default=False,
+        ),
+    ] = None,
+    points_file: Annotated[
+        str | None,
+        typer.Option(
+            "--points",
+            metavar="FILE|-",
+            help="Value and gradient at every point of a CSV/TSV file with a header (or one "
+            "bare column), or of JSON lines; '-' reads stdin. One row out per point.",
+        ),
+    ] = None,
+    on_error: Annotated[
+        OnError,
+        typer.Option("--on-error", help="With --points: stop at a bad row, or skip and count it."),
+    ] = OnError.stop,
+    check_points: Annotated[
+        bool,
+        typer.Option(
+            "--check", help="With --points: recompute every point's gradient with torch autograd."
+        ),
+    ] = False,
     dtype: Annotated[DType, typer.Option("--dtype", help="Engine precision.")] = DType.float64,
     torch_check: Annotated[
         bool,
@@ -332,12 +371,21 @@ def grad(
 
     limits = Limits(max_length=max_length)
     try:
+        if points_file == "-" and "-" in (expression, file):
+            raise BackpropError("stdin can hold the program or the points, not both")
         program, rest = inputs.load_program(expression, list(values or []), file, limits)
         point = inputs.parse_values(rest, limits, program.warnings)
         if values_file is not None:
             from .data import read_values
 
             point = {**read_values(values_file, "--values"), **point}
+        if points_file is not None:
+            _grad_points(
+                program, point, points_file, fmt or Format.csv, on_error.value, check_points,
+                wrt, seed_grad, dtype.value, device, order,
+            )  # fmt: skip
+            return
+        fmt = fmt or Format.table
         options = Options(
             wrt=[w.strip() for w in wrt.split(",") if w.strip()] if wrt is not None else None,
             dtype=dtype.value,
@@ -368,8 +416,12 @@ def grad(
     with _output():
         if fmt is Format.json:
             sys.stdout.write(to_json(report) + "\n")
+        elif fmt is Format.jsonl:
+            sys.stdout.write(json.dumps(json.loads(to_json(report)), ensure_ascii=False) + "\n")
         elif fmt is Format.csv:
             sys.stdout.write(to_csv(report))
+        elif fmt is Format.tsv:
+            sys.stdout.write(to_csv(report, delimiter="\t"))
         elif fmt is Format.markdown:
             sys.stdout.write(to_markdown(report))
         else:
@@ -377,6 +429,108 @@ def grad(
     if not report["ok"]:
         _report_disagreement(report)
         raise typer.Exit(EXIT_DISAGREE)
+
+
+def _grad_points(
+    program: Any,
+    fixed: dict[str, Any],
+    points_file: str,
+    fmt: Format,
+    on_error: str,
+    check: bool,
+    wrt: str | None,
+    seed_grad: str | None,
+    dtype: str,
+    device: str,
+    order: int,
+) -> None:
+    """`grad --points`: one row per point, streamed; problems on stderr, then the exit code."""
+    from . import points
+    from .parse import parse_constant
+    from .report import resolve_wrt, upstream
+
+    if fmt not in (Format.csv, Format.tsv, Format.jsonl):
+        raise BackpropError(
+            f"--points writes one row per point: use --format csv, tsv or jsonl, not {fmt.value}"
+        )
+    if order != 1:
+        raise BackpropError("--order 2 is for one point; use backprop hessian per point")
+    graph = program.graph
+    for warning in program.warnings:
+        _stderr(f"warning: {warning}")
+    for name in fixed:
+        if name not in graph.variables:
+            _stderr(f"warning: a value was given for '{name}', but the expression does not use it")
+    varying = [name for name in graph.variables if name not in fixed]
+    if not varying:
+        raise BackpropError(
+            "every variable has a value, so --points has nothing to vary",
+            hint="drop NAME=VALUE for the variables the file gives",
+        )
+    chosen = resolve_wrt(
+        graph, None if wrt is None else [w.strip() for w in wrt.split(",") if w.strip()]
+    )
+    plan = points.plan(graph, fixed, varying, chosen, dtype, 1.0)
+    plan.seed = upstream(
+        graph,
+        plan.cores[graph.output],
+        None if seed_grad is None else parse_constant(seed_grad, what="--seed-grad"),
+    )
+    if dtype != "float64":
+        from . import engine
+
+        engine.check_constants(graph, dtype=dtype)
+    what = "stdin" if points_file == "-" else points_file
+    stream = inputs.open_text(points_file, what)
+    try:
+        reader = points.PointReader(stream, what, varying, fixed)
+        checker = points.TorchCheck(plan, device) if check else None
+        if checker is not None and device != "cpu":
+            from .checks import check_device
+
+            check_device(device, dtype)
+        with _output():
+            summary = points.run(plan, reader, fmt.value, sys.stdout, on_error, checker)
+    finally:
+        stream.close()
+    _points_summary(summary, checker)
+
+
+def _points_summary(summary: Any, checker: Any) -> None:
+    for bad in summary.skipped[:10]:
+        _stderr(f"skipped: line {bad.line}: {bad.message}")
+    if summary.skipped:
+        more = len(summary.skipped) - 10
+        _stderr(
+            f"skipped {len(summary.skipped):,} bad row{'s' if len(summary.skipped) > 1 else ''}"
+            + (f" ({more:,} more not shown)" if more > 0 else "")
+            + f"; wrote {summary.rows:,}"
+        )
+    if summary.nonfinite:
+        lines = ", ".join(map(str, summary.nonfinite_lines))
+        _stderr(
+            f"warning: {summary.nonfinite:,} point{'s have' if summary.nonfinite > 1 else ' has'} "
+            f"a nan or infinite value or gradient (line {lines}"
+            + (", …)" if summary.nonfinite > len(summary.nonfinite_lines) else ")")
+        )
+    if checker is None:
+        return
+    if summary.check_mismatch_count:
+        _stderr(
+            f"disagreement: torch autograd ({checker.about}): {summary.check_mismatch_count:,} "
+            f"gradient{'s' if summary.check_mismatch_count > 1 else ''} disagree, first at "
+            + ", ".join(summary.check_mismatches)
+        )
+        raise typer.Exit(EXIT_DISAGREE)
+    inconclusive = (
+        f"; {summary.check_inconclusive:,} too ill-conditioned to compare"
+        if summary.check_inconclusive
+        else ""
+    )
+    _stderr(
+        f"✓ torch autograd ({checker.about}): {summary.check_compared:,} gradients of "
+        f"{summary.rows:,} points agree, max error {summary.check_max_error:.2g}{inconclusive}"
+    )
 
 
 @contextmanager

@@ -12,6 +12,21 @@ from .errors import BackpropError
 from .parse import Limits, Program, parse_binding, parse_program
 
 
+def open_text(path: str, what: str) -> Any:
+    """A file or stdin ('-') as UTF-8 text to read line by line; bytes that are not UTF-8
+    become U+FFFD (so the row they are in is reported, not the whole run lost)."""
+    import io
+
+    try:
+        raw = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+    except OSError as exc:
+        raise BackpropError(f"cannot read {what}: {exc.strerror or exc}") from None
+    stream = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
+    if path == "-":
+        stream.close = lambda: None  # type: ignore[method-assign]  # leave stdin open
+    return stream
+
+
 def read_text(path: str, what: str, limit: int) -> str:
     """Read a program from a file or stdin ('-'), refusing oversize input without reading it
     all: a UTF-8 character is at most 4 bytes, so more than 4·limit bytes is too long."""

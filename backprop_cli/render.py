@@ -114,11 +114,11 @@ def to_json(report: dict[str, Any]) -> str:
     return json.dumps(clean, indent=2, ensure_ascii=False, allow_nan=False)
 
 
-def to_csv(report: dict[str, Any]) -> str:
+def to_csv(report: dict[str, Any], delimiter: str = ",") -> str:
     """One row: the inputs, the output value and d_<var> for each partial; an array gives
     one column per element (x[0], x[1], d_x[0], …)."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
     dtype = report["dtype"]
     header: list[str] = []
     row: list[str] = []
