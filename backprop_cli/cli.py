@@ -150,8 +150,20 @@ class Format(str, Enum):
     json = "json"
     csv = "csv"
     markdown = "markdown"
+
+
+class GradFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    markdown = "markdown"
     tsv = "tsv"
     jsonl = "jsonl"
+
+
+class CheckFormat(str, Enum):
+    table = "table"
+    json = "json"
 
 
 class OnError(str, Enum):
@@ -273,7 +285,7 @@ def grad(
         ),
     ] = 1,
     fmt: Annotated[
-        Format | None,
+        GradFormat | None,
         typer.Option(
             "--format",
             help="Output format (default: table; with --points, csv).",
@@ -381,11 +393,11 @@ def grad(
             point = {**read_values(values_file, "--values"), **point}
         if points_file is not None:
             _grad_points(
-                program, point, points_file, fmt or Format.csv, on_error.value, check_points,
+                program, point, points_file, fmt or GradFormat.csv, on_error.value, check_points,
                 wrt, seed_grad, dtype.value, device, order,
             )  # fmt: skip
             return
-        fmt = fmt or Format.table
+        fmt = fmt or GradFormat.table
         options = Options(
             wrt=[w.strip() for w in wrt.split(",") if w.strip()] if wrt is not None else None,
             dtype=dtype.value,
@@ -414,15 +426,15 @@ def grad(
     for warning in report["warnings"]:
         _stderr(f"warning: {warning['message']}")
     with _output():
-        if fmt is Format.json:
+        if fmt is GradFormat.json:
             sys.stdout.write(to_json(report) + "\n")
-        elif fmt is Format.jsonl:
+        elif fmt is GradFormat.jsonl:
             sys.stdout.write(json.dumps(json.loads(to_json(report)), ensure_ascii=False) + "\n")
-        elif fmt is Format.csv:
+        elif fmt is GradFormat.csv:
             sys.stdout.write(to_csv(report))
-        elif fmt is Format.tsv:
+        elif fmt is GradFormat.tsv:
             sys.stdout.write(to_csv(report, delimiter="\t"))
-        elif fmt is Format.markdown:
+        elif fmt is GradFormat.markdown:
             sys.stdout.write(to_markdown(report))
         else:
             _print_rich(report, max_rows)
@@ -435,7 +447,7 @@ def _grad_points(
     program: Any,
     fixed: dict[str, Any],
     points_file: str,
-    fmt: Format,
+    fmt: GradFormat,
     on_error: str,
     check: bool,
     wrt: str | None,
@@ -449,7 +461,7 @@ def _grad_points(
     from .parse import parse_constant
     from .report import resolve_wrt, upstream
 
-    if fmt not in (Format.csv, Format.tsv, Format.jsonl):
+    if fmt not in (GradFormat.csv, GradFormat.tsv, GradFormat.jsonl):
         raise BackpropError(
             f"--points writes one row per point: use --format csv, tsv or jsonl, not {fmt.value}"
         )
@@ -916,6 +928,112 @@ class GraphFormat(str, Enum):
 class Rankdir(str, Enum):
     LR = "LR"
     TB = "TB"
+
+
+CHECK_EXAMPLES = """\
+[bold]Examples[/bold]
+
+  backprop check "softplus(w*x + b) - tanh(x)**2" --samples 1000 --seed 0
+
+  backprop check "log(x)*y" --range 0.1,5   (where to draw the points)
+
+  backprop check "1/(1+exp(-(w*x+b)))" --points points.csv   (the points of a file)
+
+  backprop check "sum(sigmoid(W @ x))" W=[[1,2],[3,4]] --samples 200   (fixed values)
+
+  backprop check "x**3 - x" --format json | jq .worst
+"""
+
+
+@app.command(name="check", context_settings={"ignore_unknown_options": True}, epilog=CHECK_EXAMPLES)
+def check_command(
+    expression: _Expression = None,
+    values: _Values = None,
+    file: _File = None,
+    values_file: _ValuesFile = None,
+    samples: Annotated[
+        int, typer.Option("--samples", min=1, max=100_000, help="Random points to check.")
+    ] = 100,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random points.")] = 0,
+    where: Annotated[
+        str,
+        typer.Option(
+            "--range",
+            metavar="LOW,HIGH",
+            help="Draw each variable uniformly from this interval.",
+        ),
+    ] = "-3,3",
+    points_file: Annotated[
+        str | None,
+        typer.Option(
+            "--points", metavar="FILE|-", help="Check at the points of a file instead (as grad)."
+        ),
+    ] = None,
+    wrt: _Wrt = None,
+    dtype: Annotated[DType, typer.Option("--dtype", help="Engine precision.")] = DType.float64,
+    torch_check: _TorchCheck = True,
+    device: _Device = "cpu",
+    symbolic: _Symbolic = True,
+    symbolic_timeout: _Timeout = 20.0,
+    fmt: Annotated[
+        CheckFormat, typer.Option("--format", help="Output format.")
+    ] = CheckFormat.table,
+    max_length: _MaxLength = DEFAULT_LIMITS.max_length,
+) -> None:
+    """Check the gradient at many points (random, or from a file): the engine against torch
+    autograd, finite differences and SymPy at each, with the worst point reported. For CI.
+
+    Exit codes: 0 all checks agree, 1 a check disagreed somewhere, 2 bad usage or bad input.
+    """
+    from . import sweep
+    from .render_check import check_lines, check_table
+
+    limits = Limits(max_length=max_length)
+    try:
+        if points_file == "-" and "-" in (expression, file):
+            raise BackpropError("stdin can hold the program or the points, not both")
+        program, fixed = _program_and_point(expression, values, file, values_file, limits)
+        if not torch_check and device != "cpu":
+            raise BackpropError("--device needs the torch check; drop --no-torch")
+        low, high = _range(where)
+        settings = sweep.Settings(
+            samples=samples, seed=seed, low=low, high=high, wrt=_names(wrt), dtype=dtype.value,
+            torch=torch_check, device=device, symbolic=symbolic,
+            symbolic_timeout=symbolic_timeout,
+        )  # fmt: skip
+        if points_file is not None:
+            what = "stdin" if points_file == "-" else points_file
+            settings.given = sweep.read_points(points_file, what, program, fixed)
+            settings.source = what
+        report = sweep.check(program, fixed, settings)
+    except BackpropError as exc:
+        _fail(exc)
+    for warning in report["warnings"]:
+        _stderr(f"warning: {warning['message']}")
+    with _output():
+        if fmt is CheckFormat.json:
+            from .render import to_json
+
+            sys.stdout.write(to_json(report) + "\n")
+        else:
+            console = _console()
+            console.print(check_table(report))
+            for line in check_lines(report):
+                console.print(line, highlight=False)
+    if not report["ok"]:
+        raise typer.Exit(EXIT_DISAGREE)
+
+
+def _range(text: str) -> tuple[float, float]:
+    from .data import number
+
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise BackpropError(f"--range: expected LOW,HIGH, got {text!r}")
+    low, high = (number(p, "--range") for p in parts)
+    if not low < high:
+        raise BackpropError(f"--range: {low!r} is not below {high!r}")
+    return low, high
 
 
 GRAPH_EXAMPLES = """\

@@ -42,6 +42,9 @@ class Options:
     finite_difference: bool = True
     seed_grad: Any = None  # the upstream gradient of an array output (--seed-grad)
     order: int = 1  # 2: second derivatives too
+    # SymPy's results computed elsewhere (one child for many points, see sweep.py): called
+    # once the numeric work is done, instead of starting a SymPy child for this point.
+    symbolic_source: Any = None
 
 
 @dataclass
@@ -167,7 +170,7 @@ def gradient_report(program: Program, point: dict[str, Any], options: Options) -
         )
     symbolic_size = sum(shapes.size(core) for core in cores)
     job = None
-    if symbolic_size <= MAX_SYMBOLIC_ELEMENTS:
+    if symbolic_size <= MAX_SYMBOLIC_ELEMENTS and options.symbolic_source is None:
         job = _start_symbolic(graph, used, elements, options, cores, seed)
     try:
         value_spread, grad_spread = engine.spread(graph, used, trace, options.dtype, seed)
@@ -185,8 +188,8 @@ def gradient_report(program: Program, point: dict[str, Any], options: Options) -
             job.collect()
         raise
     deps = graph.depends_on() if trace.kinks else []
-    sym = _collect(job)
-    if job is None and options.symbolic and wrt:
+    sym = _collect(job) if options.symbolic_source is None else options.symbolic_source()
+    if job is None and options.symbolic and wrt and options.symbolic_source is None:
         sym.state, sym.reason = (
             "skipped",
             (

@@ -13,7 +13,7 @@ import select
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 Emit = Callable[[dict[str, Any]], None]
@@ -55,6 +55,37 @@ class Bounded:
         except Exception as exc:
             self.messages.append({"error": f"{type(exc).__name__}: {exc}"[:500]})
             self.status = "error"
+
+    def stream(self) -> Iterator[dict[str, Any]]:
+        """The messages one by one as they arrive, until the child ends or the deadline."""
+        if self.fd is None:
+            yield from self.messages
+            return
+        buffer = b""
+        try:
+            while True:
+                left = self.deadline - time.monotonic()
+                if left <= 0:
+                    self.status = "timeout"
+                    break
+                ready, _, _ = select.select([self.fd], [], [], left)
+                if not ready:
+                    continue
+                chunk = os.read(self.fd, 1 << 16)
+                if not chunk:
+                    break
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if line:
+                        message = json.loads(line)
+                        self.messages.append(message)
+                        yield message
+        except GeneratorExit:  # the reader stopped early: stop the child too
+            self.status = "timeout"
+            raise
+        finally:
+            self._reap()
 
     def collect(self) -> list[dict[str, Any]]:
         if self.fd is None:

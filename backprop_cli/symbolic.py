@@ -243,6 +243,49 @@ def partials(
         emit({"stage": "simplified", "partials": {name: _guarded(partial(simplified, d))}})
 
 
+def partials_at_points(
+    graph: Graph,
+    points: list[dict[str, Any]],
+    wrt: list[tuple[str, tuple[int, ...]]],
+    cores: list[tuple[int, ...]] | None,
+    *,
+    emit: Callable[[dict[str, Any]], None],
+) -> None:
+    """Differentiate once, then evaluate every partial exactly at each point: first
+    {"stage": "formulas", "partials": {label: formula}}, then {"stage": "point", "k": k,
+    "partials": {label: value info}} per point, in order (a budget cut keeps the earlier)."""
+    import sympy as sp
+
+    built = to_sympy(graph, sp, cores)
+    out = built.nodes[graph.output]
+    derivatives = {
+        _label(name, index): sp.diff(out, element_symbol(built, graph, name, index))
+        for name, index in wrt
+    }
+    emit(
+        {
+            "stage": "formulas",
+            "partials": {
+                n: _guarded(partial(_shown, d, sp, built.shown, False))
+                for n, d in derivatives.items()
+            },
+        }
+    )
+    for k, point in enumerate(points):
+        at = dict(built.used)
+        for name, node_id in graph.variables.items():
+            symbols = built.nodes[node_id]
+            values = np.asarray(point[name], dtype=np.float64)
+            if isinstance(symbols, np.ndarray):
+                at.update(
+                    (symbols[i], _exact(float(values[i]), sp)) for i in np.ndindex(*values.shape)
+                )
+            else:
+                at[symbols] = _exact(float(values), sp)
+        found = {n: _guarded(partial(_value, d, sp, at)) for n, d in derivatives.items()}
+        emit({"stage": "point", "k": k, "partials": found})
+
+
 def _label(name: str, index: tuple[int, ...]) -> str:
     return name if not index else f"{name}[{','.join(map(str, index))}]"
 

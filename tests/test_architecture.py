@@ -21,7 +21,7 @@ def test_core_imports_nothing_heavy():
         "import backprop_cli.render_train, backprop_cli.plot, backprop_cli.inputs\n"
         "import backprop_cli.explain, backprop_cli.render_explain, backprop_cli.picture\n"
         "import backprop_cli.higher, backprop_cli.dual, backprop_cli.shapes\n"
-        "import backprop_cli.explain_arrays\n"
+        "import backprop_cli.explain_arrays, backprop_cli.points, backprop_cli.sweep\n"
         "heavy = [m for m in ('typer', 'rich', 'sympy', 'torch') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
@@ -38,7 +38,10 @@ def test_one_module_per_heavy_dependency():
     assert _importers("sympy") == {"symbolic.py"}
     assert _importers("torch") == {"checks.py", "train_torch.py"}
     assert _importers("typer") == {"cli.py"}
-    renderers = {"render.py", "render_train.py", "render_explain.py", "picture.py", "cli.py"}
+    renderers = {
+        "render.py", "render_train.py", "render_explain.py", "render_check.py", "picture.py",
+        "cli.py",
+    }  # fmt: skip
     assert _importers("rich") <= renderers
     assert _importers("matplotlib") == {"plot.py"}
 
