@@ -19,6 +19,9 @@ from typing import Any
 Emit = Callable[[dict[str, Any]], None]
 
 
+LATE_READS = 64  # reads of what was already sent, once the deadline has passed
+
+
 class Bounded:
     """A started computation; `collect` waits (up to its deadline) for what it sends."""
 
@@ -62,14 +65,17 @@ class Bounded:
             yield from self.messages
             return
         buffer = b""
+        late = 0
         try:
             while True:
-                left = self.deadline - time.monotonic()
-                if left <= 0:
-                    self.status = "timeout"
-                    break
+                # Past the deadline, what the child has already sent is still read.
+                left = max(0.0, self.deadline - time.monotonic())
+                late += left == 0.0
                 ready, _, _ = select.select([self.fd], [], [], left)
-                if not ready:
+                if not ready or late > LATE_READS:
+                    if left == 0.0:
+                        self.status = "timeout"
+                        break
                     continue
                 chunk = os.read(self.fd, 1 << 16)
                 if not chunk:
@@ -91,14 +97,17 @@ class Bounded:
         if self.fd is None:
             return self.messages
         buffer = b""
+        late = 0
         try:
             while True:
-                left = self.deadline - time.monotonic()
-                if left <= 0:
-                    self.status = "timeout"
-                    break
+                # Past the deadline, what the child has already sent is still read.
+                left = max(0.0, self.deadline - time.monotonic())
+                late += left == 0.0
                 ready, _, _ = select.select([self.fd], [], [], left)
-                if not ready:
+                if not ready or late > LATE_READS:
+                    if left == 0.0:
+                        self.status = "timeout"
+                        break
                     continue
                 chunk = os.read(self.fd, 1 << 16)
                 if not chunk:

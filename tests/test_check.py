@@ -102,11 +102,29 @@ def test_bad_usage_is_exit_2(args, fragment):
     assert fragment in result.stderr and "Traceback" not in result.stderr
 
 
-def test_symbolic_budget_cut_keeps_the_numeric_checks():
-    result, data = check_json("x*y", "--samples", "200", "--symbolic-timeout", "0.1")
+def test_symbolic_budget_cut_keeps_the_numeric_checks(monkeypatch):
+    import time
+
+    from backprop_cli import symbolic
+
+    def three_then_stall(graph, points, wrt, cores, *, emit):
+        emit({"stage": "formulas", "partials": {"x": {"formula": "y"}, "y": {"formula": "x"}}})
+        for k, p in enumerate(points[:3]):
+            emit(
+                {
+                    "stage": "point",
+                    "k": k,
+                    "partials": {"x": {"value": p["y"]}, "y": {"value": p["x"]}},
+                }
+            )
+        time.sleep(30)
+
+    monkeypatch.setattr(symbolic, "partials_at_points", three_then_stall)
+    result, data = check_json("x*y", "--samples", "20", "--symbolic-timeout", "1")
     assert result.code == 0, result.stderr
-    assert data["checks"]["torch"]["compared"] == 400
-    assert data["checks"]["symbolic"]["compared"] < 400
+    assert data["checks"]["torch"]["compared"] == 40
+    assert data["checks"]["symbolic"]["compared"] == 6
+    assert data["checks"]["symbolic"]["not_compared"] == {"budget": 34}
 
 
 def test_check_with_no_torch_never_imports_torch():
