@@ -364,8 +364,9 @@ def _branches(
                 continue
             branch = ops.OPS[node.op].branch
             assert branch is not None
-            args, _ = engine.op_args(node, values, cores)
-            found[node.id] = np.broadcast_to(np.asarray(branch(*args)), (size, *cores[node.id]))
+            args, ctx = engine.op_args(node, values, cores)
+            piece = branch(*args) if ctx is None else branch(*args, ctx=ctx)
+            found[node.id] = np.broadcast_to(np.asarray(piece), (size, *cores[node.id]))
     return found
 
 

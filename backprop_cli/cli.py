@@ -1208,7 +1208,12 @@ def train(
         str | None,
         typer.Option("--init", metavar="w=1,b=0|FILE.json", help="Initial parameters."),
     ] = None,
-    hidden: Annotated[int, typer.Option("--hidden", min=1, max=10_000, help="mlp units.")] = 3,
+    hidden: Annotated[
+        int | None,
+        typer.Option(
+            "--hidden", min=1, max=10_000, help="mlp units (default 3).", show_default=False
+        ),
+    ] = None,
     engine_name: Annotated[
         Engine, typer.Option("--engine", help="graph: our engine; torch: torch autograd.")
     ] = Engine.graph,
@@ -1251,9 +1256,15 @@ def train(
     try:
         data, note = inputs.train_data(x, y, data_file, target)
         spec = model or "linear"
-        built = _build_model(spec, data, loss, hidden, seed)
+        built = _build_model(spec, data, loss, hidden or 3, seed)
         if init is not None:
             built = inputs.with_init(built, init)
+            units = _hidden_units(built)
+            if hidden is not None and units is not None and units != hidden:
+                raise BackpropError(
+                    f"--hidden {hidden}, but --init gives {units} hidden units (the rows of W1)",
+                    hint="drop --hidden, or initialise W1, b1 and W2 for that many units",
+                )
         settings = training.Settings(
             epochs=epochs,
             lr=lr,
@@ -1303,6 +1314,16 @@ def _list_models(fmt: TrainFormat) -> None:
     for row in rows:
         table.add_row(row["model"], row["formula"], row["loss"], row["about"])
     Console(highlight=False).print(table)
+
+
+def _hidden_units(built: Any) -> int | None:
+    """The mlp's hidden units as its parameters have them (None for other models)."""
+    if built.name != "mlp":
+        return None
+    import numpy as np
+
+    shape = np.shape(built.init.get("W1"))
+    return int(shape[0]) if len(shape) == 2 else None
 
 
 def _build_model(spec: str, data: Any, loss: str | None, hidden: int, seed: int) -> Any:

@@ -80,7 +80,10 @@ _RULES: dict[Any, Callable[..., Dual]] = {
     np.cos: _unary(np.cos, lambda a, out: -np.sin(a)),
     np.tan: _unary(np.tan, lambda a, out: 1 + out * out),
     np.tanh: _unary(np.tanh, lambda a, out: 1 - out * out),
-    np.absolute: _unary(np.absolute, lambda a, out: np.sign(a)),
+    # |a| inside other forwards (the stable sigmoid's exp(-|a|)): its right derivative at
+    # 0, so that those stay smooth there. The abs op itself takes torch's 0 at the kink
+    # through its own rule (engine._piecewise_on_duals).
+    np.absolute: _unary(np.absolute, lambda a, out: np.where(a < 0, -1.0, 1.0)),
     np.sign: _unary(np.sign, lambda a, out: np.zeros_like(out)),
     # fmod(a, c) moves with a (between its jumps)
     np.fmod: lambda a, b: Dual(np.fmod(_v(a), _v(b)), _t(a)),

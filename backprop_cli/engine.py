@@ -103,7 +103,7 @@ def op_args(node: Node, values: list[Array], cores: Cores) -> tuple[list[Array],
 
 
 def apply(op: ops.Op, args: list[Array], ctx: ops.Ctx | None) -> Array:
-    if op.branch is not None and any(isinstance(a, Dual) for a in args):
+    if op.branch is not None and op.elementwise and any(isinstance(a, Dual) for a in args):
         return _piecewise_on_duals(op, args)
     return op.forward(*args) if ctx is None else op.forward(*args, ctx=ctx)
 
@@ -295,9 +295,10 @@ def kinks(graph: Graph, values: list[Array], cores: Cores | None = None) -> list
             continue
         branch = ops.OPS[node.op].branch
         if branch is not None:
-            args, _ = op_args(node, values, cores)
+            args, ctx = op_args(node, values, cores)
             with np.errstate(all="ignore"):
-                if (np.asarray(branch(*args)) == 0).any():
+                piece = branch(*args) if ctx is None else branch(*args, ctx=ctx)
+                if (np.asarray(piece) == 0).any():
                     found.append(node.id)
     return found
 
@@ -315,15 +316,19 @@ def local_partials(graph: Graph, values: list[Array]) -> list[tuple[Array, ...]]
     """∂node/∂input_k for every edge: an elementwise op's vector-Jacobian product of 1 (so
     kinks get torch's subgradient here too). Leaves have none."""
     local: list[tuple[Array, ...]] = []
+    cores: Cores = [np.shape(v) for v in values]
     with np.errstate(all="ignore"):
         for node in graph.nodes:
             if node.op in ops.LEAVES:
                 local.append(())
                 continue
             op = ops.OPS[node.op]
-            args = [values[i] for i in node.inputs]
+            args, ctx = op_args(node, values, cores)
             one = np.ones_like(np.asarray(values[node.id]))[()]
-            local.append(tuple(rule(one, values[node.id], *args) for rule in op.vjp))
+            if ctx is None:
+                local.append(tuple(rule(one, values[node.id], *args) for rule in op.vjp))
+            else:  # an array op on numbers (sum(x) of a scalar x): its rule takes a Ctx
+                local.append(tuple(rule(one, values[node.id], *args, ctx=ctx) for rule in op.vjp))
     return local
 
 
@@ -379,7 +384,7 @@ def spread(
         if len(shape) == core:  # a value computed from constants alone: give it copies
             shape = (SPREAD_COPIES, *shape)
             x = np.broadcast_to(x, shape)
-        size = (SPREAD_COPIES,) + (1,) * (len(shape) - 1)
+        size = shape  # each element its own δ: cancellations inside an array show too
         moved = x * (1 + SPREAD_ULPS * eps * rng.uniform(-1.0, 1.0, size=size)).astype(dt)
         # A subnormal keeps only a few digits: it is off by whole units of the smallest one.
         steps = (SPREAD_ULPS * rng.uniform(-1.0, 1.0, size=size)).astype(dt) * unit

@@ -542,12 +542,17 @@ def jacobian_report(
 def _jacobian_fd(
     graph: Graph, env: dict[str, Any], chosen: list[Element], out_core: tuple[int, ...]
 ) -> list[list[Any]]:
+    # How far rounding moves each output element: the differences cannot resolve below it.
+    ones = np.ones(out_core)[()]
+    trace = engine.run(graph, env, "float64", ones)
+    value_spread, _ = engine.spread(graph, env, trace, "float64", ones)
+    noise = np.broadcast_to(np.asarray(value_spread[graph.output], dtype=np.float64), out_core)
     rows = []
     for k in shapes.elements(out_core):
         seed = np.zeros(out_core)
         seed[k] = 1.0
         estimates = checks.finite_differences(
-            graph, env, chosen, 0.0, seed[()] if out_core else None
+            graph, env, chosen, float(noise[k]), seed[()] if out_core else None
         )
         rows.append([estimates[e] for e in chosen])
     return rows

@@ -92,7 +92,7 @@ def parse_values(args: list[str], limits: Limits, warnings: list[str]) -> dict[s
         if arg.startswith("-") and "=" not in arg:
             raise BackpropError(
                 f"unexpected argument {arg!r}: not an option of this command, nor NAME=VALUE",
-                hint="see 'backprop grad --help'",
+                hint="see the command's --help",
             )
         name, value = parse_binding(arg, limits=limits, warnings=warnings)
         if name in point:

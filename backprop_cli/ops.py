@@ -452,6 +452,17 @@ def _torch_index(t: Any, a: Any, ctx: Ctx) -> Any:
     return a
 
 
+def _extreme_branch(a: Array, ctx: Ctx, pick: Callable[..., Array]) -> Array:
+    """Which element max/min takes (1 + its position among those reduced), 0 on a tie."""
+    axes = ctx.axes(0)
+    best = pick(a, axis=axes, keepdims=True)
+    winners = a == best
+    ties = np.sum(winners, axis=axes) > 1
+    moved = np.moveaxis(winners, axes, tuple(range(-len(axes), 0)))
+    flat = moved.reshape(*moved.shape[: moved.ndim - len(axes)], -1)
+    return np.where(ties, 0, np.argmax(flat, axis=-1) + 1)
+
+
 _ARRAY_OPS: list[Op] = [
     Op(
         "sum", 1, "sum(a), sum(a, axis=k)",
@@ -482,6 +493,7 @@ _ARRAY_OPS: list[Op] = [
         "∂/∂a = G at the largest element (shared evenly on a tie), 0 elsewhere", (),
         call="max", shape=lambda a, axis=None: _reduced(a, axis), attrs=("axis",),
         array_samples=(_s((4,)), _s((2, 3)), _s((2, 3), axis=0)),
+        branch=lambda a, ctx: _extreme_branch(a, ctx, np.max),
     ),
     Op(
         "amin", 1, "min(a), min(a, axis=k)",
@@ -492,6 +504,7 @@ _ARRAY_OPS: list[Op] = [
         "∂/∂a = G at the smallest element (shared evenly on a tie), 0 elsewhere", (),
         call="min", shape=lambda a, axis=None: _reduced(a, axis), attrs=("axis",),
         array_samples=(_s((4,)), _s((2, 3)), _s((2, 3), axis=-1)),
+        branch=lambda a, ctx: _extreme_branch(a, ctx, np.min),
     ),
     Op(
         "dot", 2, "dot(a, b)",

@@ -26,6 +26,8 @@ OK_STATUSES = {
 FD_RESOLUTION = 1e-3  # finite differences must resolve the derivative to 0.1% to judge it
 MAX_CHECKED_ELEMENTS = 256  # array elements checked one by one (an even sample beyond)
 MAX_SYMBOLIC_ELEMENTS = 2_000  # elements over all nodes that SymPy builds one by one
+FD_WORK = 300_000_000  # node-element evaluations finite differences may spend in all
+FD_EVALUATIONS_PER_ELEMENT = 4 * 90  # stencil points × step sizes, per element checked
 
 
 @dataclass
@@ -218,6 +220,11 @@ def _check_second_order(graph: Graph, cores: list[tuple[int, ...]], options: Opt
         )
     if options.dtype != "float64":
         raise BackpropError("second derivatives are computed in float64; drop --dtype float32")
+    if options.seed_grad is not None:
+        raise BackpropError(
+            "--order 2 differentiates the output itself: drop --seed-grad",
+            hint="write the weighting into the expression (2*(...)) for a scaled Hessian",
+        )
     if cores[graph.output]:
         raise BackpropError("--order 2 needs a scalar output (reduce it with sum(...))")
 
@@ -275,7 +282,9 @@ def checked_elements(
 ) -> list[tuple[str, tuple[int, ...]]]:
     """The partials checked one by one: every element up to MAX_CHECKED_ELEMENTS over all
     variables, beyond that an even sample of each array (first and last included)."""
-    per = max(4, MAX_CHECKED_ELEMENTS // max(1, len(wrt)))
+    width = sum(max(1, shapes.size(core)) for core in cores)  # elements of one evaluation
+    affordable = FD_WORK // (FD_EVALUATIONS_PER_ELEMENT * width)  # finite differences' cost
+    per = max(4, min(MAX_CHECKED_ELEMENTS, affordable) // max(1, len(wrt)))
     chosen = []
     for name in wrt:
         core = cores[graph.variables[name]]

@@ -539,9 +539,14 @@ def local_formulas(
         node = graph.nodes[node_id]
         op = ops.OPS[node.op]
         consts = tuple(_literal(graph, i, sp) for i in node.inputs)
-        key = (node.op, k, consts)
+        key = (node.op, k, consts, repr(node.params))
         if key not in cache:
-            cache[key] = _derivative(op, k, consts, sp)
+            ctx = (
+                None
+                if op.elementwise
+                else ops.Ctx((0,) * len(consts), ((),) * len(consts), (), node.params)
+            )  # an array op on numbers (sum(x) of a scalar x)
+            cache[key] = _derivative(op, k, consts, sp, ctx)
         derivative = cache[key]
         named, valued = {}, {}
         for j, i in enumerate(node.inputs):
@@ -571,13 +576,16 @@ def _literal(graph: Graph, node_id: int, sp: Any) -> Any:
     return None if typed == 0 else sp.Rational(typed.numerator, typed.denominator)
 
 
-def _derivative(op: ops.Op, k: int, consts: tuple[Any, ...], sp: Any) -> Any:
+def _derivative(
+    op: ops.Op, k: int, consts: tuple[Any, ...], sp: Any, ctx: ops.Ctx | None = None
+) -> Any:
     slots = [
         c if c is not None else sp.Symbol(f"_slot{j}", real=True) for j, c in enumerate(consts)
     ]
     if op.local is not None:  # the textbook form, in the op's output: a·(1 - a)
         return op.local(sp, sp.Symbol("_out", real=True), *slots)
-    return sp.diff(op.sympy(sp, *slots), slots[k])
+    expr = op.sympy(sp, *slots) if ctx is None else op.sympy(sp, *slots, ctx=ctx)
+    return sp.diff(_array(expr), slots[k])
 
 
 def _symbol(name: str, sp: Any, tex: dict[Any, str], latex: str) -> Any:

@@ -278,3 +278,12 @@ def test_too_many_nodes_for_graphviz(tmp_path):
     program = "a = x\n" + "a = sin(a)\n" * 6000
     r = run("graph", program, "x=1", "--max-nodes", "0", "-o", str(tmp_path / "g.svg"))
     assert r.code == 2 and "too many to lay out" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "expression", ["sum(x)", "min(x)", "mean(x)*x", "T(x)", "x.T*2", "x*sum(2)"]
+)
+@pytest.mark.parametrize("mode", ["reverse", "forward"])
+def test_explain_array_ops_applied_to_a_number(expression, mode):
+    result = run("explain", expression, "x=3", "--mode", mode)
+    assert result.code == 0, result.stderr

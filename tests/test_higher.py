@@ -761,3 +761,44 @@ def test_device_cuda_without_cuda_is_a_clear_error(monkeypatch, command):
     r = run(command, "x*y", "x=1", "y=2", "--device", "cuda")
     assert r.code == 2 and "Traceback" not in r.stderr
     assert "CUDA is not available" in r.stderr.splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    ("expression", "point", "fn"),
+    [
+        ("sigmoid(x)**2", {"x": 0.0}, lambda x: torch.sigmoid(x) ** 2),
+        ("softplus(x)", {"x": 0.0}, lambda x: F.softplus(x)),
+        ("sigmoid(x)*y", {"x": 0.0, "y": 1.0}, lambda x, y: torch.sigmoid(x) * y),
+        ("softplus(x*y)", {"x": 0.0, "y": 0.0}, lambda x, y: F.softplus(x * y)),
+    ],
+)
+def test_hessian_of_smooth_ops_at_zero_matches_torch(expression, point, fn):
+    """The stable sigmoid takes exp(-|a|): its second derivative must not see |a|'s kink."""
+    args = [f"{k}={v}" for k, v in point.items()]
+    r = run("hessian", expression, *args, "--format", "json", "--no-symbolic")
+    assert r.code == 0, r.stderr
+    theirs = torch_hessian(fn, tuple(t64(v) for v in point.values()))
+    n = len(point)
+    expected = np.array([[float(theirs[i][j]) for j in range(n)] for i in range(n)])
+    assert_allclose(np.array(r.json()["hessian"]), expected, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize(
+    ("command", "expression", "values"),
+    [
+        ("grad", "max(x)", ["x=[1,1,1]"]),
+        ("grad", "min(x)", ["x=[0,0]"]),
+        ("jacobian", "min(x)", ["x=[-1,-1,-1]"]),
+        ("hessian", "cos(min(x))", ["x=[0,1,1,0]"]),
+        ("jacobian", "0.5824271251430154*x + 0.5824271251430154*y", ["x=1", "y=-1"]),
+        ("grad", "sum(0.5824271251430154*x)", ["x=[-1,1]"]),
+    ],
+)
+def test_ties_and_cancellations_are_not_false_alarms(command, expression, values):
+    r = run(command, expression, *values, "--no-symbolic")
+    assert r.code == 0, r.stdout + r.stderr
+
+
+def test_order_2_with_seed_grad_is_refused():
+    r = run("grad", "x*x*y", "x=3", "y=2", "--seed-grad", "2", "--order", "2")
+    assert r.code == 2 and "drop --seed-grad" in r.stderr

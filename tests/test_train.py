@@ -429,3 +429,10 @@ def test_init_file_may_change_the_hidden_size_consistently(tmp_path):
     assert again.code == 0, again.stderr
     final = json.loads(again.stdout.strip().splitlines()[-1])
     assert np.shape(final["params"]["W1"]) == (2, 1)
+
+
+def test_hidden_that_contradicts_the_init_file_is_refused(tmp_path):
+    saved = tmp_path / "p.json"
+    assert run("train", "mlp", "--hidden", "2", "--epochs", "2", "--save", str(saved)).code == 0
+    result = run("train", "mlp", "--hidden", "4", "--epochs", "2", "--init", str(saved))
+    assert result.code == 2 and "--hidden 4, but --init gives 2 hidden units" in result.stderr
