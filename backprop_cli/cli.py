@@ -986,7 +986,7 @@ def check_command(
     Exit codes: 0 all checks agree, 1 a check disagreed somewhere, 2 bad usage or bad input.
     """
     from . import sweep
-    from .render_check import check_lines, check_table
+    from .render_check import check_heading, check_lines, check_table
 
     limits = Limits(max_length=max_length)
     try:
@@ -1017,6 +1017,7 @@ def check_command(
             sys.stdout.write(to_json(report) + "\n")
         else:
             console = _console()
+            console.print(check_heading(report), highlight=False, markup=False)
             console.print(check_table(report))
             for line in check_lines(report):
                 console.print(line, highlight=False)

@@ -29,10 +29,7 @@ def check_table(report: dict[str, Any]) -> Any:
         if report["source"] == "random"
         else f"{report['points']:,} points from {report['source']}"
     )
-    table = Table(
-        title=f"Gradient check of {report['expression']}: {where}",
-        title_justify="left",
-    )
+    table = Table(title=where[0].upper() + where[1:], title_justify="left")
     table.add_column("check")
     table.add_column("compared", justify="right")
     table.add_column("agree", justify="right")
@@ -53,6 +50,10 @@ def check_table(report: dict[str, Any]) -> Any:
             error(summary["max_error"]) if summary["max_error"] is not None else "—",
         )
     return table
+
+
+def check_heading(report: dict[str, Any]) -> str:
+    return f"gradient check of {report['expression']}"
 
 
 def check_lines(report: dict[str, Any]) -> list[str]:

@@ -149,6 +149,8 @@ ARRAY_TRANSCRIPTS = [
     '$ backprop grad "x**3 + 2*x**2 - 3*x + 1"',
     '$ backprop jacobian "sigmoid(W @ x)"',
     '$ backprop hessian "x1**2*x2 + exp(x1*x2)"',
+    '$ backprop grad "1/(1+exp(-(w0*x0+w1*x1+w2)))" --points examples/points.csv',
+    '$ backprop check "softplus(w*x + b) - tanh(x)**2"',
 ]
 
 
