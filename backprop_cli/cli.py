@@ -17,22 +17,22 @@ from typing import Annotated, Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
-from . import __version__, inputs
+from . import __version__, inputs, terminal
 from .errors import BackpropError
 from .parse import DEFAULT_LIMITS, Limits
+from .terminal import EXIT_DISAGREE, EXIT_INTERNAL
 
 try:  # typer >= 0.25 vendors click
     from typer._click.exceptions import ClickException
 except ImportError:  # pragma: no cover - older typer depends on click itself
     from click.exceptions import ClickException  # type: ignore[import-not-found,no-redef]
 
-EXIT_DISAGREE = 1
-EXIT_USAGE = 2
-EXIT_INTERNAL = 3
 
-
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr)
+_stderr = terminal.stderr
+_output = terminal.output
+_console = terminal.console
+_print_rich = terminal.print_rich
+_report_disagreement = terminal.report_disagreement
 
 
 def _fail(exc: BackpropError) -> NoReturn:
@@ -377,225 +377,21 @@ def grad(
 
     Exit codes: 0 all checks agree, 1 a cross-check disagreed, 2 bad usage or bad input.
     """
-    from .parse import parse_constant
-    from .render import to_csv, to_json, to_markdown
-    from .report import Options, gradient_report
+    from .grad_command import GradArgs
+    from .grad_command import run as run_grad
 
-    limits = Limits(max_length=max_length)
-    try:
-        if points_file == "-" and "-" in (expression, file):
-            raise BackpropError("stdin can hold the program or the points, not both")
-        program, rest = inputs.load_program(expression, list(values or []), file, limits)
-        point = inputs.parse_values(rest, limits, program.warnings)
-        if values_file is not None:
-            from .data import read_values
-
-            point = {**read_values(values_file, "--values"), **point}
-        if points_file is not None:
-            _grad_points(
-                program, point, points_file, fmt or GradFormat.csv, on_error.value, check_points,
-                wrt, seed_grad, dtype.value, device, order,
-            )  # fmt: skip
-            return
-        fmt = fmt or GradFormat.table
-        options = Options(
-            wrt=[w.strip() for w in wrt.split(",") if w.strip()] if wrt is not None else None,
-            dtype=dtype.value,
-            torch=torch_check,
-            device=device,
-            symbolic=symbolic,
-            simplify=simplify,
-            latex=latex,
-            symbolic_timeout=symbolic_timeout,
-            seed_grad=None if seed_grad is None else parse_constant(seed_grad, what="--seed-grad"),
-            order=order,
+    code = run_grad(
+        GradArgs(
+            expression=expression, values=values, file=file, values_file=values_file, wrt=wrt,
+            seed_grad=seed_grad, order=order, fmt=None if fmt is None else fmt.value,
+            points_file=points_file, on_error=on_error.value, check_points=check_points,
+            dtype=dtype.value, torch_check=torch_check, device=device, symbolic=symbolic,
+            simplify=simplify, latex=latex, symbolic_timeout=symbolic_timeout,
+            picture_file=picture_file, max_rows=max_rows, max_length=max_length,
         )
-        if not torch_check and device != "cpu":
-            raise BackpropError("--device needs the torch check; drop --no-torch")
-        if picture_file is not None:
-            from . import picture as pictures
-
-            pictures.check_output(picture_file)
-        report = gradient_report(program, point, options)
-        if picture_file is not None:
-            pic = pictures.picture(program.graph, report["variables_used"], 200)
-            pictures.render(pic, picture_file)
-    except BackpropError as exc:
-        _fail(exc)
-
-    for warning in report["warnings"]:
-        _stderr(f"warning: {warning['message']}")
-    with _output():
-        if fmt is GradFormat.json:
-            sys.stdout.write(to_json(report) + "\n")
-        elif fmt is GradFormat.jsonl:
-            sys.stdout.write(json.dumps(json.loads(to_json(report)), ensure_ascii=False) + "\n")
-        elif fmt is GradFormat.csv:
-            sys.stdout.write(to_csv(report))
-        elif fmt is GradFormat.tsv:
-            sys.stdout.write(to_csv(report, delimiter="\t"))
-        elif fmt is GradFormat.markdown:
-            sys.stdout.write(to_markdown(report))
-        else:
-            _print_rich(report, max_rows)
-    if not report["ok"]:
-        _report_disagreement(report)
-        raise typer.Exit(EXIT_DISAGREE)
-
-
-def _grad_points(
-    program: Any,
-    fixed: dict[str, Any],
-    points_file: str,
-    fmt: GradFormat,
-    on_error: str,
-    check: bool,
-    wrt: str | None,
-    seed_grad: str | None,
-    dtype: str,
-    device: str,
-    order: int,
-) -> None:
-    """`grad --points`: one row per point, streamed; problems on stderr, then the exit code."""
-    from . import points
-    from .parse import parse_constant
-    from .report import resolve_wrt, upstream
-
-    if fmt not in (GradFormat.csv, GradFormat.tsv, GradFormat.jsonl):
-        raise BackpropError(
-            f"--points writes one row per point: use --format csv, tsv or jsonl, not {fmt.value}"
-        )
-    if order != 1:
-        raise BackpropError("--order 2 is for one point; use backprop hessian per point")
-    graph = program.graph
-    for warning in program.warnings:
-        _stderr(f"warning: {warning}")
-    for name in fixed:
-        if name not in graph.variables:
-            _stderr(f"warning: a value was given for '{name}', but the expression does not use it")
-    varying = [name for name in graph.variables if name not in fixed]
-    if not varying:
-        raise BackpropError(
-            "every variable has a value, so --points has nothing to vary",
-            hint="drop NAME=VALUE for the variables the file gives",
-        )
-    chosen = resolve_wrt(
-        graph, None if wrt is None else [w.strip() for w in wrt.split(",") if w.strip()]
-    )
-    plan = points.plan(graph, fixed, varying, chosen, dtype, 1.0)
-    plan.seed = upstream(
-        graph,
-        plan.cores[graph.output],
-        None if seed_grad is None else parse_constant(seed_grad, what="--seed-grad"),
-    )
-    if dtype != "float64":
-        from . import engine
-
-        engine.check_constants(graph, dtype=dtype)
-    what = "stdin" if points_file == "-" else points_file
-    stream = inputs.open_text(points_file, what)
-    try:
-        reader = points.PointReader(stream, what, varying, fixed)
-        checker = points.TorchCheck(plan, device) if check else None
-        if checker is not None and device != "cpu":
-            from .checks import check_device
-
-            check_device(device, dtype)
-        with _output():
-            summary = points.run(plan, reader, fmt.value, sys.stdout, on_error, checker)
-    finally:
-        stream.close()
-    _points_summary(summary, checker)
-
-
-def _points_summary(summary: Any, checker: Any) -> None:
-    for bad in summary.skipped[:10]:
-        _stderr(f"skipped: line {bad.line}: {bad.message}")
-    if summary.skipped:
-        more = len(summary.skipped) - 10
-        _stderr(
-            f"skipped {len(summary.skipped):,} bad row{'s' if len(summary.skipped) > 1 else ''}"
-            + (f" ({more:,} more not shown)" if more > 0 else "")
-            + f"; wrote {summary.rows:,}"
-        )
-    if summary.nonfinite:
-        lines = ", ".join(map(str, summary.nonfinite_lines))
-        _stderr(
-            f"warning: {summary.nonfinite:,} point{'s have' if summary.nonfinite > 1 else ' has'} "
-            f"a nan or infinite value or gradient (line {lines}"
-            + (", …)" if summary.nonfinite > len(summary.nonfinite_lines) else ")")
-        )
-    if checker is None:
-        return
-    if summary.check_mismatch_count:
-        _stderr(
-            f"disagreement: torch autograd ({checker.about}): {summary.check_mismatch_count:,} "
-            f"gradient{'s' if summary.check_mismatch_count > 1 else ''} disagree, first at "
-            + ", ".join(summary.check_mismatches)
-        )
-        raise typer.Exit(EXIT_DISAGREE)
-    inconclusive = (
-        f"; {summary.check_inconclusive:,} too ill-conditioned to compare"
-        if summary.check_inconclusive
-        else ""
-    )
-    _stderr(
-        f"✓ torch autograd ({checker.about}): {summary.check_compared:,} gradients of "
-        f"{summary.rows:,} points agree, max error {summary.check_max_error:.2g}{inconclusive}"
-    )
-
-
-@contextmanager
-def _output() -> Iterator[None]:
-    """Write the result; a reader that stops early (`| head`) ends us quietly, and an
-    output that cannot be written is a one-line error."""
-    try:
-        yield
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # Nobody reads the rest: say nothing more, and keep Python from complaining at exit.
-        with suppress(OSError, ValueError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except OSError as exc:
-        raise BackpropError(f"cannot write the output: {exc.strerror or exc}") from None
-
-
-def _console() -> Any:
-    """A Rich console on stdout whose closed pipe reaches `_output` like any other write."""
-    from rich.console import Console
-
-    class _Quiet(Console):
-        def on_broken_pipe(self) -> None:
-            self.quiet = True
-            raise BrokenPipeError
-
-    return _Quiet(highlight=False)
-
-
-def _print_rich(report: dict[str, Any], max_rows: int) -> None:
-    from .render import tables
-
-    console = _console()
-    for i, renderable in enumerate(tables(report, console.width, max_rows)):
-        if i:
-            console.print()
-        console.print(renderable)
-
-
-def _report_disagreement(report: dict[str, Any]) -> None:
-    from .render import check_lines
-
-    for mark, line in check_lines(report):
-        if mark == "✗":
-            _stderr(f"disagreement: {line}")
-    for p in report["partials"]:
-        for check, status in p["status"].items():
-            if status == "mismatch":
-                other = p["symbolic_value"] if check == "symbolic" else p[check]
-                _stderr(
-                    f"disagreement: ∂/∂{p['element']}: engine {p['engine']!r} vs "
-                    f"{check.replace('_', ' ')} {other!r}"
-                )
+    )  # fmt: skip
+    if code:
+        raise typer.Exit(code)
 
 
 OPS_EXAMPLES = """\

@@ -14,12 +14,100 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from typing import Any
 
 Emit = Callable[[dict[str, Any]], None]
 
 
 LATE_READS = 64  # reads of what was already sent, once the deadline has passed
+
+# A child started early (see `prestart`): (pid, where its job goes, where its results come).
+_spare: tuple[int, int, int] | None = None
+
+
+def prestart() -> None:
+    """Fork the child for the next Bounded now, before the parent imports anything heavy:
+    it imports numpy and SymPy while the parent starts up and works, then waits for its
+    job. Unused, it ends when the parent does (its job pipe closes)."""
+    global _spare
+    if _spare is not None or not hasattr(os, "fork"):
+        return
+    job_r, job_w = os.pipe()
+    result_r, result_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        os.close(job_w)
+        os.close(result_r)
+        _spare_child(job_r, result_w)
+    os.close(job_r)
+    os.close(result_w)
+    _spare = (pid, job_w, result_r)
+
+
+def _take_spare() -> tuple[int, int, int] | None:
+    global _spare
+    spare, _spare = _spare, None
+    return spare
+
+
+def _hand_over(
+    spare: tuple[int, int, int], func: Callable[..., None], args: tuple[Any, ...], memory_mb: int
+) -> bool:
+    """Send the job to the waiting child (from a thread: a large job must not wait for the
+    child to finish its imports); False if it cannot be sent."""
+    import pickle
+    import threading
+
+    pid, job_w, result_r = spare
+    try:
+        data = pickle.dumps((func, args, memory_mb))
+    except Exception:
+        os.close(job_w)
+        os.close(result_r)
+        with suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        return False
+
+    def send() -> None:
+        with suppress(OSError):
+            view = memoryview(data)
+            while view:
+                view = view[os.write(job_w, view) :]
+        with suppress(OSError):
+            os.close(job_w)
+
+    threading.Thread(target=send, daemon=True).start()
+    return True
+
+
+def _spare_child(job_r: int, result_w: int) -> None:
+    try:
+        quiet = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):  # hold no terminal or pipe of the parent's open
+            os.dup2(quiet, fd)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        try:
+            from . import symbolic
+
+            symbolic.preload()  # the slow imports, done while the parent starts up
+        except Exception:
+            pass
+        chunks = []
+        while True:
+            chunk = os.read(job_r, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        if not chunks:
+            os._exit(0)
+        import pickle
+
+        func, args, memory_mb = pickle.loads(b"".join(chunks))
+    except BaseException:
+        os._exit(1)
+    _child(func, args, result_w, memory_mb)
 
 
 class Bounded:
@@ -40,6 +128,10 @@ class Bounded:
         self.fd: int | None = None
         if not hasattr(os, "fork"):
             self._inline(func, args)
+            return
+        spare = _take_spare()
+        if spare is not None and _hand_over(spare, func, args, memory_mb):
+            self.pid, self.fd = spare[0], spare[2]
             return
         sys.stdout.flush()
         sys.stderr.flush()

@@ -30,6 +30,11 @@ DIGITS = 30  # working precision of the exact evaluation
 _CONVENTION_FUNCS = ("Heaviside", "sign", "DiracDelta")
 
 
+def preload() -> None:
+    """Import SymPy now (in a child started early, while the parent starts up)."""
+    import sympy  # noqa: F401
+
+
 @dataclass
 class Expressions:
     """SymPy expressions for every node, with constants as placeholder symbols."""

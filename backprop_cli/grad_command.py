@@ -1,0 +1,217 @@
+"""`backprop grad` itself, apart from how its arguments were parsed: typer's command (cli.py)
+and the quick path that skips typer (entry.py) both call `run`, which returns the exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from . import inputs
+from .errors import BackpropError
+from .parse import DEFAULT_LIMITS, Limits
+from .terminal import (
+    EXIT_DISAGREE,
+    error_lines,
+    output,
+    print_rich,
+    report_disagreement,
+    stderr,
+)
+
+FORMATS = ("table", "json", "csv", "markdown", "tsv", "jsonl")
+ROW_FORMATS = ("csv", "tsv", "jsonl")
+
+
+@dataclass
+class GradArgs:
+    """Every option of `backprop grad`, with its default."""
+
+    expression: str | None = None
+    values: list[str] | None = None
+    file: str | None = None
+    values_file: str | None = None
+    wrt: str | None = None
+    seed_grad: str | None = None
+    order: int = 1
+    fmt: str | None = None  # table; csv with --points
+    points_file: str | None = None
+    on_error: str = "stop"
+    check_points: bool = False
+    dtype: str = "float64"
+    torch_check: bool = True
+    device: str = "cpu"
+    symbolic: bool = True
+    simplify: bool = True
+    latex: bool = False
+    symbolic_timeout: float = 5.0
+    picture_file: str | None = None
+    max_rows: int = 200
+    max_length: int = DEFAULT_LIMITS.max_length
+
+
+def run(a: GradArgs) -> int:
+    """Differentiate, check, print; the exit code (0, 1 a check disagreed, 2 bad input)."""
+    from .parse import parse_constant
+    from .report import Options, gradient_report
+
+    limits = Limits(max_length=a.max_length)
+    try:
+        if a.points_file == "-" and "-" in (a.expression, a.file):
+            raise BackpropError("stdin can hold the program or the points, not both")
+        program, rest = inputs.load_program(a.expression, list(a.values or []), a.file, limits)
+        point = inputs.parse_values(rest, limits, program.warnings)
+        if a.values_file is not None:
+            from .data import read_values
+
+            point = {**read_values(a.values_file, "--values"), **point}
+        if a.points_file is not None:
+            return _points(program, point, a)
+        options = Options(
+            wrt=_names(a.wrt),
+            dtype=a.dtype,
+            torch=a.torch_check,
+            device=a.device,
+            symbolic=a.symbolic,
+            simplify=a.simplify,
+            latex=a.latex,
+            symbolic_timeout=a.symbolic_timeout,
+            seed_grad=None
+            if a.seed_grad is None
+            else parse_constant(a.seed_grad, what="--seed-grad"),
+            order=a.order,
+        )
+        if not a.torch_check and a.device != "cpu":
+            raise BackpropError("--device needs the torch check; drop --no-torch")
+        if a.picture_file is not None:
+            from . import picture as pictures
+
+            pictures.check_output(a.picture_file)
+        report = gradient_report(program, point, options)
+        if a.picture_file is not None:
+            pic = pictures.picture(program.graph, report["variables_used"], 200)
+            pictures.render(pic, a.picture_file)
+        for warning in report["warnings"]:
+            stderr(f"warning: {warning['message']}")
+        _write(report, a.fmt or "table", a.max_rows)
+    except BackpropError as exc:
+        error_lines(exc)
+        return exc.exit_code
+    if not report["ok"]:
+        report_disagreement(report)
+        return EXIT_DISAGREE
+    return 0
+
+
+def _names(text: str | None) -> list[str] | None:
+    return None if text is None else [w.strip() for w in text.split(",") if w.strip()]
+
+
+def _write(report: dict[str, Any], fmt: str, max_rows: int) -> None:
+    from .render import to_csv, to_json, to_markdown
+
+    with output():
+        if fmt == "json":
+            sys.stdout.write(to_json(report) + "\n")
+        elif fmt == "jsonl":
+            sys.stdout.write(json.dumps(json.loads(to_json(report)), ensure_ascii=False) + "\n")
+        elif fmt == "csv":
+            sys.stdout.write(to_csv(report))
+        elif fmt == "tsv":
+            sys.stdout.write(to_csv(report, delimiter="\t"))
+        elif fmt == "markdown":
+            sys.stdout.write(to_markdown(report))
+        else:
+            print_rich(report, max_rows)
+
+
+def _points(program: Any, fixed: dict[str, Any], a: GradArgs) -> int:
+    """`grad --points`: one row per point, streamed; problems on stderr, then the exit code."""
+    from . import points
+    from .parse import parse_constant
+    from .report import resolve_wrt, upstream
+
+    fmt = a.fmt or "csv"
+    if fmt not in ROW_FORMATS:
+        raise BackpropError(
+            f"--points writes one row per point: use --format csv, tsv or jsonl, not {fmt}"
+        )
+    if a.order != 1:
+        raise BackpropError("--order 2 is for one point; use backprop hessian per point")
+    graph = program.graph
+    for warning in program.warnings:
+        stderr(f"warning: {warning}")
+    for name in fixed:
+        if name not in graph.variables:
+            stderr(f"warning: a value was given for '{name}', but the expression does not use it")
+    varying = [name for name in graph.variables if name not in fixed]
+    if not varying:
+        raise BackpropError(
+            "every variable has a value, so --points has nothing to vary",
+            hint="drop NAME=VALUE for the variables the file gives",
+        )
+    chosen = resolve_wrt(graph, _names(a.wrt))
+    plan = points.plan(graph, fixed, varying, chosen, a.dtype, 1.0)
+    plan.seed = upstream(
+        graph,
+        plan.cores[graph.output],
+        None if a.seed_grad is None else parse_constant(a.seed_grad, what="--seed-grad"),
+    )
+    if a.dtype != "float64":
+        from . import engine
+
+        engine.check_constants(graph, dtype=a.dtype)
+    what = "stdin" if a.points_file == "-" else str(a.points_file)
+    stream = inputs.open_text(str(a.points_file), what)
+    try:
+        reader = points.PointReader(stream, what, varying, fixed)
+        checker = points.TorchCheck(plan, a.device) if a.check_points else None
+        if checker is not None and a.device != "cpu":
+            from .checks import check_device
+
+            check_device(a.device, a.dtype)
+        with output():
+            summary = points.run(plan, reader, fmt, sys.stdout, a.on_error, checker)
+    finally:
+        stream.close()
+    return _points_summary(summary, checker)
+
+
+def _points_summary(summary: Any, checker: Any) -> int:
+    for bad in summary.skipped[:10]:
+        stderr(f"skipped: line {bad.line}: {bad.message}")
+    if summary.skipped:
+        more = len(summary.skipped) - 10
+        stderr(
+            f"skipped {len(summary.skipped):,} bad row{'s' if len(summary.skipped) > 1 else ''}"
+            + (f" ({more:,} more not shown)" if more > 0 else "")
+            + f"; wrote {summary.rows:,}"
+        )
+    if summary.nonfinite:
+        lines = ", ".join(map(str, summary.nonfinite_lines))
+        stderr(
+            f"warning: {summary.nonfinite:,} point{'s have' if summary.nonfinite > 1 else ' has'} "
+            f"a nan or infinite value or gradient (line {lines}"
+            + (", …)" if summary.nonfinite > len(summary.nonfinite_lines) else ")")
+        )
+    if checker is None:
+        return 0
+    if summary.check_mismatch_count:
+        stderr(
+            f"disagreement: torch autograd ({checker.about}): {summary.check_mismatch_count:,} "
+            f"gradient{'s' if summary.check_mismatch_count > 1 else ''} disagree, first at "
+            + ", ".join(summary.check_mismatches)
+        )
+        return EXIT_DISAGREE
+    inconclusive = (
+        f"; {summary.check_inconclusive:,} too ill-conditioned to compare"
+        if summary.check_inconclusive
+        else ""
+    )
+    stderr(
+        f"✓ torch autograd ({checker.about}): {summary.check_compared:,} gradients of "
+        f"{summary.rows:,} points agree, max error {summary.check_max_error:.2g}{inconclusive}"
+    )
+    return 0

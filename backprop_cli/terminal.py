@@ -1,0 +1,81 @@
+"""Writing to the terminal and to pipes, shared by every command: stderr lines, the output
+guard (a reader that stops early ends us quietly), the Rich console and the grad report.
+No typer here: `backprop grad` can run without it (see entry.py)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+from .errors import BackpropError
+
+EXIT_DISAGREE = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+
+
+def stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def error_lines(exc: BackpropError) -> None:
+    """The one-line error (and its hint or caret lines) on stderr."""
+    stderr(f"error: {exc.message}")
+    for line in exc.details():
+        stderr(line)
+
+
+@contextmanager
+def output() -> Iterator[None]:
+    """Write the result; a reader that stops early (`| head`) ends us quietly, and an
+    output that cannot be written is a one-line error."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Nobody reads the rest: say nothing more, and keep Python from complaining at exit.
+        with suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError as exc:
+        raise BackpropError(f"cannot write the output: {exc.strerror or exc}") from None
+
+
+def console() -> Any:
+    """A Rich console on stdout whose closed pipe reaches `output` like any other write."""
+    from rich.console import Console
+
+    class _Quiet(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError
+
+    return _Quiet(highlight=False)
+
+
+def print_rich(report: dict[str, Any], max_rows: int) -> None:
+    from .render import tables
+
+    out = console()
+    for i, renderable in enumerate(tables(report, out.width, max_rows)):
+        if i:
+            out.print()
+        out.print(renderable)
+
+
+def report_disagreement(report: dict[str, Any]) -> None:
+    from .render import check_lines
+
+    for mark, line in check_lines(report):
+        if mark == "✗":
+            stderr(f"disagreement: {line}")
+    for p in report["partials"]:
+        for check, status in p["status"].items():
+            if status == "mismatch":
+                other = p["symbolic_value"] if check == "symbolic" else p[check]
+                stderr(
+                    f"disagreement: ∂/∂{p['element']}: engine {p['engine']!r} vs "
+                    f"{check.replace('_', ' ')} {other!r}"
+                )

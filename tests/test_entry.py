@@ -1,0 +1,86 @@
+"""The quick path of `backprop grad` (no typer) reads exactly what typer reads, and gives the
+same output and exit code; anything it does not know goes to typer."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from backprop_cli.entry import quick_grad_args
+from tests.conftest import run
+
+SAME = [
+    ["grad", "(x+y)*z", "x=-2", "y=5", "z=-4", "--no-torch", "--no-symbolic"],
+    ["grad", "(x+y)*z", "x=-2", "y=5", "z=-4", "--format", "json", "--no-torch"],
+    ["grad", "x*y", "--format=csv", "x=1", "y=2", "--wrt", "y", "--no-torch", "--no-symbolic"],
+    ["grad", "x*y", "x=1", "y=2", "--dtype", "float32", "--format", "jsonl", "--no-torch"],
+    ["grad", "sigmod(x)", "x=1"],
+    ["grad", "x*", "x=1", "--no-torch"],
+    ["grad", "x*y", "x=1", "--no-torch", "--no-symbolic"],
+    ["grad", "2*x*x", "x=[0,1,2,3]", "--seed-grad", "[1,1,1,1]", "--no-torch", "--format", "csv"],
+    ["grad", "x**3", "x=2", "--order", "2", "--no-torch", "--format", "csv"],
+    ["grad", "x*y", "x=1", "y=2", "--no-torch", "--device", "cuda"],
+    ["grad", "log(x)", "x=-1", "--no-torch", "--no-symbolic", "--format", "markdown"],
+]
+
+
+def quick(args, tmp_path):
+    code = (
+        "import sys\n"
+        "from backprop_cli.entry import main\n"
+        f"sys.argv = ['backprop', *{args!r}]\n"
+        "main()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    return out.returncode, out.stdout, out.stderr
+
+
+@pytest.mark.parametrize("args", SAME, ids=lambda a: " ".join(a[1:3]))
+def test_quick_path_matches_typer(args, tmp_path, monkeypatch):
+    assert quick_grad_args(args[1:]) is not None  # these do take the quick path
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, err = quick(args, tmp_path)
+    typer = run(*args)
+    assert code == typer.code
+    assert out == typer.stdout
+    assert err == typer.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["x*y", "--", "x=1"],
+        ["-x*y", "x=1", "y=2"],
+        ["x*y", "--no-such-option"],
+        ["x*y", "--format", "xml"],
+        ["x*y", "--order", "3"],
+        ["x*y", "--wrt"],
+        ["x*y", "--no-torch", "--no-torch"],
+        ["x*y", "--no-torch=1"],
+        ["--no-torch"],
+    ],
+)
+def test_anything_unusual_goes_to_typer(args):
+    assert quick_grad_args(args) is None
+
+
+def test_quick_path_parses_values_and_options():
+    fields = quick_grad_args(["w*x", "w=2", "--wrt", "w", "x=3", "--max-rows=5", "--no-torch"])
+    assert fields == {
+        "expression": "w*x",
+        "values": ["w=2", "x=3"],
+        "wrt": "w",
+        "max_rows": 5,
+        "torch_check": False,
+    }
+
+
+def test_a_parse_error_with_sympys_child_started_early(tmp_path):
+    """The child started early for SymPy is simply left unused: one error line, exit 2."""
+    code, out, err = quick(["grad", "bad(", "x=1"], tmp_path)
+    assert code == 2 and out == "" and err.startswith("error: expression: column 1: unknown")
