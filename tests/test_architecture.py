@@ -40,6 +40,7 @@ def test_one_module_per_heavy_dependency():
     assert _importers("typer") == {"cli.py"}
     renderers = {
         "render.py", "render_train.py", "render_explain.py", "render_check.py", "picture.py",
+        "terminal.py",
         "cli.py",
     }  # fmt: skip
     assert _importers("rich") <= renderers
