@@ -22,6 +22,7 @@ def test_core_imports_nothing_heavy():
         "import backprop_cli.explain, backprop_cli.render_explain, backprop_cli.picture\n"
         "import backprop_cli.higher, backprop_cli.dual, backprop_cli.shapes\n"
         "import backprop_cli.explain_arrays, backprop_cli.points, backprop_cli.sweep\n"
+        "import backprop_cli.entry, backprop_cli.grad_command, backprop_cli.terminal\n"
         "heavy = [m for m in ('typer', 'rich', 'sympy', 'torch') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
