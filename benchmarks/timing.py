@@ -11,7 +11,6 @@ import subprocess
 import time
 from pathlib import Path
 
-
 # Installed packages (numpy, sympy, torch) come with compiled bytecode; so does ours once it
 # has run. The commands run with bytecode caching on, whatever the shell says, so that the
 # warm-up leaves our package compiled as pip leaves the others.
