@@ -338,6 +338,14 @@ def grad(
     latex: Annotated[
         bool, typer.Option("--latex", help="Show the SymPy partials as LaTeX.")
     ] = False,
+    expand: Annotated[
+        bool,
+        typer.Option(
+            "--expand",
+            help="Large graphs too: one expanded SymPy formula per partial, not the reverse "
+            "sweep's named intermediates.",
+        ),
+    ] = False,
     symbolic_timeout: Annotated[
         float,
         typer.Option(
@@ -386,7 +394,7 @@ def grad(
             seed_grad=seed_grad, order=order, fmt=None if fmt is None else fmt.value,
             points_file=points_file, on_error=on_error.value, check_points=check_points,
             dtype=dtype.value, torch_check=torch_check, device=device, symbolic=symbolic,
-            simplify=simplify, latex=latex, symbolic_timeout=symbolic_timeout,
+            simplify=simplify, latex=latex, symbolic_timeout=symbolic_timeout, expand=expand,
             picture_file=picture_file, max_rows=max_rows, max_length=max_length,
         )
     )  # fmt: skip

@@ -24,6 +24,7 @@ _FLAGS: dict[str, tuple[str, Any]] = {
     "--no-simplify": ("simplify", False),
     "--latex": ("latex", True),
     "--check": ("check_points", True),
+    "--expand": ("expand", True),
     "--file": ("file", None),
     "--values": ("values_file", None),
     "--wrt": ("wrt", None),

@@ -47,6 +47,7 @@ class GradArgs:
     simplify: bool = True
     latex: bool = False
     symbolic_timeout: float = 5.0
+    expand: bool = False
     picture_file: str | None = None
     max_rows: int = 200
     max_length: int = DEFAULT_LIMITS.max_length
@@ -82,6 +83,7 @@ def run(a: GradArgs) -> int:
             if a.seed_grad is None
             else parse_constant(a.seed_grad, what="--seed-grad"),
             order=a.order,
+            expand=a.expand,
         )
         if not a.torch_check and a.device != "cpu":
             raise BackpropError("--device needs the torch check; drop --no-torch")

@@ -264,8 +264,15 @@ def _origin(report: dict[str, Any]) -> str:
     return f"   ({where.strip()})" if where else ""
 
 
+SWEEP_SHOWN = 8  # named intermediates listed in the table
+POINT_SHOWN = 12  # variables named in the heading; the rest are counted (JSON has all)
+
+
 def _point(report: dict[str, Any]) -> str:
-    return ", ".join(f"{k} = {short_any(v, 'float64', 17)}" for k, v in report["variables"].items())
+    items = list(report["variables"].items())
+    shown = ", ".join(f"{k} = {short_any(v, 'float64', 17)}" for k, v in items[:POINT_SHOWN])
+    more = len(items) - POINT_SHOWN
+    return shown + (f", … ({more:,} more values)" if more > 0 else "")
 
 
 # ---- Rich tables ------------------------------------------------------------------------
@@ -523,6 +530,16 @@ def _compact_formulas(report: dict[str, Any]) -> list[RenderableType]:
         if v in report["wrt"] and v not in forms
     }
     shown: list[RenderableType] = []
+    sweep = report.get("symbolic_sweep")
+    if sweep and (sweep["intermediates"] or sweep["adjoints"]):
+        text = Text("SymPy, reverse sweep: the partials below use these names", style="bold")
+        named = [*sweep["intermediates"], *sweep["adjoints"]]
+        for label, formula, _ in named[:SWEEP_SHOWN]:
+            text.append(f"\n  {label} = ", style="bold")
+            text.append(_cap(formula))
+        if len(named) > SWEEP_SHOWN:
+            text.append(f"\n  … {len(named) - SWEEP_SHOWN:,} more in --format json", style="dim")
+        shown.append(text)
     if forms:
         text = Text("SymPy, elementwise", style="bold")
         for v, formula in forms.items():

@@ -47,6 +47,7 @@ class Options:
     # SymPy's results computed elsewhere (one child for many points, see sweep.py): called
     # once the numeric work is done, instead of starting a SymPy child for this point.
     symbolic_source: Any = None
+    expand: bool = False  # large graphs too: one expanded formula per partial (no sweep)
 
 
 @dataclass
@@ -61,6 +62,7 @@ class _Symbolic:
     reason: str | None = None  # why SymPy did not run, where it was asked to
     compact: dict[str, dict[str, Any]] = field(default_factory=dict)  # ∂/∂x = 4*x
     matrix: dict[str, dict[str, Any]] = field(default_factory=dict)  # ∂/∂W = G·Xᵀ
+    sweep: dict[str, Any] | None = None  # named intermediates and adjoints (large graphs)
 
 
 @dataclass
@@ -326,6 +328,7 @@ def _start_symbolic(
             graph, point, elements, options.latex, options.simplify,
             cores if arrays else None,
             seed if arrays or options.seed_grad is not None else None,
+            options.expand,
         ),
         seconds=options.symbolic_timeout,
         memory_mb=options.symbolic_memory_mb,
@@ -346,6 +349,8 @@ def _collect(job: Bounded | None) -> _Symbolic:
             got.output = {**(got.output or {}), **output}
         got.compact.update(message.get("compact", {}))
         got.matrix.update(message.get("matrix", {}))
+        if "sweep" in message:
+            got.sweep = message["sweep"]
         for name, info in message.get("partials", {}).items():
             if simplified:
                 if "error" in info:
@@ -401,6 +406,7 @@ def _assemble(run: _Run, program: Program, warnings: list[dict[str, Any]]) -> di
         },
         "symbolic_output": (run.sym.output or {}).get("formula"),
         "symbolic_matrix": {name: form["formula"] for name, form in run.sym.matrix.items()},
+        "symbolic_sweep": run.sym.sweep,
     }
     if run.cores[graph.output]:
         report["seed_grad"] = _plain(run.seed)

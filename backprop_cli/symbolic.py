@@ -187,14 +187,20 @@ def partials(
     simplify: bool,
     cores: list[tuple[int, ...]] | None = None,
     seed: Any = None,
+    expand: bool = False,
     *,
     emit: Callable[[dict[str, Any]], None],
 ) -> None:
     """Send {"stage": "raw", ...} with every partial (keyed x, or W[0,1] for an element),
-    then one "simplified" per partial. An array output is first contracted with `seed`."""
+    then one "simplified" per partial. An array output is first contracted with `seed`. A
+    large graph of numbers gets the reverse sweep's named forms instead (sweep_partials),
+    unless `expand`."""
     import sympy as sp
 
     wrt = [(entry, ()) if isinstance(entry, str) else entry for entry in wrt]
+    if cores is None and seed is None and not expand and len(graph.nodes) > SWEEP_NODES:
+        sweep_partials(graph, point, [name for name, _ in wrt], latex, emit=emit)
+        return
     built = to_sympy(graph, sp, cores)
     out = built.nodes[graph.output]
     at = dict(built.used)
@@ -690,3 +696,162 @@ def higher(
         for column, t in columns[a:]:
             entries[f"{row}|{column}"] = _guarded(partial(described, sp.diff(first, t)))
         emit({"entries": entries})
+
+
+# ---- the reverse sweep, symbolically: partials with named intermediates ---------------------
+
+SWEEP_NODES = 120  # above this many nodes, partials come from the symbolic reverse sweep
+SWEEP_INLINE_OPS = 12  # an expression this small is written in place rather than named
+_LINEAR_OPS = ("add", "sub", "mul", "div", "neg", "pos")
+
+
+def sweep_partials(
+    graph: Graph,
+    point: Mapping[str, Any],
+    wrt: list[str],
+    latex: bool,
+    *,
+    emit: Callable[[dict[str, Any]], None],
+) -> None:
+    """Every partial the backprop way, as a person writes it: a reverse sweep over our graph
+    in which SymPy only takes each node's local derivative, and the results refer to named
+    intermediates (t3 = tanh(...), r = out - y) and named adjoints (d_t3 = ∂f/∂t3) instead of
+    repeating them, so the output grows linearly with the graph. Each name's definition and
+    its exact value at the point come with it. Sends one {"stage": "raw", "partials": …,
+    "sweep": …} message (numbers only: scalar graphs)."""
+    import sympy as sp
+
+    names = graph.short_names()
+    users = graph.consumers()
+    shown: dict[Any, Any] = {}  # constant placeholder -> as typed
+    exact: dict[Any, Any] = {}  # symbol -> its exact value at the point
+    expr: list[Any] = []  # node -> what stands for it in formulas (a symbol, or inline)
+    defs: dict[Any, Any] = {}  # named symbol -> its definition
+    order: list[Any] = []  # the named symbols, in the order they are defined
+    for node in graph.nodes:
+        if node.op == "input":
+            assert node.name is not None
+            symbol = sp.Symbol(node.name, real=True)
+            exact[symbol] = _exact(float(np.asarray(point[node.name], dtype=np.float64)), sp)
+            expr.append(symbol)
+            continue
+        if node.op == "const":
+            c = sp.Dummy(f"c{node.id}", real=True)
+            text = graph.text(node.id)
+            if text in ops.CONSTANTS:
+                shown[c] = sp.pi if text == "pi" else sp.E
+            else:
+                typed = Fraction(text)
+                shown[c] = sp.Rational(typed.numerator, typed.denominator)
+            exact[c] = _exact(float(node.value if node.value is not None else 0.0), sp)
+            expr.append(c)
+            continue
+        op = ops.OPS[node.op]
+        here = op.sympy(sp, *(expr[i] for i in node.inputs))
+        named = (  # a sum or product used once is written where it is used
+            node.name is not None
+            or len(users[node.id]) > 1
+            or node.op not in _LINEAR_OPS
+            or node.id == graph.output
+        )
+        if named:
+            symbol = sp.Symbol(names[node.id], real=True)
+            defs[symbol] = here
+            order.append(symbol)
+            exact[symbol] = sp.N(here.xreplace(exact), DIGITS)
+            expr.append(symbol)
+        else:
+            expr.append(here)
+
+    # The reverse sweep: d_node = Σ over its consumers of d_consumer · ∂consumer/∂node.
+    local_cache: dict[tuple[str, int], tuple[Any, list[Any]]] = {}
+    adjoint: dict[int, Any] = {graph.output: sp.Integer(1)}
+    adjoint_defs: dict[Any, Any] = {}
+    adjoint_order: list[Any] = []
+    for node in reversed(graph.nodes):
+        if node.op in ops.LEAVES or node.id not in adjoint:
+            continue
+        g = adjoint.pop(node.id)
+        if sp.count_ops(g) > SWEEP_INLINE_OPS and g.free_symbols:
+            symbol = sp.Symbol(f"d_{names[node.id]}", real=True)
+            adjoint_defs[symbol] = g
+            adjoint_order.append(symbol)
+            exact[symbol] = sp.N(g.xreplace(exact), DIGITS)
+            g = symbol
+        op = ops.OPS[node.op]
+        for k, i in enumerate(node.inputs):
+            if graph.nodes[i].op == "const":
+                continue
+            key = (node.op, k)
+            if key not in local_cache:
+                slots = [sp.Symbol(f"_slot{j}", real=True) for j in range(op.arity)]
+                out = sp.Symbol("_out", real=True)
+                rule = (  # the textbook form in the node's own name (1 - t3**2), if any
+                    op.local(sp, out, *slots)
+                    if op.local is not None
+                    else sp.diff(op.sympy(sp, *slots), slots[k])
+                )
+                local_cache[key] = (rule, [*slots, out])
+            rule, slots = local_cache[key]
+            given = {s: expr[node.inputs[j]] for j, s in enumerate(slots[:-1])}
+            given[slots[-1]] = expr[node.id]
+            local = rule.xreplace(given)
+            term = g * local
+            adjoint[i] = adjoint[i] + term if i in adjoint else term
+        if graph.nodes[node.id].op != "input":
+            adjoint.pop(node.id, None)
+
+    def written(e: Any) -> str:
+        return _cap(sp.sstr(e.xreplace(shown)))
+
+    partials: dict[str, dict[str, Any]] = {}
+    for name in wrt:
+        node_id = graph.variables[name]
+        d = adjoint.get(node_id, sp.Integer(0))
+        info = {"formula": written(d), **_value(d, sp, exact)}
+        if latex:
+            info["latex"] = _cap(sp.latex(d.xreplace(shown)))
+        partials[name] = info
+    used = _referenced(
+        [adjoint.get(graph.variables[n], sp.Integer(0)) for n in wrt], defs, adjoint_defs
+    )
+    emit(
+        {
+            "stage": "raw",
+            "output": {"formula": written(defs.get(expr[graph.output], expr[graph.output]))},
+            "partials": partials,
+            "sweep": {
+                "intermediates": [
+                    [str(s), written(defs[s]), _float(exact[s])] for s in order if s in used
+                ],
+                "adjoints": [
+                    [str(s), written(adjoint_defs[s]), _float(exact[s])]
+                    for s in adjoint_order
+                    if s in used
+                ],
+            },
+        }
+    )
+
+
+def _referenced(roots: list[Any], *tables: dict[Any, Any]) -> set[Any]:
+    """The named symbols the roots use, directly or through other names' definitions."""
+    found: set[Any] = set()
+    stack = [s for r in roots for s in r.free_symbols]
+    while stack:
+        s = stack.pop()
+        if s in found:
+            continue
+        for table in tables:
+            if s in table:
+                found.add(s)
+                stack.extend(table[s].free_symbols)
+    return found
+
+
+def _float(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
