@@ -220,8 +220,10 @@ def backward(
                 contrib = _contribution(op, k, g, values[node.id], args, ctx, np.shape(values[i]))
                 if jitter is not None:
                     contrib = jitter(contrib, len(cores[i]))
-                broke = not _finite(contrib) and _finite(g) and all(map(_finite, args))
-                if issues is not None and broke:
+                # (only reports ask for issues: the check costs a pass over each array)
+                broke = issues is not None and not _finite(contrib)
+                if broke and _finite(g) and all(map(_finite, args)):
+                    assert issues is not None
                     issues.append(_gradient_issue(node.id, op, k, args, contrib))
                 prev = grads[i]
                 grads[i] = contrib if prev is None else prev + contrib

@@ -700,7 +700,7 @@ def higher(
 
 # ---- the reverse sweep, symbolically: partials with named intermediates ---------------------
 
-SWEEP_NODES = 120  # above this many nodes, partials come from the symbolic reverse sweep
+SWEEP_NODES = 60  # above this many nodes, partials come from the symbolic reverse sweep
 SWEEP_INLINE_OPS = 12  # an expression this small is written in place rather than named
 _LINEAR_OPS = ("add", "sub", "mul", "div", "neg", "pos")
 
