@@ -359,6 +359,20 @@ SPREAD_COPIES = 8
 SPREAD_ULPS = 16
 
 
+class _Draws:
+    """Numbers spread evenly over [-1, 1) in a fixed order (a golden-ratio Weyl sequence):
+    the jitter needs variety, not randomness, and this keeps numpy.random out of start-up."""
+
+    def __init__(self) -> None:
+        self.k = 0
+
+    def uniform(self, size: tuple[int, ...]) -> np.ndarray:
+        n = int(np.prod(size))
+        index = np.arange(self.k, self.k + n, dtype=np.float64)
+        self.k += n
+        return (2.0 * np.modf(0.5 + index * 0.6180339887498949)[0] - 1.0).reshape(size)
+
+
 def spread(
     graph: Graph,
     env: Mapping[str, Array],
@@ -377,7 +391,7 @@ def spread(
     turns nan under perturbation gets inf.
     """
     dt = DTYPES[dtype]
-    rng = np.random.default_rng(0)
+    rng = _Draws()
     info = np.finfo(dt)
     eps, tiny, unit = float(info.eps), dt(info.tiny), dt(info.smallest_subnormal)
 
@@ -387,9 +401,9 @@ def spread(
             shape = (SPREAD_COPIES, *shape)
             x = np.broadcast_to(x, shape)
         size = shape  # each element its own δ: cancellations inside an array show too
-        moved = x * (1 + SPREAD_ULPS * eps * rng.uniform(-1.0, 1.0, size=size)).astype(dt)
+        moved = x * (1 + SPREAD_ULPS * eps * rng.uniform(size)).astype(dt)
         # A subnormal keeps only a few digits: it is off by whole units of the smallest one.
-        steps = (SPREAD_ULPS * rng.uniform(-1.0, 1.0, size=size)).astype(dt) * unit
+        steps = (SPREAD_ULPS * rng.uniform(size)).astype(dt) * unit
         subnormal = (x != 0) & (np.abs(x) < tiny)
         return np.where(subnormal, moved + steps, moved)[()]
 
