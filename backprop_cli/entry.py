@@ -11,8 +11,12 @@ which then gives its usual messages.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Any
+
+_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 
 # option -> (GradArgs field, the value it sets; None: it takes the next argument)
 _FLAGS: dict[str, tuple[str, Any]] = {
@@ -97,10 +101,10 @@ def _value(field: str, text: str) -> Any:
         return text if text in _CHOICES[field] else None
     if field in _NUMBERS:
         kind, low, high = _NUMBERS[field]
-        try:
-            number = kind(text)
-        except ValueError:
+        pattern = _INTEGER if kind is int else _DECIMAL
+        if not pattern.fullmatch(text):  # ASCII only, as typer reads numbers
             return None
+        number = kind(text)
         return number if low <= number <= high else None
     return text
 

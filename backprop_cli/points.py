@@ -92,10 +92,10 @@ def _lines(stream: Any) -> Iterator[tuple[int, str]]:
         if not text:
             return
         number_of_line += 1
-        if len(text) > MAX_LINE_CHARS and not text.endswith("\n"):
+        if len(text) > MAX_LINE_CHARS and not text.endswith(("\n", "\r")):
             while True:  # skip the rest of the long line
                 more = stream.readline(MAX_LINE_CHARS)
-                if not more or more.endswith("\n"):
+                if not more or more.endswith(("\n", "\r")):
                     break
         if number_of_line == 1 and text.startswith("\ufeff"):
             text = text[1:]
@@ -258,8 +258,7 @@ class PointReader:
         if not isinstance(obj, dict):
             return Bad(line, "expected a JSON object name → number")
         if not self.names:
-            self.names = list(obj)
-            self._check_columns(self.names)
+            self.names = list(obj)  # a missing variable is this row's problem, not the file's
         values, extra = {}, {}
         for name in self.needed:
             if name not in obj:
@@ -454,13 +453,16 @@ class Writer:
 
     def __init__(self, kind: str, p: Plan, reader: PointReader) -> None:
         self.kind, self.p, self.reader = kind, p, reader
+        self.names: list[str] = []  # the file's columns, as of the header
         self.fixed_names = [n for n in sorted(p.fixed) if n not in reader.names]
 
     def header(self) -> str:
+        # The columns are fixed here: a JSON key first seen later goes only to JSONL's extra.
+        self.names = list(self.reader.names)
         if self.kind == "jsonl":
             return ""
         p = self.p
-        cols = list(self.reader.names)
+        cols = list(self.names)
         for name in self.fixed_names:
             cols += _flat_names(name, p.cores[p.graph.variables[name]])
         cols += _flat_names("value", p.cores[p.graph.output])
@@ -487,7 +489,7 @@ class Writer:
             return self._jsonl(chunk, result, n)
         numbers = _numbers(p.dtype)
         columns: list[list[str]] = []
-        for name in self.reader.names:
+        for name in self.names:
             if chunk.texts is not None and name in chunk.texts:
                 columns.append(chunk.texts[name])  # as written: what the user gave
             elif name in chunk.columns:

@@ -52,21 +52,32 @@ def _take_spare() -> tuple[int, int, int] | None:
 
 
 def _hand_over(
-    spare: tuple[int, int, int], func: Callable[..., None], args: tuple[Any, ...], memory_mb: int
+    spare: tuple[int, int, int],
+    func: Callable[..., None],
+    args: tuple[Any, ...],
+    memory_mb: int,
+    seconds: float,
 ) -> bool:
     """Send the job to the waiting child (from a thread: a large job must not wait for the
-    child to finish its imports); False if it cannot be sent."""
+    child to finish its imports); False if it cannot be sent or the child is gone."""
     import pickle
     import threading
 
     pid, job_w, result_r = spare
     try:
-        data = pickle.dumps((func, args, memory_mb))
+        gone = os.waitpid(pid, os.WNOHANG)[0] != 0
+    except ChildProcessError:
+        gone = True
+    try:
+        if gone:
+            raise ChildProcessError
+        data = pickle.dumps((func, args, memory_mb, seconds))
     except Exception:
         os.close(job_w)
         os.close(result_r)
         with suppress(OSError):
             os.kill(pid, signal.SIGKILL)
+        with suppress(OSError):
             os.waitpid(pid, 0)
         return False
 
@@ -104,10 +115,10 @@ def _spare_child(job_r: int, result_w: int) -> None:
             os._exit(0)
         import pickle
 
-        func, args, memory_mb = pickle.loads(b"".join(chunks))
+        func, args, memory_mb, seconds = pickle.loads(b"".join(chunks))
     except BaseException:
         os._exit(1)
-    _child(func, args, result_w, memory_mb)
+    _child(func, args, result_w, memory_mb, seconds)
 
 
 class Bounded:
@@ -130,7 +141,7 @@ class Bounded:
             self._inline(func, args)
             return
         spare = _take_spare()
-        if spare is not None and _hand_over(spare, func, args, memory_mb):
+        if spare is not None and _hand_over(spare, func, args, memory_mb, seconds):
             self.pid, self.fd = spare[0], spare[2]
             return
         sys.stdout.flush()
@@ -139,7 +150,7 @@ class Bounded:
         pid = os.fork()
         if pid == 0:  # the child: never returns
             os.close(read_fd)
-            _child(func, args, write_fd, memory_mb)
+            _child(func, args, write_fd, memory_mb, seconds)
         os.close(write_fd)
         self.pid, self.fd = pid, read_fd
 
@@ -179,7 +190,7 @@ class Bounded:
                         message = json.loads(line)
                         self.messages.append(message)
                         yield message
-        except GeneratorExit:  # the reader stopped early: stop the child too
+        except BaseException:  # the reader stopped early, or Ctrl-C: stop the child too
             self.status = "timeout"
             raise
         finally:
@@ -207,6 +218,9 @@ class Bounded:
                 buffer += chunk
                 *lines, buffer = buffer.split(b"\n")
                 self.messages.extend(json.loads(line) for line in lines if line)
+        except BaseException:  # Ctrl-C while waiting: stop the child, do not wait for it
+            self.status = "timeout"
+            raise
         finally:
             self._reap()
         return self.messages
@@ -227,10 +241,14 @@ class Bounded:
                 self.status = "done"
 
 
-def _child(func: Callable[..., None], args: tuple[Any, ...], fd: int, memory_mb: int) -> None:
+def _child(
+    func: Callable[..., None], args: tuple[Any, ...], fd: int, memory_mb: int, seconds: float
+) -> None:
     code = 0
     try:
+        _quiet()
         _limit_memory(memory_mb)
+        _limit_cpu(seconds)  # ends the child even if its parent died and cannot kill it
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         out = os.fdopen(fd, "w")
 
@@ -245,6 +263,22 @@ def _child(func: Callable[..., None], args: tuple[Any, ...], fd: int, memory_mb:
             emit({"error": f"{type(exc).__name__}: {exc}"[:500]})
     finally:
         os._exit(code)
+
+
+def _quiet() -> None:
+    """Hold none of the parent's terminal or pipes (a reader of our stdout must not wait)."""
+    with suppress(OSError):
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+
+
+def _limit_cpu(seconds: float) -> None:
+    with suppress(ImportError, OSError, ValueError):
+        import resource
+
+        limit = int(seconds) + 5
+        resource.setrlimit(resource.RLIMIT_CPU, (limit, limit + 5))
 
 
 def _limit_memory(memory_mb: int) -> None:

@@ -722,6 +722,7 @@ def sweep_partials(
     import sympy as sp
 
     names = graph.short_names()
+    taken = set(names) | set(graph.variables)
     users = graph.consumers()
     shown: dict[Any, Any] = {}  # constant placeholder -> as typed
     exact: dict[Any, Any] = {}  # symbol -> its exact value at the point
@@ -773,7 +774,11 @@ def sweep_partials(
             continue
         g = adjoint.pop(node.id)
         if sp.count_ops(g) > SWEEP_INLINE_OPS and g.free_symbols:
-            symbol = sp.Symbol(f"d_{names[node.id]}", real=True)
+            label = f"d_{names[node.id]}"
+            while label in taken:  # never a name the program already uses
+                label += "'"
+            taken.add(label)
+            symbol = sp.Symbol(label, real=True)
             adjoint_defs[symbol] = g
             adjoint_order.append(symbol)
             exact[symbol] = sp.N(g.xreplace(exact), DIGITS)

@@ -84,3 +84,31 @@ def test_a_parse_error_with_sympys_child_started_early(tmp_path):
     """The child started early for SymPy is simply left unused: one error line, exit 2."""
     code, out, err = quick(["grad", "bad(", "x=1"], tmp_path)
     assert code == 2 and out == "" and err.startswith("error: expression: column 1: unknown")
+
+
+@pytest.mark.parametrize("value", ["２", "٣", " 1_0 ", "1_0"])
+def test_numbers_are_read_as_typer_reads_them(value):
+    assert quick_grad_args(["x*y", "x=1", "y=2", "--max-rows", value]) is None
+
+
+def test_a_dead_early_child_is_replaced_by_a_fresh_one():
+    import os
+    import signal
+
+    from backprop_cli import sandbox, symbolic
+    from backprop_cli.parse import parse
+
+    sandbox.prestart()
+    assert sandbox._spare is not None
+    pid = sandbox._spare[0]
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    job = sandbox.Bounded(
+        symbolic.partials,
+        (parse("x*y"), {"x": 2.0, "y": 3.0}, ["x"], False, False),
+        seconds=30,
+        memory_mb=2048,
+    )
+    messages = job.collect()
+    assert job.status == "done"
+    assert messages[0]["partials"]["x"]["formula"] == "y"

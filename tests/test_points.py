@@ -240,3 +240,31 @@ def test_points_never_import_sympy_or_torch_without_check(tmp_path):
         ["grad", "x*x", "--points", str(path)],
         "assert 'torch' not in sys.modules and 'sympy' not in sys.modules",
     )
+
+
+def test_a_json_key_first_seen_later_does_not_shift_the_csv_columns(monkeypatch):
+    monkeypatch.setattr(points, "MAX_CHUNK_ROWS", 4)
+    rows = [f'{{"x": {i}}}' if i != 6 else '{"x": 6, "tag": "late"}' for i in range(10)]
+    result = run("grad", "x*x", "--points", "-", stdin="\n".join(rows) + "\n")
+    assert result.code == 0, result.stderr
+    header, body = read_csv(result.stdout)
+    assert header == ["x", "value", "d_x"]
+    assert all(len(r) == 3 for r in body)
+    assert [float(r[2]) for r in body] == [2.0 * i for i in range(10)]
+
+
+def test_a_bad_first_json_row_is_skipped_like_any_other():
+    stdin = '{"x": 1}\n{"x": 3, "y": 4}\n'
+    result = run("grad", "x*y", "--points", "-", "--on-error", "skip", "--format", "jsonl",
+                 stdin=stdin)  # fmt: skip
+    assert result.code == 0, result.stderr
+    assert [json.loads(r)["line"] for r in result.stdout.splitlines()] == [2]
+    assert "line 1: no value for y" in result.stderr
+
+
+def test_an_overlong_line_in_a_cr_only_file_loses_only_itself():
+    stdin = "x\r1\r" + "9" * (points.MAX_LINE_CHARS + 5) + "\r3\r5\r"
+    result = run("grad", "x*2", "--points", "-", "--on-error", "skip", stdin=stdin)
+    assert result.code == 0
+    _, rows = read_csv(result.stdout)
+    assert [r[0] for r in rows] == ["1", "3", "5"]

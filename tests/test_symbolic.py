@@ -198,3 +198,23 @@ def test_expand_gives_one_expanded_formula_per_partial(tmp_path):
     assert swept["partials"][0]["symbolic_value"] == pytest.approx(
         expanded["partials"][0]["symbolic_value"], rel=1e-12
     )
+
+
+def test_adjoint_names_never_take_a_name_the_program_uses():
+    from backprop_cli import engine
+    from backprop_cli.parse import parse_program
+
+    lines = ["d_a = x*0 + 1", "a = x*y"]
+    lines += [f"a = a*x + sin(a) + y/({k} + a**2)" for k in range(20)]
+    lines.append("f = a*pi + d_a*a")
+    graph = parse_program("\n".join(lines)).graph
+    assert len(graph.nodes) > symbolic.SWEEP_NODES
+    point = {"x": 0.3, "y": 0.7}
+    messages = []
+    symbolic.sweep_partials(graph, point, ["x", "y"], False, emit=messages.append)
+    trace = engine.run(graph, point)
+    for name in ("x", "y"):
+        ours = float(trace.grads[graph.variables[name]])
+        assert messages[0]["partials"][name]["value"] == pytest.approx(ours, rel=1e-9)
+    names = [n for n, _, _ in messages[0]["sweep"]["adjoints"]]
+    assert len(names) == len(set(names)) and "d_a" not in names
