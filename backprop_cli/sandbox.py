@@ -197,32 +197,9 @@ class Bounded:
             self._reap()
 
     def collect(self) -> list[dict[str, Any]]:
-        if self.fd is None:
-            return self.messages
-        buffer = b""
-        late = 0
-        try:
-            while True:
-                # Past the deadline, what the child has already sent is still read.
-                left = max(0.0, self.deadline - time.monotonic())
-                late += left == 0.0
-                ready, _, _ = select.select([self.fd], [], [], left)
-                if not ready or late > LATE_READS:
-                    if left == 0.0:
-                        self.status = "timeout"
-                        break
-                    continue
-                chunk = os.read(self.fd, 1 << 16)
-                if not chunk:
-                    break
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                self.messages.extend(json.loads(line) for line in lines if line)
-        except BaseException:  # Ctrl-C while waiting: stop the child, do not wait for it
-            self.status = "timeout"
-            raise
-        finally:
-            self._reap()
+        """Everything the child sends, until it ends or the deadline."""
+        for _ in self.stream():
+            pass
         return self.messages
 
     def _reap(self) -> None:

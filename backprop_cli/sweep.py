@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from . import points, shapes
+from . import checks, points, shapes
 from .errors import BackpropError
 from .parse import Program
 from .report import (
     MAX_SYMBOLIC_ELEMENTS,
     Options,
+    _plain,
     _Symbolic,
     check_point,
     checked_elements,
@@ -272,7 +273,7 @@ def _tally(
             other = row.get(key)
             if status in ("ok", "mismatch"):
                 t.compared += 1
-                error = _abs_error(row["engine"], other)
+                error = checks.abs_error(row["engine"], other)
                 if math.isfinite(error):
                     t.max_error = max(t.max_error, error)
                 ratio = _ratio(row["engine"], other, report, check_name)
@@ -324,18 +325,9 @@ def _tally(
         )
 
 
-def _abs_error(a: Any, b: Any) -> float:
-    if a is None or b is None:
-        return math.inf
-    x, y = float(a), float(b)
-    if not (math.isfinite(x) and math.isfinite(y)):
-        return 0.0 if x == y or (math.isnan(x) and math.isnan(y)) else math.inf
-    return abs(x - y)
-
-
 def _ratio(a: Any, b: Any, report: dict[str, Any], check_name: str) -> float:
     """How close to its tolerance a comparison came: 1 is at the tolerance."""
-    error = _abs_error(a, b)
+    error = checks.abs_error(a, b)
     if not math.isfinite(error):
         return math.inf
     c = report["checks"][check_name]
@@ -355,13 +347,6 @@ def _summary(t: _Tally) -> dict[str, Any]:
         "max_error": t.max_error if t.compared else None,
         "worst": t.worst,
     }
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, np.ndarray):
-        out: Any = v.tolist()
-        return out
-    return float(v) if isinstance(v, (int, float, np.floating)) else v
 
 
 def read_points(

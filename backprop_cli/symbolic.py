@@ -203,14 +203,7 @@ def partials(
         return
     built = to_sympy(graph, sp, cores)
     out = built.nodes[graph.output]
-    at = dict(built.used)
-    for name, node_id in graph.variables.items():
-        symbols = built.nodes[node_id]
-        values = np.asarray(point[name], dtype=np.float64)
-        if isinstance(symbols, np.ndarray):
-            at.update((symbols[i], _exact(float(values[i]), sp)) for i in np.ndindex(*values.shape))
-        else:
-            at[symbols] = _exact(float(values), sp)
+    at = _at_point(built, graph, point, sp)
     total = out
     if seed is not None and not isinstance(out, np.ndarray):  # a scalar output's --seed-grad
         total = _exact(float(seed), sp) * out
@@ -283,18 +276,25 @@ def partials_at_points(
         }
     )
     for k, point in enumerate(points):
-        at = dict(built.used)
-        for name, node_id in graph.variables.items():
-            symbols = built.nodes[node_id]
-            values = np.asarray(point[name], dtype=np.float64)
-            if isinstance(symbols, np.ndarray):
-                at.update(
-                    (symbols[i], _exact(float(values[i]), sp)) for i in np.ndindex(*values.shape)
-                )
-            else:
-                at[symbols] = _exact(float(values), sp)
+        at = _at_point(built, graph, point, sp)
         found = {n: _guarded(partial(_value, d, sp, at)) for n, d in derivatives.items()}
         emit({"stage": "point", "k": k, "partials": found})
+
+
+def _at_point(
+    built: Expressions, graph: Graph, point: Mapping[str, Any], sp: Any
+) -> dict[Any, Any]:
+    """Every symbol's exact value at the point: the constants as the engine used them, each
+    variable (each element of an array) as the float64 given."""
+    at = dict(built.used)
+    for name, node_id in graph.variables.items():
+        symbols = built.nodes[node_id]
+        values = np.asarray(point[name], dtype=np.float64)
+        if isinstance(symbols, np.ndarray):
+            at.update((symbols[i], _exact(float(values[i]), sp)) for i in np.ndindex(*values.shape))
+        else:
+            at[symbols] = _exact(float(values), sp)
+    return at
 
 
 def _label(name: str, index: tuple[int, ...]) -> str:
@@ -669,14 +669,7 @@ def higher(
     wrt = [tuple(entry) for entry in wrt]  # type: ignore[misc]
     built = to_sympy(graph, sp, cores)
     out = built.nodes[graph.output]
-    at = dict(built.used)
-    for name, node_id in graph.variables.items():
-        symbols = built.nodes[node_id]
-        values = np.asarray(point[name], dtype=np.float64)
-        if isinstance(symbols, np.ndarray):
-            at.update((symbols[i], _exact(float(values[i]), sp)) for i in np.ndindex(*values.shape))
-        else:
-            at[symbols] = _exact(float(values), sp)
+    at = _at_point(built, graph, point, sp)
     columns = [(_label(n, i), element_symbol(built, graph, n, i)) for n, i in wrt]
 
     def described(expr: Any) -> dict[str, Any]:
