@@ -144,28 +144,46 @@ def finite_differences(
     env = {name: np.asarray(value, dtype=np.float64) for name, value in env.items()}
     cores = engine.input_cores(graph, env)
     steps = {e: _steps(float(env[name][index])) for e, (name, index) in entries.items()}
-    results: dict[Element, FiniteDifference] = {}
     deps: list[frozenset[str]] | None = None
     width = sum(max(1, int(np.prod(c))) for c in cores)
     budget = max(1, FD_POINTS_PER_PASS // max(1, width))
-    for group in _chunks(list(entries), steps, budget):
-        offsets, batch, blocks = _stencil_batch(graph, env, group, entries, steps)
+    centre: dict[Element, float] = {}
+    kink: dict[Element, bool] = dict.fromkeys(entries, False)
+    rows: dict[Element, list[np.ndarray]] = {e: [] for e in entries}
+    crossings: dict[Element, list[np.ndarray]] = {e: [] for e in entries}
+    for group in _passes(list(entries), steps, budget):
+        batch, blocks = _stencil_batch(graph, env, group, entries, steps)
         values = engine.evaluate(graph, batch, np.float64, cores=cores)
-        size = 1 + sum(len(steps[e]) * len(_STENCIL) for e in group)
+        size = 1 + sum((hi - lo) * len(_STENCIL) for _, lo, hi in group)
         f = _scalar_output(values[graph.output], cores[graph.output], seed, size)
         branches = _branches(graph, values, cores, size)
+        del values, batch
         if branches and deps is None:
             deps = graph.depends_on()
-        for e in group:
-            name = entries[e][0]
-            block, n = blocks[e], len(steps[e])
+        for piece in group:
+            e, lo, hi = piece
+            name, n = entries[e][0], hi - lo
             mine = [b for nid, b in branches.items() if deps is not None and name in deps[nid]]
-            on_kink = any(bool((b[0] == 0).any()) for b in mine)
+            kink[e] = kink[e] or any(bool((b[0] == 0).any()) for b in mine)
             crossed = np.zeros(n, dtype=bool)
             for b in mine:
-                crossed |= (b[block] != b[0]).reshape(n, -1).any(axis=1)
-            fv = f[block].reshape(n, -1)
-            results[e] = _estimate(float(f[0]), fv, offsets[e], crossed, on_kink, noise)
+                crossed |= (b[blocks[piece]] != b[0]).reshape(n, -1).any(axis=1)
+            centre[e] = float(f[0])
+            rows[e].append(f[blocks[piece]].reshape(n, -1))
+            crossings[e].append(crossed)
+    results: dict[Element, FiniteDifference] = {}
+    for e, (name, index) in entries.items():
+        x = float(env[name][index])
+        with np.errstate(all="ignore"):
+            offsets = (x + np.ldexp(1.0, steps[e])[:, None] * _STENCIL[None, :]) - x
+        results[e] = _estimate(
+            centre[e],
+            np.concatenate(rows[e]),
+            offsets,
+            np.concatenate(crossings[e]),
+            kink[e],
+            noise,
+        )
     return results
 
 
@@ -194,50 +212,56 @@ def _steps(x: float) -> np.ndarray:
     return np.array(sorted((k for k in exps if -1074 <= k <= 1020), reverse=True))
 
 
-def _chunks(
-    wrt: list[Element], steps: dict[Element, np.ndarray], budget: int
-) -> list[list[Element]]:
-    """Group variables so one pass holds at most `budget` points."""
-    groups: list[list[Element]] = []
+Piece = tuple[Element, int, int]  # an element and a range of its steps
+
+
+def _passes(wrt: list[Element], steps: dict[Element, np.ndarray], budget: int) -> list[list[Piece]]:
+    """Group the elements' stencils so one pass holds at most `budget` points besides the
+    centre; an element whose stencil alone is wider is split by steps over several passes
+    (a graph of wide arrays is evaluated a few points at a time, never all at once)."""
+    per = max(1, budget // len(_STENCIL))  # steps of one element in one pass
+    groups: list[list[Piece]] = []
     size = 0
-    for name in wrt:
-        points = len(steps[name]) * len(_STENCIL)
-        if not groups or size + points > budget:
-            groups.append([])
-            size = 1
-        groups[-1].append(name)
-        size += points
+    for e in wrt:
+        for lo in range(0, len(steps[e]), per):
+            hi = min(len(steps[e]), lo + per)
+            points = (hi - lo) * len(_STENCIL)
+            if not groups or size + points > budget:
+                groups.append([])
+                size = 0
+            groups[-1].append((e, lo, hi))
+            size += points
     return groups
 
 
 def _stencil_batch(
     graph: Graph,
     env: Mapping[str, np.ndarray],
-    group: list[Element],
+    group: list[Piece],
     entries: Mapping[Element, tuple[str, tuple[int, ...]]],
     steps: Mapping[Element, np.ndarray],
-) -> tuple[dict[Element, np.ndarray], dict[str, np.ndarray], dict[Element, slice]]:
-    """The points: the centre first, then for each element every step's four neighbours.
-    Offsets are the differences actually realised in floating point."""
-    size = 1 + sum(len(steps[e]) * len(_STENCIL) for e in group)
+) -> tuple[dict[str, np.ndarray], dict[Piece, slice]]:
+    """The points of one pass: the centre first, then for each piece every step's four
+    neighbours."""
+    size = 1 + sum((hi - lo) * len(_STENCIL) for _, lo, hi in group)
     batch = {
         name: np.broadcast_to(env[name], (size, *np.shape(env[name]))).copy()
         for name in graph.variables
     }
-    offsets, blocks = {}, {}
+    blocks = {}
     start = 1
     with np.errstate(all="ignore"):
-        for e in group:
+        for piece in group:
+            e, lo, hi = piece
             name, index = entries[e]
             x = float(env[name][index])
-            h = np.ldexp(1.0, steps[e])
+            h = np.ldexp(1.0, steps[e][lo:hi])
             points = x + h[:, None] * _STENCIL[None, :]
-            blocks[e] = slice(start, start + points.size)
-            where = (blocks[e], *index)
+            blocks[piece] = slice(start, start + points.size)
+            where = (blocks[piece], *index)
             batch[name][where] = points.ravel()
-            offsets[e] = points - x
             start += points.size
-    return offsets, batch, blocks
+    return batch, blocks
 
 
 def _estimate(

@@ -356,6 +356,8 @@ def tangents(
 
 
 SPREAD_COPIES = 8
+SPREAD_COPIES_LARGE = 2  # for graphs over SPREAD_LARGE elements: memory, not variety, binds
+SPREAD_LARGE = 1_000_000
 SPREAD_ULPS = 16
 
 
@@ -398,7 +400,7 @@ def spread(
     def jitter(x: Array, core: int) -> Array:
         shape = np.shape(x)
         if len(shape) == core:  # a value computed from constants alone: give it copies
-            shape = (SPREAD_COPIES, *shape)
+            shape = (copies, *shape)
             x = np.broadcast_to(x, shape)
         size = shape  # each element its own δ: cancellations inside an array show too
         moved = x * (1 + SPREAD_ULPS * eps * rng.uniform(size)).astype(dt)
@@ -408,8 +410,10 @@ def spread(
         return np.where(subnormal, moved + steps, moved)[()]
 
     cores = trace.cores or input_cores(graph, env)
+    large = any(cores) and shapes.cost(graph, cores)[0] > SPREAD_LARGE  # wide arrays
+    copies = SPREAD_COPIES_LARGE if large else SPREAD_COPIES
     batch = {
-        name: np.broadcast_to(np.asarray(value, dtype=dt), (SPREAD_COPIES, *np.shape(value)))
+        name: np.broadcast_to(np.asarray(value, dtype=dt), (copies, *np.shape(value)))
         for name, value in env.items()
     }
     with np.errstate(all="ignore"):

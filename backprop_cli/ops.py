@@ -379,6 +379,40 @@ def _mm(ctx: Ctx) -> tuple[str, str, str]:
     return _EINSUM[(len(ctx.cores[0]), len(ctx.cores[1]))]
 
 
+def _contract(spec: str, a: Array, b: Array) -> Array:
+    """np.einsum(spec, a, b) for the matrix-product specs above, through np.matmul (BLAS) once
+    the operands are big: numpy's einsum loops over 10^9 products for seconds."""
+    if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)) or a.size * b.size <= 1 << 16:
+        return np.einsum(spec, a, b)  # small, or dual numbers (which follow einsum)
+    left, z = spec.split("->")
+    x, y = (term[3:] for term in left.split(","))
+    if not x or not y:
+        return np.einsum(spec, a, b)  # a scalar times an array: no products to sum
+    shared = [c for c in x if c in y and c not in z[3:]]
+    fa, fb = [c for c in x if c not in shared], [c for c in y if c not in shared]
+    a2 = _core_order(a, x, fa + shared)
+    b2 = _core_order(b, y, shared + fb)
+    if not fa:
+        a2 = a2[..., None, :]
+    if not shared:
+        a2, b2 = a2[..., None], b2[..., None, :]
+    if not fb:
+        b2 = b2[..., None]
+    out = np.matmul(a2, b2)
+    if not fb:
+        out = out[..., 0]
+    if not fa:
+        out = out[..., 0, :] if fb else out[..., 0]
+    return np.swapaxes(out, -1, -2) if fa + fb != list(z[3:]) else out
+
+
+def _core_order(a: Array, letters: str, order: list[str]) -> Array:
+    """a with its core axes (named by letters) put in the given order."""
+    if list(letters) == order:
+        return a
+    return np.swapaxes(a, -1, -2)
+
+
 def _dot_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
     if len(a) != 1 or len(b) != 1 or a != b:
         raise ValueError(f"needs two vectors of one length, got shapes {_show(a)} and {_show(b)}")
@@ -520,10 +554,10 @@ _ARRAY_OPS: list[Op] = [
     ),
     Op(
         "matmul", 2, "a @ b",
-        lambda a, b, ctx: np.einsum(_mm(ctx)[0], a, b),
+        lambda a, b, ctx: _contract(_mm(ctx)[0], a, b),
         (
-            lambda g, out, a, b, ctx: np.einsum(_mm(ctx)[1], g, b),
-            lambda g, out, a, b, ctx: np.einsum(_mm(ctx)[2], a, g),
+            lambda g, out, a, b, ctx: _contract(_mm(ctx)[1], g, b),
+            lambda g, out, a, b, ctx: _contract(_mm(ctx)[2], a, g),
         ),
         lambda sp, a, b, ctx: np.matmul(np.asarray(a, dtype=object), np.asarray(b, dtype=object)),
         lambda t, a, b, ctx: t.einsum(_mm(ctx)[0], a, b),

@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import math
+import re
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -93,25 +94,44 @@ def _cap(text: str) -> str:
 # ---- JSON and CSV ---------------------------------------------------------------------
 
 
-def _nullify(value: Any, path: str, found: list[str]) -> Any:
+def _nullify(value: Any, path: str, found: list[str], rows: dict[str, str] | None = None) -> Any:
+    """The report with NaN and infinities as None (each one's path noted in `found`). With
+    `rows`, every innermost list of finite numbers is swapped for a key into `rows`, which
+    holds its compact JSON: one line per row of an array, written by the C encoder."""
     if isinstance(value, float) and not math.isfinite(value):
         found.append(f"{path} ({fmt(value)})")
         return None
     if isinstance(value, dict):
-        return {k: _nullify(v, f"{path}.{k}" if path else k, found) for k, v in value.items()}
+        return {k: _nullify(v, f"{path}.{k}" if path else k, found, rows) for k, v in value.items()}
     if isinstance(value, list):
-        return [_nullify(v, f"{path}[{i}]", found) for i, v in enumerate(value)]
+        if (
+            rows is not None
+            and value
+            and all(type(v) is float or type(v) is int for v in value)
+            and all(map(math.isfinite, value))
+        ):
+            key = f"{_ROW_MARK}{len(rows)}"
+            rows[key] = json.dumps(value, allow_nan=False)
+            return key
+        return [_nullify(v, f"{path}[{i}]", found, rows) for i, v in enumerate(value)]
     return value
+
+
+_ROW_MARK = "\x00row"  # NUL never reaches a report from input: the parser refuses it
 
 
 def to_json(report: dict[str, Any]) -> str:
     """Strict JSON: NaN and infinities become null, with a warning entry saying where."""
     found: list[str] = []
-    clean = _nullify(report, "", found)
+    rows: dict[str, str] = {}
+    clean = _nullify(report, "", found, rows)
     if found:
         shown = ", ".join(found[:12]) + (f" and {len(found) - 12} more" if len(found) > 12 else "")
         clean["warnings"].append({"message": f"non-finite numbers written as null: {shown}"})
-    return json.dumps(clean, indent=2, ensure_ascii=False, allow_nan=False)
+    text = json.dumps(clean, indent=2, ensure_ascii=False, allow_nan=False)
+    if not rows:
+        return text
+    return re.sub(r'"\\u0000row(\d+)"', lambda m: rows[f"{_ROW_MARK}{m.group(1)}"], text)
 
 
 def to_csv(report: dict[str, Any], delimiter: str = ",") -> str:

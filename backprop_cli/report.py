@@ -164,7 +164,16 @@ def gradient_report(program: Program, point: dict[str, Any], options: Options) -
     trace = engine.run(graph, used, options.dtype, seed)
     elements = checked_elements(graph, cores, wrt)
     total = sum(shapes.size(cores[graph.variables[name]]) for name in wrt)
-    if len(elements) < total:
+    if not elements and wrt and options.finite_difference:
+        warnings.append(
+            {
+                "message": f"{total:,} gradient elements in a graph of about "
+                f"{max(shapes.cost(graph, cores)):,} operations per evaluation: finite "
+                "differences are skipped (one element would take seconds); torch checks "
+                "every element"
+            }
+        )
+    elif len(elements) < total:
         warnings.append(
             {
                 "message": f"{total:,} gradient elements: finite differences and SymPy check an "
@@ -284,9 +293,11 @@ def checked_elements(
 ) -> list[tuple[str, tuple[int, ...]]]:
     """The partials checked one by one: every element up to MAX_CHECKED_ELEMENTS over all
     variables, beyond that an even sample of each array (first and last included)."""
-    width = sum(max(1, shapes.size(core)) for core in cores)  # elements of one evaluation
+    width = max(shapes.cost(graph, cores))  # elements and work of one evaluation
     affordable = FD_WORK // (FD_EVALUATIONS_PER_ELEMENT * width)  # finite differences' cost
-    per = max(4, min(MAX_CHECKED_ELEMENTS, affordable) // max(1, len(wrt)))
+    if affordable < 1:
+        return []  # one element would take seconds: torch alone checks this graph
+    per = max(min(4, affordable), min(MAX_CHECKED_ELEMENTS, affordable) // max(1, len(wrt)))
     chosen = []
     for name in wrt:
         core = cores[graph.variables[name]]

@@ -6,13 +6,14 @@ A mismatch is an input error that names the node, the op and the shapes involved
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from . import ops
-from .errors import ParseError
+from .errors import BackpropError, ParseError
 from .graph import Graph
 
 Shape = tuple[int, ...]
@@ -32,8 +33,16 @@ def broadcast(*shapes: Shape) -> Shape:
         raise ValueError(f"cannot broadcast shapes {shown}") from None
 
 
+# What one graph may hold and do at one point, whatever its shapes: every node keeps its
+# value and its gradient (and the checks keep copies), so the sum over nodes is what memory
+# scales with; a matrix product costs m·k·n multiply-adds, not its output's size.
+MAX_TOTAL_ELEMENTS = 30_000_000
+MAX_WORK = 10_000_000_000
+
+
 def infer(graph: Graph, inputs: Mapping[str, Shape], what: str = "expression") -> list[Shape]:
-    """The core shape of every node, in one loop over the graph."""
+    """The core shape of every node, in one loop over the graph; a graph whose values would
+    not fit the budget (MAX_TOTAL_ELEMENTS, MAX_WORK) is refused before anything runs."""
     cores: list[Shape] = []
     for node in graph.nodes:
         if node.op == "input":
@@ -43,7 +52,31 @@ def infer(graph: Graph, inputs: Mapping[str, Shape], what: str = "expression") -
             cores.append(tuple(np.shape(node.value)))
         else:
             cores.append(of_node(graph, node.id, [cores[i] for i in node.inputs], what))
+    total, work = cost(graph, cores)
+    if total > MAX_TOTAL_ELEMENTS or work > MAX_WORK:
+        raise BackpropError(
+            f"the {what} is too big to run: its nodes would hold {total:,} array elements "
+            f"(at most {MAX_TOTAL_ELEMENTS:,}) and take about {work:,} operations "
+            f"(at most {MAX_WORK:,})",
+            hint="use smaller arrays or fewer array operations",
+        )
     return cores
+
+
+def cost(graph: Graph, cores: list[Shape]) -> tuple[int, int]:
+    """(elements held over all nodes, multiply-adds of one evaluation), roughly."""
+    if not any(cores):
+        return len(cores), len(cores)
+    total = work = 0
+    for node, core in zip(graph.nodes, cores, strict=True):
+        total += math.prod(core)
+        if node.inputs:
+            args = [cores[i] for i in node.inputs]
+            if node.op == "matmul" and args[0]:
+                work += math.prod(core) * args[0][-1]
+            else:
+                work += max([math.prod(core), *(math.prod(a) for a in args)])
+    return total, work
 
 
 def of_node(graph: Graph, node_id: int, args: list[Shape], what: str = "expression") -> Shape:
