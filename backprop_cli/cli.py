@@ -233,6 +233,15 @@ GRAD_EXAMPLES = """\
 """
 
 
+_AllowNonfinite = Annotated[
+    bool,
+    typer.Option(
+        "--allow-nonfinite",
+        help="Accept nan, inf and -inf as values (NAME=VALUE, --values, --points cells).",
+    ),
+]
+
+
 @app.command(context_settings={"ignore_unknown_options": True}, epilog=GRAD_EXAMPLES)
 def grad(
     expression: Annotated[
@@ -379,6 +388,7 @@ def grad(
             "--max-length", min=1, max=100_000_000, metavar="CHARS", help="Refuse longer input."
         ),
     ] = DEFAULT_LIMITS.max_length,
+    allow_nonfinite: _AllowNonfinite = False,
 ) -> None:
     """Differentiate an expression at a point: the computational graph with every node's value
     and gradient, the SymPy partials, and checks against torch autograd and finite differences.
@@ -396,6 +406,7 @@ def grad(
             dtype=dtype.value, torch_check=torch_check, device=device, symbolic=symbolic,
             simplify=simplify, latex=latex, symbolic_timeout=symbolic_timeout, expand=expand,
             picture_file=picture_file, max_rows=max_rows, max_length=max_length,
+            allow_nonfinite=allow_nonfinite,
         )
     )  # fmt: skip
     if code:
@@ -489,6 +500,7 @@ def explain(
     max_length: Annotated[
         int, typer.Option("--max-length", min=1, max=100_000_000, metavar="CHARS")
     ] = DEFAULT_LIMITS.max_length,
+    allow_nonfinite: _AllowNonfinite = False,
 ) -> None:
     """The chain rule step by step: every path from the output down to each variable with
     its product of local derivatives, the reverse sweep as numbered local steps (or, with
@@ -498,7 +510,7 @@ def explain(
     from .render import to_json
     from .report import check_point, resolve_wrt
 
-    limits = Limits(max_length=max_length)
+    limits = Limits(max_length=max_length, allow_nonfinite=allow_nonfinite)
     try:
         program, point = _program_and_point(expression, values, file, values_file, limits)
         for warning in [*program.warnings, *check_point(program.graph, point)]:
@@ -582,11 +594,12 @@ def _higher(
     symbolic: bool,
     symbolic_timeout: float,
     max_length: int,
+    allow_nonfinite: bool,
 ) -> None:
     from . import higher
     from .render import higher_csv, higher_markdown, higher_tables, to_json
 
-    limits = Limits(max_length=max_length)
+    limits = Limits(max_length=max_length, allow_nonfinite=allow_nonfinite)
     try:
         program, point = _program_and_point(expression, values, file, values_file, limits)
         if not torch_check and device != "cpu":
@@ -684,6 +697,7 @@ def jacobian(
     symbolic: _Symbolic = True,
     symbolic_timeout: _Timeout = 5.0,
     max_length: _MaxLength = DEFAULT_LIMITS.max_length,
+    allow_nonfinite: _AllowNonfinite = False,
 ) -> None:
     """Every partial derivative of every element of the output (an array or a number) with
     respect to every element of the variables, checked against torch.autograd.functional,
@@ -693,7 +707,7 @@ def jacobian(
     """
     _higher(
         "jacobian", expression, values, file, values_file, wrt, fmt, torch_check, device,
-        symbolic, symbolic_timeout, max_length,
+        symbolic, symbolic_timeout, max_length, allow_nonfinite,
     )  # fmt: skip
 
 
@@ -710,6 +724,7 @@ def hessian(
     symbolic: _Symbolic = True,
     symbolic_timeout: _Timeout = 5.0,
     max_length: _MaxLength = DEFAULT_LIMITS.max_length,
+    allow_nonfinite: _AllowNonfinite = False,
 ) -> None:
     """Every second derivative of a scalar output with respect to the variables' elements
     (forward over reverse: the engine's reverse sweep run on dual numbers), checked against
@@ -719,7 +734,7 @@ def hessian(
     """
     _higher(
         "hessian", expression, values, file, values_file, wrt, fmt, torch_check, device,
-        symbolic, symbolic_timeout, max_length,
+        symbolic, symbolic_timeout, max_length, allow_nonfinite,
     )  # fmt: skip
 
 
@@ -783,6 +798,7 @@ def check_command(
         CheckFormat, typer.Option("--format", help="Output format.")
     ] = CheckFormat.table,
     max_length: _MaxLength = DEFAULT_LIMITS.max_length,
+    allow_nonfinite: _AllowNonfinite = False,
 ) -> None:
     """Check the gradient at many points (random, or from a file): the engine against torch
     autograd, finite differences and SymPy at each, with the worst point reported. For CI.
@@ -792,7 +808,7 @@ def check_command(
     from . import sweep
     from .render_check import check_heading, check_lines, check_table
 
-    limits = Limits(max_length=max_length)
+    limits = Limits(max_length=max_length, allow_nonfinite=allow_nonfinite)
     try:
         if points_file == "-" and "-" in (expression, file):
             raise BackpropError("stdin can hold the program or the points, not both")
@@ -807,7 +823,7 @@ def check_command(
         )  # fmt: skip
         if points_file is not None:
             what = "stdin" if points_file == "-" else points_file
-            settings.given = sweep.read_points(points_file, what, program, fixed)
+            settings.given = sweep.read_points(points_file, what, program, fixed, allow_nonfinite)
             settings.source = what
         report = sweep.check(program, fixed, settings)
     except BackpropError as exc:
@@ -894,13 +910,14 @@ def graph(
     max_length: Annotated[
         int, typer.Option("--max-length", min=1, max=100_000_000, metavar="CHARS")
     ] = DEFAULT_LIMITS.max_length,
+    allow_nonfinite: _AllowNonfinite = False,
 ) -> None:
     """Draw the computational graph, CS231n style: each node's op and label with its value
     (green) and gradient (red), each wire with the value going forward and the gradient
     coming back. Without values it shows the structure alone."""
     from . import picture as pictures
 
-    limits = Limits(max_length=max_length)
+    limits = Limits(max_length=max_length, allow_nonfinite=allow_nonfinite)
     try:
         if output is not None:
             pictures.check_output(output)

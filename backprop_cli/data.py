@@ -8,8 +8,9 @@ language (ASCII, no '_' separators, no nan/inf).
 from __future__ import annotations
 
 import csv
-import io
+import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ COURSE_Y = (2.0, 4.0, 6.0)
 
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*", re.ASCII)
+MAX_LINE_CHARS = 1_000_000  # one row; a longer line is a bad row, not a memory blow-up
 
 
 @dataclass(frozen=True)
@@ -40,9 +42,21 @@ class Dataset:
         return list(self.features)
 
 
-def number(text: str, where: str) -> float:
-    """One number, strictly: what a user sees is what the engine gets."""
+_NONFINITE = {"nan": math.nan, "inf": math.inf, "infinity": math.inf}
+
+
+def number(text: str, where: str, allow_nonfinite: bool | None = None) -> float:
+    """One number, strictly: what a user sees is what the engine gets. nan, inf, -inf and
+    infinity (any case) only where allowed (True: --allow-nonfinite was given; False: the
+    command has that option; None: it has not)."""
     stripped = text.strip()
+    word = stripped[1:] if stripped[:1] in "+-" else stripped
+    if word.lower() in _NONFINITE:
+        if not allow_nonfinite:
+            offer = " (pass --allow-nonfinite to give it)" if allow_nonfinite is False else ""
+            raise BackpropError(f"{where}: {stripped} is not a finite number{offer}")
+        word = word.lower()
+        return -_NONFINITE[word] if stripped.startswith("-") else _NONFINITE[word]
     if not _NUMBER.fullmatch(stripped):
         shown = stripped if len(stripped) <= 40 else stripped[:39] + "…"
         raise BackpropError(f"{where}: {shown!r} is not a number")
@@ -65,15 +79,42 @@ def from_lists(x_text: str | None, y_text: str | None) -> Dataset:
     return Dataset({"x": np.array(xs)}, "y", np.array(ys))
 
 
-def from_csv(text: str, what: str, target: str) -> Dataset:
-    """A CSV with a header naming the columns; `target` is the column to predict."""
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    rows = [
-        (number_of_line, row)
-        for number_of_line, row in enumerate(csv.reader(io.StringIO(text)), start=1)
-        if row and any(cell.strip() for cell in row)
-    ]
+def lines(stream: Any) -> Iterator[tuple[int, str]]:
+    """(line number, text without its newline), a byte-order mark at the start dropped. A
+    line longer than MAX_LINE_CHARS is never held whole: its first part stands for it (and
+    is then refused as too long)."""
+    number_of_line = 0
+    while True:
+        text = stream.readline(MAX_LINE_CHARS + 1)
+        if not text:
+            return
+        number_of_line += 1
+        if len(text) > MAX_LINE_CHARS and not text.endswith(("\n", "\r")):
+            while True:  # skip the rest of the long line
+                more = stream.readline(MAX_LINE_CHARS)
+                if not more or more.endswith(("\n", "\r")):
+                    break
+        if number_of_line == 1 and text.startswith("\ufeff"):
+            text = text[1:]
+        yield number_of_line, text.rstrip("\r\n")
+
+
+def from_csv(source: Iterator[tuple[int, str]], what: str, target: str) -> Dataset:
+    """A CSV with a header naming the columns; `target` is the column to predict. `source`
+    gives (line number, text) as `lines` does: a line over MAX_LINE_CHARS is refused
+    without being held."""
+    rows: list[tuple[int, list[str]]] = []
+    for number_of_line, text in source:
+        if len(text) > MAX_LINE_CHARS:
+            raise BackpropError(
+                f"{what}, line {number_of_line}: longer than {MAX_LINE_CHARS:,} characters"
+            )
+        try:
+            row = next(csv.reader([text]), [])
+        except csv.Error as exc:
+            raise BackpropError(f"{what}, line {number_of_line}: not a CSV row ({exc})") from None
+        if row and any(cell.strip() for cell in row):
+            rows.append((number_of_line, row))
     if not rows:
         raise BackpropError(f"{what} is empty: expected a header row and data rows")
     header_line, header = rows[0]

@@ -43,6 +43,7 @@ _FLAGS: dict[str, tuple[str, Any]] = {
     "--graph": ("picture_file", None),
     "--max-rows": ("max_rows", None),
     "--max-length": ("max_length", None),
+    "--allow-nonfinite": ("allow_nonfinite", True),
 }
 _CHOICES = {
     "fmt": ("table", "json", "csv", "markdown", "tsv", "jsonl"),

@@ -51,6 +51,7 @@ class GradArgs:
     picture_file: str | None = None
     max_rows: int = 200
     max_length: int = DEFAULT_LIMITS.max_length
+    allow_nonfinite: bool = False
 
 
 def run(a: GradArgs) -> int:
@@ -58,7 +59,7 @@ def run(a: GradArgs) -> int:
     from .parse import parse_constant
     from .report import Options, gradient_report
 
-    limits = Limits(max_length=a.max_length)
+    limits = Limits(max_length=a.max_length, allow_nonfinite=a.allow_nonfinite)
     try:
         if a.points_file == "-" and "-" in (a.expression, a.file):
             raise BackpropError("stdin can hold the program or the points, not both")
@@ -168,7 +169,7 @@ def _points(program: Any, fixed: dict[str, Any], a: GradArgs) -> int:
     what = "stdin" if a.points_file == "-" else str(a.points_file)
     stream = inputs.open_text(str(a.points_file), what)
     try:
-        reader = points.PointReader(stream, what, varying, fixed)
+        reader = points.PointReader(stream, what, varying, fixed, a.allow_nonfinite)
         checker = points.TorchCheck(plan, a.device) if a.check_points else None
         if checker is not None and a.device != "cpu":
             from .checks import check_device

@@ -102,13 +102,17 @@ def parse_values(args: list[str], limits: Limits, warnings: list[str]) -> dict[s
 
 
 def train_data(x: str | None, y: str | None, data_file: str | None, target: str) -> tuple[Any, str]:
-    from .data import from_csv, from_lists
+    from .data import from_csv, from_lists, lines
 
     if data_file is not None:
         if x is not None or y is not None:
             raise BackpropError("give --data or --x/--y, not both")
         what = "stdin" if data_file == "-" else data_file
-        return from_csv(read_text(data_file, what, 1_000_000_000), what, target), f" from {what}"
+        stream = open_text(data_file, what)
+        try:
+            return from_csv(lines(stream), what, target), f" from {what}"
+        finally:
+            stream.close()
     if target != "y":
         raise BackpropError("--target names a column of --data")
     dataset = from_lists(x, y)

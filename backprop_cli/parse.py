@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import keyword
+import math
 import re
 import unicodedata
 from dataclasses import dataclass, field, replace
@@ -23,11 +24,12 @@ from .graph import Graph, Node
 
 @dataclass(frozen=True)
 class Limits:
-    max_length: int = 1_000_000  # characters of source
+    max_length: int = 100_000  # characters of source (--max-length raises it)
     max_depth: int = 256  # nested parentheses and calls
     max_nodes: int = 1_000_000
     max_literal: int = 100  # characters in one number or name
     max_elements: int = 10_000_000  # elements of one array literal or constructor
+    allow_nonfinite: bool = False  # values may be nan, inf and -inf (--allow-nonfinite)
 
 
 DEFAULT_LIMITS = Limits()
@@ -285,9 +287,12 @@ class Program:
 
 
 class _Parser:
-    def __init__(self, source: str, limits: Limits, what: str) -> None:
+    def __init__(
+        self, source: str, limits: Limits, what: str, constants: dict[str, float] | None = None
+    ) -> None:
         self.source = source
         self.limits = limits
+        self.constants = ops.CONSTANTS if constants is None else constants
         self.what = what
         self.tokens = tokenize(source, limits=limits, what=what)
         self.pos = 0
@@ -322,15 +327,15 @@ class _Parser:
             raise self.error(
                 f"'{name}' is a function: call it as {name}(...)", tok.start, hint=None
             )
-        if name in ops.CONSTANTS:
-            return self.add("const", (), tok.start, tok.end, value=ops.CONSTANTS[name])
+        if name in self.constants:
+            return self.add("const", (), tok.start, tok.end, value=self.constants[name])
         if name not in self.variables:
             self.variables[name] = self.add("input", (), tok.start, tok.end, name=name)
         return self.variables[name]
 
     def unknown_function(self, tok: Token) -> ParseError:
         name = tok.text
-        if name in self.bound or name in self.variables or name in ops.CONSTANTS:
+        if name in self.bound or name in self.variables or name in self.constants:
             return self.error(
                 f"'{name}' is not a function",
                 tok.start,
@@ -781,6 +786,7 @@ class _Parser:
 
         sub = _Parser.__new__(_Parser)
         sub.source, sub.limits, sub.what = self.source, self.limits, self.what
+        sub.constants = self.constants
         eof = self.tokens[end]
         sub.tokens = [*self.tokens[start:end], Token("eof", "", eof.start, eof.start)]
         sub.pos, sub.nodes, sub.bound, sub.variables, sub.warnings = 0, [], {}, {}, []
@@ -793,9 +799,11 @@ class _Parser:
                 hint="write the array as a value (W=[[1, 2], [3, 4]]) and use its name",
             )
         graph = Graph(tuple(sub.nodes), operand.node, self.source)
-        check_constants(graph, what=self.what)
+        if self.constants is ops.CONSTANTS:  # else nan and inf were asked for
+            check_constants(graph, what=self.what)
         self.warnings += sub.warnings
-        value = evaluate(graph, {})[operand.node]
+        with np.errstate(all="ignore"):
+            value = evaluate(graph, {})[operand.node]
         return float(value) if np.ndim(value) == 0 else np.asarray(value)
 
     def subscript(self, target: _Operand, depth: int) -> _Operand:
@@ -906,18 +914,37 @@ def check_variable_name(name: str, what: str) -> None:
         raise BackpropError(f"{what}: {name!r} is reserved and cannot be a variable")
 
 
+_NONFINITE = re.compile(r"(?<![A-Za-z0-9_.])(nan|inf(?:inity)?)(?![A-Za-z0-9_])", re.IGNORECASE)
+
+
 def parse_constant(
     text: str, *, what: str, limits: Limits = DEFAULT_LIMITS, warnings: list[str] | None = None
 ) -> Any:
     """A constant expression such as `-2`, `1.5e-3`, `pi/4`, `[[1, 2], [3, 4]]` or
     `2*arange(4)`, evaluated in float64: a float, or a read-only array. Parser warnings (a
-    literal that underflows, say) are added to `warnings`."""
-    from .engine import evaluate
+    literal that underflows, say) are added to `warnings`. `nan`, `inf` and `infinity` (any
+    case) are values only with limits.allow_nonfinite; otherwise they are refused by name."""
+    from .engine import check_constants, evaluate
 
     if not text.strip():
         raise BackpropError(f"{what} is empty")
-    program = parse_program(text, limits=limits, what=what)
+    found = _NONFINITE.search(text)
+    constants = None
+    if found and not limits.allow_nonfinite:
+        raise ParseError(
+            f"{found.group(1)} is not a finite number",
+            source=text,
+            offset=found.start(),
+            what=what,
+            hint="pass --allow-nonfinite to give nan or inf as a value",
+        )
+    if found:
+        text = _NONFINITE.sub(lambda m: m.group(1).lower()[:3], text)
+        constants = {**ops.CONSTANTS, "nan": math.nan, "inf": math.inf}
+    program = _Parser(_prepare(text, limits, what), limits, what, constants).program()
     graph = program.graph
+    if not found:
+        check_constants(graph, what=what)
     if program.statements != 1:
         raise BackpropError(f"{what} must be one expression, not {program.statements} statements")
     if warnings is not None:
@@ -930,7 +957,8 @@ def parse_constant(
         )
     if any(n.name is not None for n in graph.nodes):
         raise BackpropError(f"{what} must be an expression, not an assignment")
-    value = evaluate(graph, {})[graph.output]
+    with np.errstate(all="ignore"):
+        value = evaluate(graph, {})[graph.output]
     if np.ndim(value) == 0:
         return float(value)
     array = np.array(value, dtype=np.float64)

@@ -22,14 +22,13 @@ from typing import Any, TextIO
 import numpy as np
 
 from . import checks, engine, shapes
-from .data import _NUMBER, number
+from .data import _NUMBER, MAX_LINE_CHARS, lines, number
 from .errors import BackpropError
 from .graph import Graph
 
 _NUMBER_TEXT = _NUMBER.pattern
 CHUNK_ELEMENTS = 1 << 22  # node-value elements per chunk (bounds memory: ~32 MB a copy)
 MAX_CHUNK_ROWS = 65_536
-MAX_LINE_CHARS = 1_000_000  # one row; a longer line is a bad row, not a memory blow-up
 SHOWN_BAD_ROWS = 10  # skipped rows named one by one; the rest are counted
 
 
@@ -82,32 +81,20 @@ class Summary:
 # ---- reading --------------------------------------------------------------------------------
 
 
-def _lines(stream: Any) -> Iterator[tuple[int, str]]:
-    """(line number, text without its newline), a byte-order mark at the start dropped. A
-    line longer than MAX_LINE_CHARS is never held whole: its first part stands for it (and
-    is then refused as too long)."""
-    number_of_line = 0
-    while True:
-        text = stream.readline(MAX_LINE_CHARS + 1)
-        if not text:
-            return
-        number_of_line += 1
-        if len(text) > MAX_LINE_CHARS and not text.endswith(("\n", "\r")):
-            while True:  # skip the rest of the long line
-                more = stream.readline(MAX_LINE_CHARS)
-                if not more or more.endswith(("\n", "\r")):
-                    break
-        if number_of_line == 1 and text.startswith("\ufeff"):
-            text = text[1:]
-        yield number_of_line, text.rstrip("\r\n")
-
-
 class PointReader:
     """The rows of a CSV/TSV file with a header (or one bare column), or of JSON lines."""
 
-    def __init__(self, stream: Any, what: str, needed: list[str], fixed: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        stream: Any,
+        what: str,
+        needed: list[str],
+        fixed: Mapping[str, Any],
+        allow_nonfinite: bool = False,
+    ) -> None:
         self.what = what
-        self.source = _lines(stream)
+        self.allow_nonfinite = allow_nonfinite  # nan and inf cells (--allow-nonfinite)
+        self.source = lines(stream)
         self.needed = needed  # variables without a fixed value: the file must give them
         self.fixed = fixed
         self.kind = "csv"
@@ -130,7 +117,10 @@ class PointReader:
             self.pending = (line, text)
             return
         self.delimiter = "\t" if "\t" in text and "," not in text else ","
-        cells = [c.strip() for c in next(csv.reader([text], delimiter=self.delimiter))]
+        try:
+            cells = [c.strip() for c in next(csv.reader([text], delimiter=self.delimiter))]
+        except csv.Error as exc:
+            raise BackpropError(f"{self.what}, line {line}: not a CSV row ({exc})") from None
         if len(cells) == 1 and len(self.needed) == 1 and _is_number(cells[0]):
             self.names = list(self.needed)  # one bare column of numbers, no header
             self.pending = (line, text)
@@ -242,7 +232,7 @@ class PointReader:
         for name, cell in zip(self.names, cells, strict=True):
             if name in self.needed:
                 try:
-                    values[name] = number(cell, f"column {name}")
+                    values[name] = number(cell, f"column {name}", self.allow_nonfinite)
                 except BackpropError as exc:
                     return Bad(line, exc.message)
                 texts[name] = cell.strip()
@@ -266,8 +256,10 @@ class PointReader:
             v = obj[name]
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 return Bad(line, f"{name}: expected a number, got {json.dumps(v)[:40]}")
-            if not math.isfinite(float(v)):
-                return Bad(line, f"{name}: {v} is too large for float64")
+            if not math.isfinite(float(v)) and not self.allow_nonfinite:
+                return Bad(
+                    line, f"{name}: {v} is not a finite number (pass --allow-nonfinite to give it)"
+                )
             values[name] = float(v)
         for name, v in obj.items():
             if name not in self.needed:

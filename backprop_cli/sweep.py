@@ -350,7 +350,7 @@ def _summary(t: _Tally) -> dict[str, Any]:
 
 
 def read_points(
-    path: str, what: str, program: Program, fixed: dict[str, Any]
+    path: str, what: str, program: Program, fixed: dict[str, Any], allow_nonfinite: bool = False
 ) -> list[dict[str, float]]:
     """The points of a CSV/TSV/JSON-lines file (see grad --points), all of them."""
     from .inputs import open_text
@@ -359,7 +359,7 @@ def read_points(
     varying = [name for name in graph.variables if name not in fixed]
     stream = open_text(path, what)
     try:
-        reader = points.PointReader(stream, what, varying, fixed)
+        reader = points.PointReader(stream, what, varying, fixed, allow_nonfinite)
         summary = points.Summary()
         found: list[dict[str, float]] = []
         for chunk in points.chunks(reader, 4096, "stop", summary):

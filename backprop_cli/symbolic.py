@@ -45,6 +45,8 @@ class Expressions:
 
 
 def _exact(value: float, sp: Any) -> Any:
+    if not math.isfinite(value):  # a value given with --allow-nonfinite
+        return sp.nan if math.isnan(value) else (sp.oo if value > 0 else -sp.oo)
     frac = Fraction(value)
     return sp.Rational(frac.numerator, frac.denominator)
 

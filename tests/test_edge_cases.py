@@ -100,7 +100,7 @@ def test_an_oversize_file_of_multibyte_characters_is_too_long(tmp_path):
     prog.write_text("−" * 1_400_000)
     r = run("grad", "--file", str(prog))
     assert r.code == 2
-    assert "longer than 1,000,000 characters" in r.stderr
+    assert "longer than 100,000 characters" in r.stderr
 
 
 def test_float32_overflowing_value_is_an_error():

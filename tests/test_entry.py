@@ -23,6 +23,8 @@ SAME = [
     ["grad", "x**3", "x=2", "--order", "2", "--no-torch", "--format", "csv"],
     ["grad", "x*y", "x=1", "y=2", "--no-torch", "--device", "cuda"],
     ["grad", "log(x)", "x=-1", "--no-torch", "--no-symbolic", "--format", "markdown"],
+    ["grad", "x*y", "x=nan", "y=2", "--allow-nonfinite", "--no-torch", "--format", "json"],
+    ["grad", "x*y", "x=-inf", "y=2", "--no-torch", "--no-symbolic"],
 ]
 
 

@@ -145,7 +145,9 @@ almost_valid = expressions.flatmap(_mutations)
 @given(almost_valid)
 def test_cli_on_almost_valid_input_exits_0_1_or_2(text):
     values = [f"{v}=0.7" for v in VARIABLES] + ["w=1.5"]
+    before = set(os.listdir("."))
     result = run("grad", "--format", "json", "--no-torch", "--no-symbolic", "--", text, *values)
+    assert set(os.listdir(".")) == before  # nothing written to disk
     assert result.code in (0, 1, 2), (text, result.stderr)
     assert "Traceback" not in result.stderr
     if result.code in (0, 1):
@@ -165,3 +167,31 @@ def test_batched_forward_equals_pointwise(source, point):
     for k in range(2):
         single = engine.evaluate(graph, {n: float(batch[n][k]) for n in names})[graph.output]
         assert checks.agree(float(out[k]), float(single), 0.0, 0.0)
+
+
+@examples(25)
+@given(st.recursive(leaves, _extend, max_leaves=5), points)
+def test_engine_agrees_with_sympy_where_sympy_has_a_value(source, point):
+    """SymPy differentiates our graph's counterpart (in its bounded child, as the report
+    does); where its partial has a real value at the point, the report does not call it a
+    disagreement, and the engine's gradient equals it to the sweep's rounding spread."""
+    from backprop_cli.parse import parse_program
+    from backprop_cli.report import OK_STATUSES, Options, gradient_report
+
+    try:
+        program = parse_program(source)
+    except BackpropError:
+        assume(False)
+        raise
+    env = {name: point[name] for name in program.graph.variables}
+    options = Options(torch=False, finite_difference=False, simplify=False, symbolic_timeout=5)
+    report = gradient_report(program, env, options)
+    for p in report["partials"]:
+        assert p["status"]["symbolic"] in OK_STATUSES, (source, point, p)
+        ours, exact = p["engine"], p["symbolic_value"]
+        if p["status"]["symbolic"] != "ok" or exact is None or ours is None:
+            continue
+        if not (math.isfinite(ours) and math.isfinite(exact)):
+            continue
+        slack = 4 * (p["spread"] or 0.0) + 1e-12 * max(1.0, abs(exact))
+        assert abs(ours - exact) <= slack, (source, point, p)

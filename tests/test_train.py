@@ -242,7 +242,7 @@ def test_data_from_csv_and_stdin(tmp_path):
         ("x,y\n", "no data rows"),
         ("x,y\n1,2\n3\n", "line 3: 1 fields, but the header has 2"),
         ("x,y\n1,two\n", "line 2, column 'y': 'two' is not a number"),
-        ("x,y\n1,nan\n", "'nan' is not a number"),
+        ("x,y\n1,nan\n", "nan is not a finite number"),
         ("x,z\n1,2\n", "no target column 'y' (columns: x, z)"),
         ("x y,y\n1,2\n", "column name 'x y' is not a valid variable name"),
         ("x,x,y\n1,2,3\n", "column 'x' appears twice"),
