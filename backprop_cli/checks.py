@@ -303,7 +303,17 @@ def _estimate(
         err = max(abs(float(estimates[i]) - float(estimates[m])) for m in near) + rounding[i]
         if err < best_err:
             best, best_err = i, float(err)
-    return FiniteDifference(float(estimates[best]), best_err, float(h[best]), kink, True)
+    # Steps far larger than the scale the function varies on can alias it into a plateau
+    # of their own (sin at 1e16, where no step under 2^8 ulps exists). Every smaller step
+    # must then agree with the plateau, or differ by no more than its rounding explains.
+    value = float(estimates[best])
+    for i in range(run[-1] + 1, len(h)):
+        if not usable[i]:
+            continue
+        gap = abs(float(estimates[i]) - value)
+        if gap > max(FD_AGREEMENT * abs(value), floor[i]) + 2 * rounding[i] + best_err:
+            return FiniteDifference(value, None, float(h[best]), kink, False)
+    return FiniteDifference(value, best_err, float(h[best]), kink, True)
 
 
 def _plateau(

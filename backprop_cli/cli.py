@@ -6,7 +6,9 @@ cross-check is exit code 1.
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
 import sys
 from collections.abc import Iterator
@@ -42,6 +44,15 @@ def _fail(exc: BackpropError) -> NoReturn:
     raise typer.Exit(exc.exit_code)
 
 
+_WRITE_ERRORS = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG, errno.EBADF}
+
+
+def _exit(code: Any, standalone_mode: bool) -> Any:
+    if not standalone_mode:
+        return code
+    sys.exit(code if isinstance(code, int) else 0)
+
+
 class _Group(TyperGroup):
     """Turns usage errors into one line and keeps tracebacks away from users."""
 
@@ -73,15 +84,24 @@ class _Group(TyperGroup):
             for line in exc.details():
                 _stderr(line)
             code = exc.exit_code
+        except BrokenPipeError:
+            with suppress(OSError, ValueError):  # | head: end quietly
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            code = 0
+        except OSError as exc:  # help, --version or a listing that could not be written
+            _stderr(f"error: cannot write the output: {exc.strerror or exc}")
+            code = 2
         except Exception as exc:
             if os.environ.get("BACKPROP_DEBUG"):
                 raise
+            if isinstance(exc, OSError) and exc.errno in _WRITE_ERRORS:
+                # help, --version or a listing that could not be written (a full disk)
+                _stderr(f"error: cannot write the output: {exc.strerror or exc}")
+                return _exit(2, standalone_mode)
             _stderr(f"internal error: {type(exc).__name__}: {exc}")
             _stderr("this is a bug in backprop-cli; BACKPROP_DEBUG=1 shows the traceback")
             code = EXIT_INTERNAL
-        if not standalone_mode:
-            return code
-        sys.exit(code if isinstance(code, int) else 0)
+        return _exit(code, standalone_mode)
 
     def _positionals_last(self, args: list[str]) -> list[str]:
         """The command's options first, then '--' and the positional arguments, so that an
@@ -560,7 +580,7 @@ def _program_and_point(
     if values_file is not None:
         from .data import read_values
 
-        point = {**read_values(values_file, "--values"), **point}
+        point = {**read_values(values_file, "--values", limits.allow_nonfinite), **point}
     return program, point
 
 
@@ -773,7 +793,9 @@ def check_command(
     samples: Annotated[
         int, typer.Option("--samples", min=1, max=100_000, help="Random points to check.")
     ] = 100,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the random points.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, max=2**63 - 1, help="Seed of the random points.")
+    ] = 0,
     where: Annotated[
         str,
         typer.Option(
@@ -854,6 +876,8 @@ def _range(text: str) -> tuple[float, float]:
     low, high = (number(p, "--range") for p in parts)
     if not low < high:
         raise BackpropError(f"--range: {low!r} is not below {high!r}")
+    if not math.isfinite(high - low):
+        raise BackpropError(f"--range: {low!r} to {high!r} is wider than float64 can hold")
     return low, high
 
 
@@ -1025,7 +1049,10 @@ def train(
         ),
     ] = None,
     shuffle: Annotated[bool, typer.Option("--shuffle", help="Reshuffle every epoch.")] = False,
-    seed: Annotated[int, typer.Option("--seed", help="Random initialisation and shuffling.")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option("--seed", min=0, max=2**63 - 1, help="Random initialisation and shuffling."),
+    ] = 0,
     init: Annotated[
         str | None,
         typer.Option("--init", metavar="w=1,b=0|FILE.json", help="Initial parameters."),

@@ -82,21 +82,21 @@ def from_lists(x_text: str | None, y_text: str | None) -> Dataset:
 def lines(stream: Any) -> Iterator[tuple[int, str]]:
     """(line number, text without its newline), a byte-order mark at the start dropped. A
     line longer than MAX_LINE_CHARS is never held whole: its first part stands for it (and
-    is then refused as too long)."""
+    is then refused as too long); the rest is skipped only when the next line is asked for,
+    so a reader that stops at it is not kept reading an endless line (/dev/zero)."""
     number_of_line = 0
     while True:
         text = stream.readline(MAX_LINE_CHARS + 1)
         if not text:
             return
         number_of_line += 1
-        if len(text) > MAX_LINE_CHARS and not text.endswith(("\n", "\r")):
-            while True:  # skip the rest of the long line
-                more = stream.readline(MAX_LINE_CHARS)
-                if not more or more.endswith(("\n", "\r")):
-                    break
-        if number_of_line == 1 and text.startswith("\ufeff"):
+        too_long = len(text) > MAX_LINE_CHARS and not text.endswith(("\n", "\r"))
+        if number_of_line == 1 and text.startswith("\ufeff") and not too_long:
             text = text[1:]
         yield number_of_line, text.rstrip("\r\n")
+        while too_long:  # skip the rest of the long line
+            more = stream.readline(MAX_LINE_CHARS)
+            too_long = bool(more) and not more.endswith(("\n", "\r"))
 
 
 def from_csv(source: Iterator[tuple[int, str]], what: str, target: str) -> Dataset:
@@ -150,9 +150,13 @@ def from_csv(source: Iterator[tuple[int, str]], what: str, target: str) -> Datas
     return Dataset(columns, target, y)
 
 
-def read_values(path: str, what: str) -> dict[str, Any]:
+MAX_VALUE_ELEMENTS = 10_000_000  # as parse.Limits.max_elements
+
+
+def read_values(path: str, what: str, allow_nonfinite: bool = False) -> dict[str, Any]:
     """A JSON object name -> number or nested list of numbers (an array), as `backprop train
-    --save` writes it."""
+    --save` writes it. Every number is read as a float64 (a 5,000-digit integer is inf, not
+    a Python integer); duplicate names are an error."""
     import json
 
     try:
@@ -163,8 +167,15 @@ def read_values(path: str, what: str) -> dict[str, Any]:
     if len(raw) > 100_000_000:
         raise BackpropError(f"{what} {path} is larger than 100 MB")
     try:
-        obj = json.loads(raw.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        obj = json.loads(
+            raw.decode("utf-8-sig"), parse_int=json_int, object_pairs_hook=_unique_keys
+        )
+    except ValueError as exc:
+        if isinstance(exc, _DuplicateKey):
+            raise BackpropError(f"{what} {path}: {exc}") from None
+        if not isinstance(exc, (UnicodeDecodeError, json.JSONDecodeError)):
+            raise
+
         raise BackpropError(f"{what} {path} is not valid JSON: {exc}") from None
     except RecursionError:
         raise BackpropError(f"{what} {path} nests too deeply") from None
@@ -176,15 +187,39 @@ def read_values(path: str, what: str) -> dict[str, Any]:
     for name, value in obj.items():
         if not _NAME.fullmatch(str(name)):
             raise BackpropError(f"{what} {path}: {name!r} is not a valid variable name")
-        values[str(name)] = json_value(value, f"{what} {path}: the value of {name!r}")
+        where = f"{what} {path}: the value of {name!r}"
+        values[str(name)] = json_value(value, where, allow_nonfinite)
     return values
 
 
-def json_value(value: Any, where: str) -> Any:
+def json_int(text: str) -> int | float:
+    """A JSON integer: exact while Python converts it at once, a float64 (inf) beyond, so a
+    5,000-digit number is an overflow to report, not a conversion error."""
+    return int(text) if len(text) <= 300 else float(text)
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _DuplicateKey(f"{key!r} is given twice")
+        found[key] = value
+    return found
+
+
+def json_value(value: Any, where: str, allow_nonfinite: bool = False) -> Any:
     """A JSON number, or a rectangular nested list of numbers as a read-only array."""
     stack = [value]
+    count = 0
     while stack:
         item = stack.pop()
+        count += 1
+        if count > 2 * MAX_VALUE_ELEMENTS + 1:
+            raise BackpropError(f"{where} has more than {MAX_VALUE_ELEMENTS:,} elements")
         if isinstance(item, list):
             if not item:
                 raise BackpropError(f"{where} holds an empty list")
@@ -202,8 +237,13 @@ def json_value(value: Any, where: str) -> Any:
         raise BackpropError(f"{where} is not finite (too large for float64)") from None
     except ValueError:
         raise BackpropError(f"{where} is not a rectangular array (ragged nested lists)") from None
-    if not np.isfinite(array).all():
-        raise BackpropError(f"{where} is not finite")
+    if array.size > MAX_VALUE_ELEMENTS:
+        raise BackpropError(f"{where} has more than {MAX_VALUE_ELEMENTS:,} elements")
+    if not allow_nonfinite and not np.isfinite(array).all():
+        raise BackpropError(
+            f"{where} is not finite (nan, or too large for float64)",
+            hint="pass --allow-nonfinite to give nan or inf as a value",
+        )
     if array.ndim == 0:
         return float(array)
     array.flags.writeable = False

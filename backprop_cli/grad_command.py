@@ -68,7 +68,7 @@ def run(a: GradArgs) -> int:
         if a.values_file is not None:
             from .data import read_values
 
-            point = {**read_values(a.values_file, "--values"), **point}
+            point = {**read_values(a.values_file, "--values", a.allow_nonfinite), **point}
         if a.points_file is not None:
             return _points(program, point, a)
         options = Options(
@@ -175,11 +175,12 @@ def _points(program: Any, fixed: dict[str, Any], a: GradArgs) -> int:
             from .checks import check_device
 
             check_device(a.device, a.dtype)
+        done: list[points.Summary] = []  # stays empty when the reader stops early (| head)
         with output():
-            summary = points.run(plan, reader, fmt, sys.stdout, a.on_error, checker)
+            done.append(points.run(plan, reader, fmt, sys.stdout, a.on_error, checker))
     finally:
         stream.close()
-    return _points_summary(summary, checker)
+    return _points_summary(done[0], checker) if done else 0
 
 
 def _points_summary(summary: Any, checker: Any) -> int:

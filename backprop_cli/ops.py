@@ -726,7 +726,10 @@ def _arange(*args: float, limit: int) -> np.ndarray:
     start, stop, step = (0.0, args[0], 1.0) if len(args) == 1 else (*args[:2], ((*args, 1.0))[2])
     if step == 0:
         raise ValueError("the step cannot be zero")
-    count = math.ceil((stop - start) / step)
+    span = (stop - start) / step
+    if not math.isfinite(span) or span > limit:
+        raise ValueError(f"more than {limit:,} elements")
+    count = math.ceil(span)
     if count < 1:
         raise ValueError("the range is empty")
     _sized((count,), limit)

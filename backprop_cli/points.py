@@ -22,7 +22,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from . import checks, engine, shapes
-from .data import _NUMBER, MAX_LINE_CHARS, lines, number
+from .data import _NUMBER, MAX_LINE_CHARS, json_int, lines, number
 from .errors import BackpropError
 from .graph import Graph
 
@@ -242,8 +242,8 @@ class PointReader:
 
     def _json_row(self, line: int, text: str) -> Row | Bad:
         try:
-            obj = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as exc:
+            obj = json.loads(text, parse_int=json_int)
+        except (ValueError, RecursionError) as exc:
             return Bad(line, f"not valid JSON ({getattr(exc, 'msg', 'nested too deeply')})")
         if not isinstance(obj, dict):
             return Bad(line, "expected a JSON object name → number")

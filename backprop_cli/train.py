@@ -154,10 +154,23 @@ def _named(model: Model, name: str) -> int:
     return max(n.id for n in model.graph.nodes if n.name == name)
 
 
+def _fits(data: Dataset, dtype: str) -> None:
+    """Data that the training precision cannot hold is an input error, not a divergence."""
+    largest = float(np.finfo(engine.DTYPES[dtype]).max)
+    for name, column in [*data.features.items(), (data.target_name, data.target)]:
+        big = np.abs(column) > largest
+        if big.any():
+            raise BackpropError(
+                f"the data's column {name!r} holds {float(column[big][0])!r}, beyond {dtype}",
+                hint="train with --dtype float64",
+            )
+
+
 def run(model: Model, data: Dataset, settings: Settings, on_event: Event) -> Result:
     """Train; stops early on divergence or Ctrl-C, keeping the last finite parameters."""
     if len(data) == 0:
         raise BackpropError("no data to train on")
+    _fits(data, settings.dtype)
     if (settings.engine == "torch" or settings.check) and settings.device != "cpu":
         checks.check_device(settings.device, settings.dtype)
     if settings.engine == "torch":

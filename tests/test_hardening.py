@@ -111,6 +111,66 @@ def test_points_json_lines_nan_only_when_allowed():
     assert len(allowed.stdout.splitlines()) == 3
 
 
+def test_values_files_read_numbers_as_float64(tmp_path):
+    big = tmp_path / "big.json"
+    big.write_text('{"x": ' + "9" * 5000 + "}")
+    r = run("grad", "x*2", "--values", str(big), *FAST)
+    assert r.code == 2 and "not finite" in r.stderr
+    twice = tmp_path / "twice.json"
+    twice.write_text('{"x": 1, "x": 2}')
+    r = run("grad", "x*2", "--values", str(twice), *FAST)
+    assert r.code == 2 and "'x' is given twice" in r.stderr
+    nan = tmp_path / "nan.json"
+    nan.write_text('{"x": [1, NaN]}')
+    assert run("grad", "sum(x)", "--values", str(nan), *FAST).code == 2
+    r = run("grad", "sum(x)", "--values", str(nan), "--allow-nonfinite", *FAST, "--format", "json")
+    assert r.code == 0, r.stderr
+    assert r.json()["variables"]["x"] == [1.0, None]
+
+
+def test_values_files_hold_at_most_ten_million_elements(tmp_path):
+    from backprop_cli.data import json_value
+
+    with pytest.raises(BackpropError, match="more than 10,000,000 elements"):
+        json_value([[0.0] * 1000] * 10_001, "x")
+
+
+def test_an_endless_line_is_refused_without_reading_it_all():
+    if not Path("/dev/zero").exists():
+        pytest.skip("no /dev/zero")
+    for args in (
+        ["train", "linear", "--data", "/dev/zero"],
+        ["grad", "x*y", "--points", "/dev/zero"],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "backprop_cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2
+        assert "line 1: longer than 1,000,000 characters" in done.stderr
+
+
+def test_points_into_a_reader_that_stops_early(tmp_path):
+    data = tmp_path / "many.txt"
+    data.write_text("\n".join(str(i) for i in range(200_000)) + "\n")
+    done = subprocess.run(
+        f"{sys.executable} -m backprop_cli grad 'sin(x)' --points {data} | head -1",
+        shell=True, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.stdout == "x,value,d_x\n"
+    assert "error" not in done.stderr, done.stderr
+
+
+def test_finite_differences_do_not_trust_an_aliased_plateau():
+    r = run("grad", "sin(x)", "x=1e16", "--no-symbolic", "--format", "json")
+    assert r.code == 0, r.stderr
+    assert r.json()["partials"][0]["status"]["finite_difference"] == "inconclusive"
+    r = run("grad", "sin(x - y)", "x=1e17", "y=1e17", "--no-symbolic")
+    assert r.code == 0, r.stderr
+
+
 # ---- budgets ------------------------------------------------------------------------------
 
 
