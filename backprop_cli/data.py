@@ -23,7 +23,7 @@ from .errors import BackpropError
 COURSE_X = (1.0, 2.0, 3.0)
 COURSE_Y = (2.0, 4.0, 6.0)
 
-_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*", re.ASCII)
 MAX_LINE_CHARS = 1_000_000  # one row; a longer line is a bad row, not a memory blow-up
 

@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 _INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
-_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 
 # option -> (GradArgs field, the value it sets; None: it takes the next argument)
 _FLAGS: dict[str, tuple[str, Any]] = {

@@ -272,7 +272,8 @@ def _stdout_ok(case: dict[str, Any], stdout: str, code: int) -> bool:
     """JSON asked for and the command succeeded or disagreed: the output parses."""
     if code not in (0, 1) or "--format" not in case["args"]:
         return True
-    fmt = case["args"][case["args"].index("--format") + 1]
+    args = case["args"]
+    fmt = args[len(args) - 1 - args[::-1].index("--format") + 1]  # the last one wins
     if fmt != "json" or case["args"][0] != "grad":
         return True
     try:
