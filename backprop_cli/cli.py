@@ -88,9 +88,6 @@ class _Group(TyperGroup):
             with suppress(OSError, ValueError):  # | head: end quietly
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             code = 0
-        except OSError as exc:  # help, --version or a listing that could not be written
-            _stderr(f"error: cannot write the output: {exc.strerror or exc}")
-            code = 2
         except Exception as exc:
             if os.environ.get("BACKPROP_DEBUG"):
                 raise

@@ -79,14 +79,17 @@ def from_lists(x_text: str | None, y_text: str | None) -> Dataset:
     return Dataset({"x": np.array(xs)}, "y", np.array(ys))
 
 
-def lines(stream: Any) -> Iterator[tuple[int, str]]:
+MAX_SKIPPED_CHARS = 1 << 32  # an endless line (/dev/zero) stops here, even with skip
+
+
+def lines(stream: Any, what: str = "input") -> Iterator[tuple[int, str]]:
     """(line number, text without its newline), a byte-order mark at the start dropped. A
     line longer than MAX_LINE_CHARS is never held whole: its first part stands for it (and
     is then refused as too long); the rest is skipped only when the next line is asked for,
     so a reader that stops at it is not kept reading an endless line (/dev/zero)."""
     number_of_line = 0
     while True:
-        text = stream.readline(MAX_LINE_CHARS + 1)
+        text = _read(stream, MAX_LINE_CHARS + 1, what)
         if not text:
             return
         number_of_line += 1
@@ -94,9 +97,23 @@ def lines(stream: Any) -> Iterator[tuple[int, str]]:
         if number_of_line == 1 and text.startswith("\ufeff") and not too_long:
             text = text[1:]
         yield number_of_line, text.rstrip("\r\n")
+        skipped = len(text)
         while too_long:  # skip the rest of the long line
-            more = stream.readline(MAX_LINE_CHARS)
+            more = _read(stream, MAX_LINE_CHARS, what)
             too_long = bool(more) and not more.endswith(("\n", "\r"))
+            skipped += len(more)
+            if too_long and skipped > MAX_SKIPPED_CHARS:
+                raise BackpropError(
+                    f"{what}, line {number_of_line}: more than {MAX_SKIPPED_CHARS:,} characters "
+                    "without a line break: stopping"
+                )
+
+
+def _read(stream: Any, size: int, what: str) -> str:
+    try:
+        return str(stream.readline(size))
+    except OSError as exc:
+        raise BackpropError(f"cannot read {what}: {exc.strerror or exc}") from None
 
 
 def from_csv(source: Iterator[tuple[int, str]], what: str, target: str) -> Dataset:
@@ -217,15 +234,16 @@ def json_value(value: Any, where: str, allow_nonfinite: bool = False) -> Any:
     count = 0
     while stack:
         item = stack.pop()
-        count += 1
-        if count > 2 * MAX_VALUE_ELEMENTS + 1:
-            raise BackpropError(f"{where} has more than {MAX_VALUE_ELEMENTS:,} elements")
         if isinstance(item, list):
             if not item:
                 raise BackpropError(f"{where} holds an empty list")
             stack.extend(item)
         elif isinstance(item, bool) or not isinstance(item, (int, float)):
             raise BackpropError(f"{where} is not a number or a nested list of numbers")
+        else:
+            count += 1
+            if count > MAX_VALUE_ELEMENTS:
+                raise BackpropError(f"{where} has more than {MAX_VALUE_ELEMENTS:,} elements")
     depth, first = 0, value
     while isinstance(first, list):
         depth, first = depth + 1, first[0]

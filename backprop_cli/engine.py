@@ -68,7 +68,9 @@ Jitter = Callable[[Array, int], Array]  # (value, its core's number of axes) -> 
 def input_cores(graph: Graph, env: Mapping[str, Array]) -> Cores:
     """Core shapes when every value in env is one point (no batch axes)."""
     return shapes.infer(
-        graph, {name: np.shape(env[name]) for name in graph.variables if name in env}
+        graph,
+        {name: np.shape(env[name]) for name in graph.variables if name in env},
+        budget=False,  # the reports check the budget first; training data may be large
     )
 
 

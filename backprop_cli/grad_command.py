@@ -82,7 +82,7 @@ def run(a: GradArgs) -> int:
             symbolic_timeout=a.symbolic_timeout,
             seed_grad=None
             if a.seed_grad is None
-            else parse_constant(a.seed_grad, what="--seed-grad"),
+            else parse_constant(a.seed_grad, what="--seed-grad", limits=limits),
             order=a.order,
             expand=a.expand,
         )
@@ -160,7 +160,13 @@ def _points(program: Any, fixed: dict[str, Any], a: GradArgs) -> int:
     plan.seed = upstream(
         graph,
         plan.cores[graph.output],
-        None if a.seed_grad is None else parse_constant(a.seed_grad, what="--seed-grad"),
+        None
+        if a.seed_grad is None
+        else parse_constant(
+            a.seed_grad,
+            what="--seed-grad",
+            limits=Limits(max_length=a.max_length, allow_nonfinite=a.allow_nonfinite),
+        ),
     )
     if a.dtype != "float64":
         from . import engine

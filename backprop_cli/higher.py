@@ -177,6 +177,9 @@ def _prepare(graph: Graph, point: dict[str, Any], wrt: list[str] | None) -> tupl
     return warnings, chosen, env, cores
 
 
+NONFINITE_POINT = "a value is nan or infinite, where exact values are not defined"
+
+
 def _symbolic_job(
     graph: Graph,
     env: dict[str, Any],
@@ -192,6 +195,8 @@ def _symbolic_job(
             f"{entries:,} entries, more than the {MAX_SYMBOLIC_ENTRIES:,} SymPy works out "
             "one by one",
         )
+    if not all(np.isfinite(v).all() for v in env.values()):
+        return None, NONFINITE_POINT
     from . import symbolic
 
     job = Bounded(

@@ -110,7 +110,7 @@ def train_data(x: str | None, y: str | None, data_file: str | None, target: str)
         what = "stdin" if data_file == "-" else data_file
         stream = open_text(data_file, what)
         try:
-            return from_csv(lines(stream), what, target), f" from {what}"
+            return from_csv(lines(stream, what), what, target), f" from {what}"
         finally:
             stream.close()
     if target != "y":
@@ -178,7 +178,7 @@ def _check_init_shapes(merged: Any, defaults: dict[str, Any], given: dict[str, A
         inputs.update({f: (PROBE_SAMPLES,) for f in merged.features})
     inputs[merged.target] = (PROBE_SAMPLES,)
     try:
-        found = shapes.infer(merged.graph, inputs, what="model")
+        found = shapes.infer(merged.graph, inputs, what="model", budget=False)
         fits = found[merged.graph.output] in ((), (PROBE_SAMPLES,))
     except ParseError:
         fits = False

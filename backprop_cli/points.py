@@ -94,7 +94,7 @@ class PointReader:
     ) -> None:
         self.what = what
         self.allow_nonfinite = allow_nonfinite  # nan and inf cells (--allow-nonfinite)
-        self.source = lines(stream)
+        self.source = lines(stream, what)
         self.needed = needed  # variables without a fixed value: the file must give them
         self.fixed = fixed
         self.kind = "csv"
@@ -121,7 +121,7 @@ class PointReader:
             cells = [c.strip() for c in next(csv.reader([text], delimiter=self.delimiter))]
         except csv.Error as exc:
             raise BackpropError(f"{self.what}, line {line}: not a CSV row ({exc})") from None
-        if len(cells) == 1 and len(self.needed) == 1 and _is_number(cells[0]):
+        if len(cells) == 1 and len(self.needed) == 1 and _is_number(cells[0], self.allow_nonfinite):
             self.names = list(self.needed)  # one bare column of numbers, no header
             self.pending = (line, text)
         else:
@@ -278,9 +278,9 @@ def _chain(
     yield from rest
 
 
-def _is_number(text: str) -> bool:
+def _is_number(text: str, allow_nonfinite: bool = False) -> bool:
     try:
-        number(text, "")
+        number(text, "", allow_nonfinite)
     except BackpropError:
         return False
     return True

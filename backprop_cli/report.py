@@ -183,7 +183,8 @@ def gradient_report(program: Program, point: dict[str, Any], options: Options) -
         )
     symbolic_size = sum(shapes.size(core) for core in cores)
     job = None
-    if symbolic_size <= MAX_SYMBOLIC_ELEMENTS and options.symbolic_source is None:
+    finite = all(np.isfinite(v).all() for v in used.values())
+    if symbolic_size <= MAX_SYMBOLIC_ELEMENTS and options.symbolic_source is None and finite:
         job = _start_symbolic(graph, used, elements, options, cores, seed)
     try:
         value_spread, grad_spread = engine.spread(graph, used, trace, options.dtype, seed)
@@ -206,8 +207,10 @@ def gradient_report(program: Program, point: dict[str, Any], options: Options) -
         sym.state, sym.reason = (
             "skipped",
             (
-                f"{symbolic_size:,} array elements, more than the {MAX_SYMBOLIC_ELEMENTS:,} "
-                "SymPy works through one by one"
+                "a value is nan or infinite, where exact values are not defined"
+                if not finite
+                else f"{symbolic_size:,} array elements, more than the "
+                f"{MAX_SYMBOLIC_ELEMENTS:,} SymPy works through one by one"
             ),
         )
     run = _Run(

@@ -40,9 +40,12 @@ MAX_TOTAL_ELEMENTS = 30_000_000
 MAX_WORK = 10_000_000_000
 
 
-def infer(graph: Graph, inputs: Mapping[str, Shape], what: str = "expression") -> list[Shape]:
-    """The core shape of every node, in one loop over the graph; a graph whose values would
-    not fit the budget (MAX_TOTAL_ELEMENTS, MAX_WORK) is refused before anything runs."""
+def infer(
+    graph: Graph, inputs: Mapping[str, Shape], what: str = "expression", budget: bool = True
+) -> list[Shape]:
+    """The core shape of every node, in one loop over the graph; with `budget`, a graph whose
+    values would not fit it (MAX_TOTAL_ELEMENTS, MAX_WORK) is refused before anything runs.
+    The engine's own passes (training on a whole dataset, say) infer without it."""
     cores: list[Shape] = []
     for node in graph.nodes:
         if node.op == "input":
@@ -52,6 +55,8 @@ def infer(graph: Graph, inputs: Mapping[str, Shape], what: str = "expression") -
             cores.append(tuple(np.shape(node.value)))
         else:
             cores.append(of_node(graph, node.id, [cores[i] for i in node.inputs], what))
+    if not budget:
+        return cores
     total, work = cost(graph, cores)
     if total > MAX_TOTAL_ELEMENTS or work > MAX_WORK:
         raise BackpropError(

@@ -8,11 +8,13 @@ expression trees over the registry, scalar and array, at random points with ever
 (torch, finite differences, SymPy); hostile NAME=VALUE values; hostile option combinations;
 and hostile --points / train --data files on stdin.
 
-Each case runs in a worker process (two by default, one per core) through the command's own
-entry point, in an empty working directory. A case fails when it ends with an exit code other
-than 0, 1 or 2, prints a traceback or an internal error, exits 2 without a one-line `error:`,
-takes longer than --case-seconds, raises the worker's peak memory above --case-mb, or leaves a
-file behind. A valid tree that exits 1 (a cross-check disagreed) is listed for review.
+Each case runs in a worker process (two by default, one per core), in an empty working
+directory: most in-process through the command-line app, and one in ten as a new
+`python -m backprop_cli` process, which also takes `backprop grad`'s quick path. A case
+fails when it ends with an exit code other than 0, 1 or 2, prints a traceback or an internal
+error, exits 2 without a one-line `error:`, takes longer than --case-seconds, raises the
+worker's peak memory above --case-mb, or leaves a file behind. A valid tree that exits 1
+(a cross-check disagreed) is listed for review.
 
 The summary (inputs tried, time, slowest input, peak memory, failures, disagreements) goes to
 stdout and, with --out, to a JSON file; every failing case is kept there with its arguments,
@@ -25,6 +27,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import select
 import subprocess
 import sys
@@ -174,6 +177,12 @@ def _csv_junk(rng: random.Random) -> str:
 
 
 def generate(rng: random.Random) -> dict[str, Any]:
+    case = _generate(rng)
+    case["process"] = rng.random() < 0.1  # through the real entry point, in a new process
+    return case
+
+
+def _generate(rng: random.Random) -> dict[str, Any]:
     kind = rng.choices(
         ("text", "almost", "tree", "array", "values", "options", "files"),
         weights=(20, 25, 20, 10, 10, 10, 5),
@@ -249,7 +258,10 @@ def worker() -> None:
         except OSError:
             pass
         start = time.perf_counter()
-        result = runner.invoke(app, case["args"], input=case.get("stdin"))
+        if case.get("process") and not any("\x00" in a for a in case["args"]):  # argv has no NUL
+            result = _in_a_process(case, here)
+        else:
+            result = runner.invoke(app, case["args"], input=case.get("stdin"))
         seconds = time.perf_counter() - start
         crashed = result.exception is not None and not isinstance(result.exception, SystemExit)
         left = os.listdir(here)
@@ -260,12 +272,31 @@ def worker() -> None:
             "stderr": result.stderr[:400],
             "stdout_ok": _stdout_ok(case, result.stdout, result.exit_code),
             "seconds": seconds,
-            "peak_kb": _peak_kb(),
+            "peak_kb": max(_peak_kb(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss),
             "files": left,
             "exception": repr(result.exception)[:300] if crashed else None,
         }
         sys.stdout.write(json.dumps(out) + "\n")
         sys.stdout.flush()
+
+
+class _Done:
+    """What CliRunner's result holds, for a case run as its own process."""
+
+    def __init__(self, done: subprocess.CompletedProcess[str]) -> None:
+        self.exit_code, self.stdout, self.stderr = done.returncode, done.stdout, done.stderr
+        self.exception = None
+
+
+def _in_a_process(case: dict[str, Any], here: str) -> _Done:
+    done = subprocess.run(
+        [sys.executable, "-m", "backprop_cli", *case["args"]],
+        input=case.get("stdin") or "",
+        capture_output=True,
+        text=True,
+        cwd=here,
+    )
+    return _Done(done)
 
 
 def _stdout_ok(case: dict[str, Any], stdout: str, code: int) -> bool:

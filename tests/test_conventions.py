@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from backprop_cli import engine
@@ -56,6 +57,19 @@ def _torch(build, point):
     out = build(leaves)
     out.backward()
     return float(out.detach()), {n: float(t.grad) for n, t in leaves.items()}
+
+
+def test_array_extremes_share_the_gradient_on_a_tie_as_torch():
+    graph = parse("max(x) + min(y)")
+    x, y = [0.0, 2.0, 2.0], [-1.0, 3.0, -1.0]
+    trace = engine.run(graph, {"x": np.array(x), "y": np.array(y)})
+    tx = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    ty = torch.tensor(y, dtype=torch.float64, requires_grad=True)
+    (tx.amax() + ty.amin()).backward()
+    assert float(trace.values[graph.output]) == 1.0
+    for name, leaf, want in (("x", tx, [0.0, 0.5, 0.5]), ("y", ty, [0.5, 0.0, 0.5])):
+        ours = trace.grads[graph.variables[name]]
+        assert list(ours) == want and leaf.grad.tolist() == want
 
 
 @pytest.mark.parametrize(("source", "point", "build", "value", "grads"), ROWS)
