@@ -269,7 +269,7 @@ def worker() -> None:
             Path(here, name).unlink(missing_ok=True)
         out = {
             "code": 3 if crashed else result.exit_code,
-            "stderr": result.stderr[:400],
+            "stderr": result.stderr[:4000],
             "stdout_ok": _stdout_ok(case, result.stdout, result.exit_code),
             "seconds": seconds,
             "peak_kb": max(_peak_kb(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss),
@@ -349,8 +349,9 @@ def judge(case: dict[str, Any], out: dict[str, Any], limits: argparse.Namespace)
         return f"exit code {out['code']}: {out.get('exception') or out['stderr'][:200]}"
     if "Traceback" in out["stderr"] or "internal error" in out["stderr"]:
         return f"traceback or internal error: {out['stderr'][:200]}"
-    if out["code"] == 2 and not out["stderr"].startswith("error: "):
-        return f"exit 2 without an error line: {out['stderr'][:200]!r}"
+    errors = [line for line in out["stderr"].splitlines() if line.startswith("error: ")]
+    if out["code"] == 2 and len(errors) != 1:  # warnings may come first
+        return f"exit 2 without one error line: {out['stderr'][:200]!r}"
     if not out.get("stdout_ok", True):
         return "--format json output does not parse"
     if out["seconds"] > limits.case_seconds:
