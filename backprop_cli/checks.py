@@ -118,6 +118,13 @@ class FiniteDifference:
 
 Element = str | tuple[str, tuple[int, ...]]  # a scalar variable, or (array name, index)
 
+# SymPy's exact values mean nothing at a nan or an infinity (--allow-nonfinite)
+NONFINITE_POINT = "a value is nan or infinite, where exact values are not defined"
+
+
+def finite_point(point: Mapping[str, Any]) -> bool:
+    return all(bool(np.isfinite(v).all()) for v in point.values())
+
 
 def finite_differences(
     graph: Graph,
@@ -175,7 +182,7 @@ def finite_differences(
     for e, (name, index) in entries.items():
         x = float(env[name][index])
         with np.errstate(all="ignore"):
-            offsets = (x + np.ldexp(1.0, steps[e])[:, None] * _STENCIL[None, :]) - x
+            offsets = _stencil_points(x, steps[e]) - x
         results[e] = _estimate(
             centre[e],
             np.concatenate(rows[e]),
@@ -213,6 +220,12 @@ def _steps(x: float) -> np.ndarray:
 
 
 Piece = tuple[Element, int, int]  # an element and a range of its steps
+
+
+def _stencil_points(x: float, exps: np.ndarray) -> np.ndarray:
+    """Each step's four neighbours of x (h = 2^e), as floating point realises them."""
+    points: np.ndarray = x + np.ldexp(1.0, exps)[:, None] * _STENCIL[None, :]
+    return points
 
 
 def _passes(wrt: list[Element], steps: dict[Element, np.ndarray], budget: int) -> list[list[Piece]]:
@@ -254,9 +267,7 @@ def _stencil_batch(
         for piece in group:
             e, lo, hi = piece
             name, index = entries[e]
-            x = float(env[name][index])
-            h = np.ldexp(1.0, steps[e][lo:hi])
-            points = x + h[:, None] * _STENCIL[None, :]
+            points = _stencil_points(float(env[name][index]), steps[e][lo:hi])
             blocks[piece] = slice(start, start + points.size)
             where = (blocks[piece], *index)
             batch[name][where] = points.ravel()

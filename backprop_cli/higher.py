@@ -177,9 +177,6 @@ def _prepare(graph: Graph, point: dict[str, Any], wrt: list[str] | None) -> tupl
     return warnings, chosen, env, cores
 
 
-NONFINITE_POINT = "a value is nan or infinite, where exact values are not defined"
-
-
 def _symbolic_job(
     graph: Graph,
     env: dict[str, Any],
@@ -195,8 +192,8 @@ def _symbolic_job(
             f"{entries:,} entries, more than the {MAX_SYMBOLIC_ENTRIES:,} SymPy works out "
             "one by one",
         )
-    if not all(np.isfinite(v).all() for v in env.values()):
-        return None, NONFINITE_POINT
+    if not checks.finite_point(env):
+        return None, checks.NONFINITE_POINT
     from . import symbolic
 
     job = Bounded(

@@ -183,7 +183,7 @@ def gradient_report(program: Program, point: dict[str, Any], options: Options) -
         )
     symbolic_size = sum(shapes.size(core) for core in cores)
     job = None
-    finite = all(np.isfinite(v).all() for v in used.values())
+    finite = checks.finite_point(used)
     if symbolic_size <= MAX_SYMBOLIC_ELEMENTS and options.symbolic_source is None and finite:
         job = _start_symbolic(graph, used, elements, options, cores, seed)
     try:
@@ -207,7 +207,7 @@ def gradient_report(program: Program, point: dict[str, Any], options: Options) -
         sym.state, sym.reason = (
             "skipped",
             (
-                "a value is nan or infinite, where exact values are not defined"
+                checks.NONFINITE_POINT
                 if not finite
                 else f"{symbolic_size:,} array elements, more than the "
                 f"{MAX_SYMBOLIC_ELEMENTS:,} SymPy works through one by one"
