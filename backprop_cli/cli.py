@@ -149,15 +149,20 @@ app = typer.Typer(
     rich_markup_mode="rich",
     epilog="""[bold]Examples[/bold]
 
-  backprop grad "(x+y)*z" x=-2 y=5 z=-4
+  A gradient, checked three ways:
+    backprop grad "(x+y)*z" x=-2 y=5 z=-4
 
-  backprop explain "(x*w - y)**2" x=2 w=1 y=4 --wrt w
+  The chain rule, path by path:
+    backprop explain "(x*w - y)**2" x=2 w=1 y=4 --wrt w
 
-  backprop graph "(x+y)*z" x=-2 y=5 z=-4 -o graph.svg
+  A picture of the graph:
+    backprop graph "(x+y)*z" x=-2 y=5 z=-4 -o graph.svg
 
-  backprop train linear --epochs 100
+  Training, step by step:
+    backprop train linear --epochs 100
 
-  backprop ops
+  The operations and their rules:
+    backprop ops
 """,
 )
 
@@ -218,35 +223,41 @@ def _main(
 GRAD_EXAMPLES = """\
 [bold]Examples[/bold]
 
-  backprop grad "(x+y)*z" x=-2 y=5 z=-4
+  CS231n's (x+y)*z at x=-2, y=5, z=-4:
+    backprop grad "(x+y)*z" x=-2 y=5 z=-4
 
-  backprop grad "q = x + y; f = q * z" x=-2 y=5 z=-4 --format json
+  A program, as JSON:
+    backprop grad "q = x + y; f = q * z" x=-2 y=5 z=-4 --format json
 
-  backprop grad "1/(1+exp(-(w0*x0+w1*x1+w2)))" w0=2 x0=-1 w1=-3 x1=-2 w2=-3 --wrt w0,w1,w2
+  Only some partials:
+    backprop grad "w*x + b" w=2 x=-1 b=3 --wrt w,b
 
-  backprop grad --file examples/seed_loss.bp x=2 w=1 y=4 --no-torch
+  A program file, without the torch check:
+    backprop grad --file examples/seed_loss.bp x=2 w=1 y=4 --no-torch
 
-  echo "sin(x)**2" | backprop grad - x=pi/4 --format csv
+  The expression from stdin:
+    echo "sin(x)**2" | backprop grad - x=pi/4 --format csv
 
-  backprop grad "(w*x - y)**2" --values params.json x=4 y=8   (params saved by train --save)
+  Values saved by `backprop train linear --save params.json`:
+    backprop grad "(w*x - y)**2" --values params.json x=4 y=8
 
-  backprop grad "(x+y)*z" x=-2 y=5 z=-4 --graph g.svg   (and a picture of the graph)
+  A picture of the graph as well:
+    backprop grad "(x+y)*z" x=-2 y=5 z=-4 --graph g.svg
 
-  backprop grad -- "-x*y" x=3 y=2   (an expression that starts with '-')
+  An expression that starts with '-':
+    backprop grad -- "-x*y" x=3 y=2
 
-  backprop grad "2*dot(x, x)" x=[0,1,2,3]   (arrays: nested brackets, zeros(n), arange(n))
+  Arrays (quote them: the shell would expand brackets and parentheses):
+    backprop grad "2*dot(x, x)" "x=[0,1,2,3]"
+    backprop grad "sum(sigmoid(W @ x + b))" "W=[[1,2],[3,4]]" "x=[1,-1]" b=0
+    backprop grad "2*x*x" "x=arange(4)" --seed-grad "[1,1,1,1]"
 
-  backprop grad "sum(sigmoid(W @ x + b))" W=[[1,2],[3,4]] x=[1,-1] b=[0,0.5]
+  f' and f'':
+    backprop grad "x**3 + 2*x**2 - 3*x + 1" x=1 --order 2
 
-  backprop grad "2*x*x" x="arange(4)" --seed-grad [1,1,1,1]   (an array output)
-
-  backprop grad "x**3 + 2*x**2 - 3*x + 1" x=1 --order 2   (f' and f'')
-
-  backprop grad "1/(1+exp(-(w0*x0+w1*x1+w2)))" --points points.csv > grads.csv
-
-  seq 0 0.01 10 | backprop grad "sin(x)*exp(-x)" --points - --format jsonl   (a bare column)
-
-  backprop grad "w*x + b" w=2 b=0.5 --points xs.csv --on-error skip --check
+  Every point of a file, and a bare column from stdin:
+    backprop grad "w0*x0 + w1*x1 + w2" --points examples/points.csv > g.csv
+    seq 0 0.01 10 | backprop grad "sin(x)*exp(-x)" --points - --format jsonl
 """
 
 
@@ -433,9 +444,11 @@ def grad(
 OPS_EXAMPLES = """\
 [bold]Examples[/bold]
 
-  backprop ops
+  Every operation with its derivative rule:
+    backprop ops
 
-  backprop ops --format json | jq '.[].op'
+  Their names, from the JSON:
+    backprop ops --format json | jq ".[].op"
 """
 
 
@@ -474,13 +487,17 @@ class Mode(str, Enum):
 EXPLAIN_EXAMPLES = """\
 [bold]Examples[/bold]
 
-  backprop explain "(x*w - y)**2" x=2 w=1 y=4 --wrt w
+  The chain rule for one partial:
+    backprop explain "(x*w - y)**2" x=2 w=1 y=4 --wrt w
 
-  backprop explain "1/(1+exp(-(w0*x0+w1*x1+w2)))" w0=2 x0=-1 w1=-3 x1=-2 w2=-3
+  CS231n's sigmoid neuron, path by path:
+    backprop explain examples/sigmoid_neuron.bp w0=2 x0=-1 w1=-3 x1=-2 w2=-3
 
-  backprop explain examples/seed_loss.bp x=2 w=1 y=4 --wrt w --format latex > steps.tex
+  As a LaTeX document:
+    backprop explain examples/seed_loss.bp x=2 w=1 y=4 --format latex > s.tex
 
-  backprop explain "x*x + x" x=3 --mode forward
+  Forward accumulation instead:
+    backprop explain "x*x + x" x=3 --mode forward
 """
 
 
@@ -584,17 +601,21 @@ def _program_and_point(
 JACOBIAN_EXAMPLES = """\
 [bold]Examples[/bold]
 
-  backprop jacobian "sigmoid(W @ x)" W=[[1,2],[3,4]] x=[1,-1]
+  Every partial of every output element:
+    backprop jacobian "sigmoid(W @ x)" "W=[[1,2],[3,4]]" "x=[1,-1]"
 
-  backprop jacobian "x * y" x=[1,2,3] y=2 --wrt x --format json | jq .matrix
+  One variable's block, from the JSON:
+    backprop jacobian "x * y" "x=[1,2,3]" y=2 --format json | jq .matrix
 """
 
 HESSIAN_EXAMPLES = """\
 [bold]Examples[/bold]
 
-  backprop hessian "x1**2*x2 + exp(x1*x2)" x1=1 x2=2
+  JAX's example:
+    backprop hessian "x1**2*x2 + exp(x1*x2)" x1=1 x2=2
 
-  backprop hessian "sum(sigmoid(W @ x))" W=[[1,2],[3,4]] x=[1,-1] --wrt x --format csv
+  Second derivatives over every element of two arrays:
+    backprop hessian "sum(sigmoid(W @ x))" "W=[[1,2],[3,4]]" "x=[1,-1]"
 """
 
 
@@ -769,15 +790,20 @@ class Rankdir(str, Enum):
 CHECK_EXAMPLES = """\
 [bold]Examples[/bold]
 
-  backprop check "softplus(w*x + b) - tanh(x)**2" --samples 1000 --seed 0
+  1,000 random points:
+    backprop check "softplus(w*x + b) - tanh(x)**2" --samples 1000 --seed 0
 
-  backprop check "log(x)*y" --range 0.1,5   (where to draw the points)
+  Where to draw the points:
+    backprop check "log(x)*y" --range 0.1,5
 
-  backprop check "1/(1+exp(-(w*x+b)))" --points points.csv   (the points of a file)
+  The points of a file:
+    backprop check "1/(1+exp(-(w0*x0+w1*x1+w2)))" --points examples/points.csv
 
-  backprop check "sum(sigmoid(W @ x))" W=[[1,2],[3,4]] --samples 200   (fixed values)
+  Fixed values for some variables:
+    backprop check "sum(sigmoid(W @ x + b))" "W=[[1,2],[3,4]]" "x=[1,-1]"
 
-  backprop check "x**3 - x" --format json | jq .worst
+  The worst point, from the JSON:
+    backprop check "x**3 - x" --format json | jq .worst
 """
 
 
@@ -881,15 +907,20 @@ def _range(text: str) -> tuple[float, float]:
 GRAPH_EXAMPLES = """\
 [bold]Examples[/bold]
 
-  backprop graph "(x+y)*z" x=-2 y=5 z=-4
+  The graph with values and gradients:
+    backprop graph "(x+y)*z" x=-2 y=5 z=-4
 
-  backprop graph "(x+y)*z" x=-2 y=5 z=-4 --format dot | dot -Tsvg > g.svg
+  Graphviz's DOT, rendered by dot:
+    backprop graph "(x+y)*z" x=-2 y=5 z=-4 --format dot | dot -Tsvg > g.svg
 
-  backprop graph examples/sigmoid_neuron.bp w0=2 x0=-1 w1=-3 x1=-2 w2=-3 -o neuron.svg
+  A picture file:
+    backprop graph examples/cs231n_add_mul.bp x=-2 y=5 z=-4 -o graph.svg
 
-  backprop graph "(x+y)*z" x=-2 y=5 z=-4 --format mermaid
+  A Mermaid flowchart:
+    backprop graph "(x+y)*z" x=-2 y=5 z=-4 --format mermaid
 
-  backprop graph "q = x + y; f = q * z"   (no values: the structure only)
+  No values: the structure only:
+    backprop graph "q = x + y; f = q * z"
 """
 
 
@@ -996,19 +1027,29 @@ class Engine(str, Enum):
 TRAIN_EXAMPLES = """\
 [bold]Examples[/bold]
 
-  backprop train linear --epochs 100   (the course, digit for digit)
+  The course's model, digit for digit:
+    backprop train linear --epochs 100
 
-  backprop train affine --epochs 200 --lr 0.02
+  An affine model with a larger step:
+    backprop train affine --epochs 200 --lr 0.02
 
-  backprop train quadratic --x 1,2,3,4 --y 6,17,34,57 --epochs 2000 --optimizer adam --lr 0.1
+  Your own data and Adam:
+    backprop train quadratic --x 1,2,3,4 --y 6,17,34,57 --optimizer adam
 
-  backprop train mlp --hidden 3 --data points.csv --loss mse --epochs 500 --seed 0
+  A small network:
+    backprop train mlp --hidden 3 --x 1,2,3,4 --y 0,1,1,0 --epochs 500
 
-  backprop train "w1*x**2 + w2*x + b" --data points.csv --init w1=0,w2=0,b=0
+  Any expression, from a starting point:
+    backprop train "w1*x**2 + w2*x + b" --x 1,2,3 --y 6,17,34 --init w1=0,b=0
 
-  backprop train linear --epochs 100 --format jsonl | jq .loss
+  The losses, from JSON lines:
+    backprop train linear --epochs 100 --format jsonl | jq .loss
 
-  backprop train --list
+  Save the trained parameters (backprop grad --values reads them):
+    backprop train linear --save params.json
+
+  The built-in models:
+    backprop train --list
 """
 
 
