@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import shlex
+import shutil
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -48,16 +51,67 @@ def test_there_are_training_sessions():
     assert len(SESSIONS) >= 2
 
 
+def expectations(path: Path) -> list[str]:
+    return [
+        line.removeprefix("# expect: ")
+        for line in path.read_text().splitlines()
+        if line.startswith("# expect: ")
+    ]
+
+
 @pytest.mark.parametrize("path", SESSIONS, ids=[p.stem for p in SESSIONS])
 def test_training_session_prints_the_published_lines(path, monkeypatch):
     monkeypatch.chdir(path.parent.parent)
     lines = path.read_text().splitlines()
     command = next(line for line in reversed(lines) if line and not line.startswith("#"))
     args = shlex.split(command)
-    assert args[0] == "backprop"
+    assert args[0] == "$BACKPROP"
     result = run(*args[1:])
     assert result.code == 0, result.stderr
     printed = result.stdout.splitlines()
-    for line in lines:
-        if line.startswith("# expect: "):
-            assert line.removeprefix("# expect: ") in printed
+    for line in expectations(path):
+        assert line in printed
+
+
+# The scripts as a user runs them after the Quickstart: `sh examples/x.sh`, with no
+# environment activated, so `backprop` is not on PATH.
+BARE_PATH = "/usr/bin:/bin"
+INSTALLED = Path(sys.executable).with_name("backprop")
+
+
+def run_script(path: Path, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["sh", str(path)], capture_output=True, text=True, env=env, cwd=cwd, timeout=300
+    )
+
+
+@pytest.mark.parametrize("path", SESSIONS, ids=[p.stem for p in SESSIONS])
+def test_session_runs_with_the_program_named_by_BACKPROP(path, tmp_path):
+    if not INSTALLED.exists():
+        pytest.skip("the console script is not installed beside this python")
+    done = run_script(path, {"PATH": BARE_PATH, "BACKPROP": str(INSTALLED)}, tmp_path)
+    assert done.returncode == 0, done.stderr
+    for line in expectations(path):
+        assert line in done.stdout.splitlines()
+
+
+@pytest.mark.parametrize("path", SESSIONS, ids=[p.stem for p in SESSIONS])
+def test_session_finds_the_checkouts_environment(path, tmp_path):
+    venv = path.parent.parent / ".venv" / "bin" / "backprop"
+    if not venv.exists():
+        pytest.skip("no .venv in this checkout (the Quickstart makes one)")
+    done = run_script(path, {"PATH": BARE_PATH}, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert expectations(path)[0] in done.stdout.splitlines()
+
+
+def test_session_without_backprop_says_how_to_get_it(tmp_path):
+    examples = tmp_path / "examples"
+    shutil.copytree(SESSIONS[0].parent / "lib", examples / "lib")
+    for path in SESSIONS:
+        shutil.copy(path, examples / path.name)
+    done = run_script(examples / SESSIONS[0].name, {"PATH": BARE_PATH}, tmp_path)
+    assert done.returncode == 127
+    assert done.stdout == ""
+    assert "backprop not found" in done.stderr and ".venv/bin/activate" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
