@@ -126,7 +126,10 @@ def test_random_text_parses_or_fails_cleanly(text):
         assert exc.message and "\n" not in exc.message
         return
     env = {name: 0.5 for name in graph.variables}
-    engine.run(graph, env)
+    try:  # a shape error ('x@x' of two numbers) is found once the values are known
+        engine.run(graph, env)
+    except BackpropError as exc:
+        assert exc.message and "\n" not in exc.message
 
 
 def _mutations(source: str) -> st.SearchStrategy[str]:
