@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from tests.transcripts import differences, json_differences
 
 VERDICTS = """\
@@ -117,3 +119,74 @@ def test_json_documents():
     assert json_differences(shown, failing)
     big_error = {**noisy, "checks": {"torch": {**noisy["checks"]["torch"], "max_error": 1.0}}}
     assert json_differences(shown, big_error)
+
+
+# ---- found by review: what must not slip through, and what must not fail ---------------
+
+CHECK_TABLE = """\
+200 random points in [-3, 3] (seed 0)
+┏━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━┳━━━━━━━┳━━━━━━━━━━━┓
+┃ check                    ┃ compared ┃ agree ┃ max error ┃
+┡━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━╇━━━━━━━━━━━┩
+│ torch autograd           │      600 │   600 │   4.7e-16 │
+│ finite differences       │      600 │   600 │   6.4e-12 │
+└──────────────────────────┴──────────┴───────┴───────────┘
+"""
+
+
+def test_counts_do_not_widen_the_tolerance_of_an_error_figure():
+    assert differences(CHECK_TABLE, CHECK_TABLE.replace("4.7e-16", "4.4e-16")) == []
+    assert differences(CHECK_TABLE, CHECK_TABLE.replace("4.7e-16", "5.0e-05"))
+    assert differences(CHECK_TABLE, CHECK_TABLE.replace("6.4e-12", "5.9e-04"))
+
+
+def test_first_derivative_estimates_have_the_first_derivative_tolerance():
+    assert differences(TABLE, TABLE.replace("            4 │   ✓", "      4.00003 │   ✓"))
+
+
+def test_the_worst_point_names_the_same_variables():
+    assert differences(WORST, WORST.replace("∂/∂w", "∂/∂q"))
+    assert differences(WORST, WORST.replace("w = -2.927120843…", "v = -2.927120843…"))
+    assert differences(WORST, WORST.replace("w = -2.927120843…, ", ""))
+    assert differences(WORST, WORST.replace("0.004682849118…", "nan"))
+
+
+def test_indentation_and_alignment_are_compared():
+    tree = "* f  -12\n├── + [t1]  3\n│   ├── x  -2\n│   └── y  5\n└── z  -4\n"
+    assert differences(tree, tree.replace("│   ├── x", "├── x"))
+    listing = "where t1 = x*w  (2)\n      t2 = x*w - y  (-2)\n"
+    assert differences(listing, listing.replace("      t2", "  t2"))
+    assert differences(TABLE, TABLE.replace("│             4 │", "│ 4             │"))
+
+
+def test_a_number_written_another_way_is_a_difference():
+    assert differences("x,y,value\n-2,5,-12\n", "x,y,value\n-2.0,5.0,-12.0\n")
+    assert differences("value -12", "value -1.2e1")
+    assert json_differences({"x": 4.0}, {"x": 4})
+
+
+def test_the_torch_build_is_not_compared():
+    line = "✓ torch.autograd.functional (cpu float64, torch 2.13.0+cpu): 3 entries agree"
+    assert differences(line, line.replace("2.13.0+cpu", "2.13.0")) == []
+    assert differences(line, line.replace("2.13.0+cpu", "2.13.0+cu121")) == []
+    assert differences(line, line.replace("cpu float64", "cuda float64"))
+
+
+def _rich_table(fd: str) -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Partial derivatives of f", title_justify="left")
+    for name in ("partial", "engine", "finite diff.", "agree"):
+        table.add_column(name, justify="left" if name == "partial" else "right")
+    table.add_row("∂f/∂x", "10", fd, "✓")
+    console = Console(width=88, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    console.print(table)
+    return console.export_text()
+
+
+def test_a_wider_column_from_a_longer_estimate_still_matches():
+    narrow, wide = _rich_table("10"), _rich_table("10.00000000…")
+    assert narrow != wide
+    assert differences(narrow, wide) == []
+    assert differences(narrow, _rich_table("10.00010000…"))
