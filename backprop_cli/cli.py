@@ -605,7 +605,7 @@ JACOBIAN_EXAMPLES = """\
     backprop jacobian "sigmoid(W @ x)" "W=[[1,2],[3,4]]" "x=[1,-1]"
 
   One variable's block, from the JSON:
-    backprop jacobian "x * y" "x=[1,2,3]" y=2 --format json | jq .matrix
+    backprop jacobian "x * y" "x=[1,2]" y=2 --wrt x --format json | jq .matrix
 """
 
 HESSIAN_EXAMPLES = """\

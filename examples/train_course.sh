@@ -8,5 +8,6 @@
 # expect: progress: 0 7.315943717956543
 # expect: progress: 99 9.094947017729282e-13
 # expect: predict (after training) 4 7.999998569488525
-. "$(dirname "$0")/lib/find_backprop.sh"
+here=$(dirname "$0")
+. "$here/lib/find_backprop.sh"
 "$BACKPROP" train linear --epochs 100 --dtype float32 --verbose

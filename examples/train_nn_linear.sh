@@ -7,5 +7,6 @@
 # expect: predict (before training) 3 0.16509997844696045
 # expect: 	grad (batch of 3): b=-4.168799877166748, w=-10.00493335723877
 # expect: progress: 0 5.387223720550537
-. "$(dirname "$0")/lib/find_backprop.sh"
+here=$(dirname "$0")
+. "$here/lib/find_backprop.sh"
 "$BACKPROP" train affine --x 1,2,3 --y 1.5,2.5,3.5 --init w=-0.2505,b=0.9166 --epochs 1 --lr 0.01 --dtype float32 --verbose --predict 1,2,3

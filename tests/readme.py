@@ -64,17 +64,35 @@ def _prose() -> str:
 
 COMMAND = re.compile(r"(?:^|\| )backprop(?: |$)")
 PLACEHOLDER = re.compile(r"…|\.\.\.|\b[A-Z]{3,}\b")
+SHELL = re.compile(r"(?:python3? |\. |\.venv/bin/|jq |apt-get |brew |pip |seq |echo )")
+
+
+def _spans() -> list[str]:
+    return [m[1] for m in re.finditer(r"`([^`]+)`", _prose())]
 
 
 def inline_commands() -> list[str]:
     """The command lines written in backticks in the prose (a span that only names a
     command, such as `backprop grad`, is a name, not a command line)."""
     found = []
-    for match in re.finditer(r"`([^`]+)`", _prose()):
-        span = " ".join(match[1].split())
-        if COMMAND.search(span) and not re.fullmatch(r"backprop( \w+)?", span):
-            found.append(span)
+    for span in _spans():
+        line = " ".join(span.split())
+        if COMMAND.search(line) and not re.fullmatch(r"backprop( \w+)?", line):
+            found.append(line)
     return found
+
+
+def wrapped_commands() -> list[str]:
+    """Command spans broken over two lines of README.md: pasted from the file, each half
+    would run alone."""
+    return [
+        s for s in _spans() if "\n" in s and (COMMAND.search(" ".join(s.split())) or SHELL.match(s))
+    ]
+
+
+def other_shell_lines() -> list[str]:
+    """Spans that are shell commands other than backprop's (python, jq, apt-get, ...)."""
+    return [" ".join(s.split()) for s in _spans() if SHELL.match(s) and not COMMAND.search(s)]
 
 
 def block_commands() -> list[str]:

@@ -79,9 +79,13 @@ BARE_PATH = "/usr/bin:/bin"
 INSTALLED = Path(sys.executable).with_name("backprop")
 
 
-def run_script(path: Path, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def run_script(
+    path: Path, env: dict[str, str], cwd: Path, shell: str = "sh"
+) -> subprocess.CompletedProcess[str]:
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} is not installed")
     return subprocess.run(
-        ["sh", str(path)], capture_output=True, text=True, env=env, cwd=cwd, timeout=300
+        [shell, str(path)], capture_output=True, text=True, env=env, cwd=cwd, timeout=300
     )
 
 
@@ -95,12 +99,13 @@ def test_session_runs_with_the_program_named_by_BACKPROP(path, tmp_path):
         assert line in done.stdout.splitlines()
 
 
+@pytest.mark.parametrize("shell", ["sh", "bash", "zsh"])
 @pytest.mark.parametrize("path", SESSIONS, ids=[p.stem for p in SESSIONS])
-def test_session_finds_the_checkouts_environment(path, tmp_path):
+def test_session_finds_the_checkouts_environment(path, shell, tmp_path):
     venv = path.parent.parent / ".venv" / "bin" / "backprop"
     if not venv.exists():
         pytest.skip("no .venv in this checkout (the Quickstart makes one)")
-    done = run_script(path, {"PATH": BARE_PATH}, tmp_path)
+    done = run_script(path, {"PATH": BARE_PATH}, tmp_path, shell)
     assert done.returncode == 0, done.stderr
     assert expectations(path)[0] in done.stdout.splitlines()
 

@@ -135,9 +135,14 @@ def unquoted_hazards(line: str) -> list[str]:
     return hazards
 
 
-@pytest.mark.parametrize("line", README_LINES + EPILOGUE_LINES)
+@pytest.mark.parametrize("line", README_LINES + EPILOGUE_LINES + readme.other_shell_lines())
 def test_every_argument_a_shell_could_expand_is_quoted(line):
     assert unquoted_hazards(line) == []
+
+
+def test_no_command_line_is_broken_over_two_lines_of_the_readme():
+    assert readme.wrapped_commands() == []
+    assert len(readme.other_shell_lines()) >= 4
 
 
 def test_the_lint_finds_what_shells_trip_on():
@@ -236,9 +241,6 @@ def workdir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("shell")
     shutil.copytree(readme.ROOT / "examples", root / "examples")
     (root / "docs").mkdir()
-    (root / "params.json").write_text('{"w": 2.0}\n')
-    (root / "xs.csv").write_text("x,y\n1,2\n2,4\n")
-    (root / "chain.bp").write_text("+".join(["x"] * 1000) + "\n")
     bin_dir = root / "bin"
     bin_dir.mkdir()
     installed = Path(sys.executable).with_name("backprop")
@@ -248,6 +250,9 @@ def workdir(tmp_path_factory) -> Path:
         script = bin_dir / "backprop"
         script.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m backprop_cli "$@"\n')
         script.chmod(0o755)
+    # README's --values lines read what `backprop train linear --save params.json` writes
+    saved = run_line("bash", "backprop train linear --save params.json", root)
+    assert saved.returncode == 0, saved.stderr
     return root
 
 

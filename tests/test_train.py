@@ -166,7 +166,8 @@ def test_check_compares_every_step_with_torch():
     r = run("train", "affine", "--epochs", "20", "--check", "--format", "jsonl")
     final = json.loads(r.stdout.splitlines()[-1])
     assert r.code == 0 and final["check"]["ok"] is True
-    assert final["check"]["max_error"] < 1e-12
+    # float32 training: the difference is rounding noise, bounded by the float32 tolerance
+    assert 0 <= final["check"]["max_error"] < 1e-5
 
 
 def test_jsonl_is_valid_and_complete():
