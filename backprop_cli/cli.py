@@ -53,6 +53,18 @@ def _exit(code: Any, standalone_mode: bool) -> Any:
     sys.exit(code if isinstance(code, int) else 0)
 
 
+def _help_into_a_closed_pipe_ends_quietly() -> None:
+    """Rich's consoles (typer's help among them) exit 1 on a closed pipe; make them raise
+    BrokenPipeError instead, which ends us quietly with exit 0."""
+    from rich.console import Console
+
+    def on_broken_pipe(self: Console) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+    Console.on_broken_pipe = on_broken_pipe  # type: ignore[method-assign]
+
+
 class _Group(TyperGroup):
     """Turns usage errors into one line and keeps tracebacks away from users."""
 
@@ -62,6 +74,7 @@ class _Group(TyperGroup):
     ) -> Any:  # fmt: skip
         if args is None:
             args = sys.argv[1:]
+        _help_into_a_closed_pipe_ends_quietly()
         try:
             code = super().main(
                 args=self._positionals_last(list(args)),
@@ -87,6 +100,14 @@ class _Group(TyperGroup):
         except BrokenPipeError:
             with suppress(OSError, ValueError):  # | head: end quietly
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            code = 0
+        except SystemExit as exc:
+            # click ends with exit 1 when the reader of --help or a listing went away
+            # (| head -c5): that is not a failure of ours
+            if exc.code != 1 or type(sys.stdout).__name__ != "PacifyFlushWrapper":
+                raise
+            with suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
             code = 0
         except Exception as exc:
             if os.environ.get("BACKPROP_DEBUG"):
@@ -972,7 +993,13 @@ def graph(
     limits = Limits(max_length=max_length, allow_nonfinite=allow_nonfinite)
     try:
         if output is not None:
+            from .files import refuse_inputs_as_outputs
+
             pictures.check_output(output)
+            refuse_inputs_as_outputs(
+                [("-o", output)],
+                [("the program", expression), ("--file", file), ("--values", values_file)],
+            )
         program, point = _program_and_point(expression, values, file, values_file, limits)
         pic = pictures.picture(program.graph, _full_point_or_none(program.graph, point), max_nodes)
         text = (
@@ -1175,6 +1202,15 @@ def train(
             check_path(plot)
         if save is not None:
             inputs.check_writable(save, "--save")
+        from .files import refuse_inputs_as_outputs
+
+        refuse_inputs_as_outputs(
+            [("--save", save), ("--plot", plot)],
+            [
+                ("--data", data_file),
+                ("--init", init if init and inputs.init_is_file(init) else None),
+            ],
+        )
         if device != "cpu" and engine_name is Engine.graph and not check:
             raise BackpropError("--device is for --engine torch or --check")
         with _output():
@@ -1353,12 +1389,9 @@ def _finish_training(
 
 
 def _write_json(path: str, params: dict[str, float]) -> None:
-    try:
-        with open(path, "w") as f:
-            json.dump(params, f, indent=2)
-            f.write("\n")
-    except OSError as exc:
-        raise BackpropError(f"cannot write {path}: {exc.strerror or exc}") from None
+    from .files import write_atomically
+
+    write_atomically(path, json.dumps(params, indent=2) + "\n")
 
 
 def _training_verdict(result: Any, settings: Any) -> None:

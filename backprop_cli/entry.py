@@ -111,6 +111,11 @@ def _value(field: str, text: str) -> Any:
 
 
 def main() -> None:
+    from .terminal import check_streams
+
+    problem = check_streams()
+    if problem is not None:
+        sys.exit(problem)
     argv = sys.argv[1:]
     if argv[:1] == ["grad"]:
         fields = quick_grad_args(argv[1:])

@@ -56,6 +56,7 @@ class GradArgs:
 
 def run(a: GradArgs) -> int:
     """Differentiate, check, print; the exit code (0, 1 a check disagreed, 2 bad input)."""
+    from .files import refuse_inputs_as_outputs
     from .parse import parse_constant
     from .report import Options, gradient_report
 
@@ -92,6 +93,9 @@ def run(a: GradArgs) -> int:
             from . import picture as pictures
 
             pictures.check_output(a.picture_file)
+            reads = [("the program", a.expression), ("--file", a.file)]
+            reads += [("--values", a.values_file), ("--points", a.points_file)]
+            refuse_inputs_as_outputs([("--graph", a.picture_file)], reads)
         report = gradient_report(program, point, options)
         if a.picture_file is not None:
             pic = pictures.picture(program.graph, report["variables_used"], 200)

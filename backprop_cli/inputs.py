@@ -119,13 +119,20 @@ def train_data(x: str | None, y: str | None, data_file: str | None, target: str)
     return dataset, (" (the course's data: y = 2x)" if x is None else "")
 
 
+def init_is_file(init: str) -> bool:
+    """`--init` names a file when it has no '=', or is written as a path (./w=1, /tmp/p,
+    p.json); otherwise it is name=value pairs, whatever files exist (`--init w=1` never
+    reads a file called w=1)."""
+    return "=" not in init or init.startswith(("./", "../", "/")) or init.endswith(".json")
+
+
 def with_init(built: Any, init: str) -> Any:
     import dataclasses
 
     from .data import read_values
     from .parse import parse_constant
 
-    if init.endswith(".json") or os.path.isfile(init):
+    if init_is_file(init):
         given = read_values(init, "--init")
     else:
         given = {}

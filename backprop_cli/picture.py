@@ -17,6 +17,7 @@ import numpy as np
 
 from . import engine, ops
 from .errors import BackpropError
+from .files import die_with_parent, write_atomically
 from .graph import Graph
 from .render import short_any
 
@@ -288,11 +289,12 @@ def render(pic: Picture, path: str, rankdir: str = "LR") -> None:
         )
     try:
         done = subprocess.run(
-            [dot, f"-T{fmt}", "-o", path],
+            [dot, f"-T{fmt}"],
             input=dot_text.encode(),
             capture_output=True,
             timeout=DOT_TIMEOUT,
             check=False,
+            preexec_fn=die_with_parent(),  # dot dies with us: it never writes later
         )
     except subprocess.TimeoutExpired:
         raise BackpropError(
@@ -301,3 +303,4 @@ def render(pic: Picture, path: str, rankdir: str = "LR") -> None:
     if done.returncode != 0:
         message = done.stderr.decode(errors="replace").strip().splitlines()
         raise BackpropError(f"Graphviz failed: {message[-1] if message else 'no message'}")
+    write_atomically(path, done.stdout)

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from .errors import BackpropError
+from .files import replacing
 
 FORMATS = (".png", ".svg", ".pdf")
 
@@ -42,7 +43,8 @@ def loss_plot(per_epoch: list[tuple[int, float]], path: str, title: str) -> None
         ax.set_title(title)
         ax.grid(True, alpha=0.3)
         fig.tight_layout()
-        fig.savefig(path)
+        with replacing(path) as temporary:  # the old plot stays whole if this fails
+            fig.savefig(temporary, format=Path(path).suffix.lower()[1:])
     except OSError as exc:
         raise BackpropError(f"cannot write {path}: {exc.strerror or exc}") from None
     finally:

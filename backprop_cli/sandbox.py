@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 from contextlib import suppress
 from typing import Any
 
+from .files import end_with_parent
+
 Emit = Callable[[dict[str, Any]], None]
 
 
@@ -35,8 +37,10 @@ def prestart() -> None:
         return
     job_r, job_w = os.pipe()
     result_r, result_w = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the child: never returns
+        end_with_parent(parent)
         os.close(job_w)
         os.close(result_r)
         _spare_child(job_r, result_w)
@@ -147,8 +151,10 @@ class Bounded:
         sys.stdout.flush()
         sys.stderr.flush()
         read_fd, write_fd = os.pipe()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the child: never returns
+            end_with_parent(parent)
             os.close(read_fd)
             _child(func, args, write_fd, memory_mb, seconds)
         os.close(write_fd)

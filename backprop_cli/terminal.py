@@ -18,7 +18,57 @@ EXIT_INTERNAL = 3
 
 
 def stderr(line: str) -> None:
-    print(line, file=sys.stderr)
+    """One line on stderr; a stderr that cannot be written (2>/dev/full, closed) loses the
+    line but never changes the exit code."""
+    with suppress(OSError, ValueError, AttributeError):
+        print(line, file=sys.stderr, flush=True)
+
+
+class _ClosedStdin:
+    """Stands in for a closed standard input (`<&-`): reading it is a one-line error."""
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        raise BackpropError("cannot read stdin: standard input is closed")
+
+    @property
+    def buffer(self) -> Any:
+        raise BackpropError("cannot read stdin: standard input is closed")
+
+    def read(self, *_: Any) -> str:
+        raise BackpropError("cannot read stdin: standard input is closed")
+
+    readline = read
+
+
+SYMBOLS = "∂✓✗━│"  # what every report prints
+
+
+def check_streams() -> int | None:
+    """Before any work: a closed or unusable stdout is exit 2 with one line (there is
+    nowhere to write the result), a closed stdin becomes an error only if it is read, and a
+    closed stderr loses the messages but not the exit code. None: all is well."""
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+    if sys.stdin is None:
+        sys.stdin = _ClosedStdin()
+    if sys.stdout is None:
+        stderr("error: standard output is closed, so there is nowhere to write the result")
+        return EXIT_USAGE
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    try:
+        SYMBOLS.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        sys.stderr.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+        stderr(
+            f"error: the output's encoding ({encoding}) cannot show the reports' symbols "
+            "(∂, ✓, table borders)"
+        )
+        stderr("hint: use a UTF-8 locale, or set PYTHONIOENCODING=utf-8")
+        return EXIT_USAGE
+    return None
 
 
 def error_lines(exc: BackpropError) -> None:
