@@ -168,6 +168,17 @@ def _dot_edge(pic: Picture, node_id: int, k: int, source: int) -> str:
 # ---- Mermaid ----------------------------------------------------------------------------
 
 
+def _mermaid_text(text: str) -> str:
+    """A label as Mermaid shows it literally: its entity codes for the characters that
+    would end the label or be read as HTML (`<img …>`, `</script>`), and one line."""
+    text = "".join(c if c.isprintable() else " " for c in " ".join(text.split()))
+    for char, entity in (("#", "#35;"), ("&", "#38;"), ("<", "#lt;"), (">", "#gt;")):
+        text = text.replace(char, entity)
+    for char, entity in (('"', "#quot;"), ("|", "#124;"), ("`", "#96;")):
+        text = text.replace(char, entity)
+    return text
+
+
 def to_mermaid(pic: Picture, rankdir: str = "LR") -> str:
     graph = pic.graph
     shown = set(pic.keep)
@@ -177,7 +188,7 @@ def to_mermaid(pic: Picture, rankdir: str = "LR") -> str:
     for node_id in pic.keep:
         node = graph.nodes[node_id]
         symbol, label = _title(pic, node_id)
-        text = " ".join(part for part in (symbol, label) if part)
+        text = _mermaid_text(" ".join(part for part in (symbol, label) if part))
         if _shape(pic, node_id):
             text += f"<br/>{_shape(pic, node_id)}"
         if pic.values is not None and node.op != "const":
@@ -186,7 +197,6 @@ def to_mermaid(pic: Picture, rankdir: str = "LR") -> str:
                 text += f"<br/>∂ {_num(pic.grads[node_id])}"
         if node_id in pic.kinks:
             text += "<br/>kink"
-        text = text.replace('"', "#quot;")
         shape = ('(["', '"])') if node.op == "input" else ('["', '"]')
         lines.append(f"  n{node_id}{shape[0]}{text}{shape[1]}")
     for node_id in pic.keep:

@@ -606,6 +606,20 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def code(text: str) -> str:
+    """`text` as one Markdown code span that nothing in it can end: the fence is longer than
+    any run of backticks inside (a comment in an expression may hold one), line breaks and
+    other whitespace become spaces (a blank line would end the table or the paragraph),
+    control characters are shown escaped, and '|' is escaped for table cells. Inside a code
+    span Markdown shows `<img …>` as text, never as HTML."""
+    text = re.sub(r"\s", " ", text)
+    text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{_md(text)}{pad}{fence}"
+
+
 def _md_value(x: Any, dtype: str) -> str:
     """Every digit of a number, and of an array up to 36 elements; a compact form beyond."""
     if isinstance(x, list) and np.size(x) > 36:
@@ -617,14 +631,14 @@ def to_markdown(report: dict[str, Any]) -> str:
     dtype = report["dtype"]
     name = output_name(report)
     lines = [
-        f"**{name}** = `{_md(' '.join(report['output']['text'].split()))}`{_origin(report)}",
+        f"**{name}** = {code(' '.join(report['output']['text'].split()))}{_origin(report)}",
         "",
         f"value **{_md_value(report['value'], dtype)}**"
         + (f" at {_point(report)}" if report["variables"] else ""),
         "",
     ]
     if report.get("symbolic_output"):
-        lines += [f"SymPy: `{name} = {_md(report['symbolic_output'])}`", ""]
+        lines += [f"SymPy: {code(name + ' = ' + report['symbolic_output'])}", ""]
     for v in report["wrt"]:
         if report["shapes"].get(v) and v in report["symbolic"]:
             formula = _md(_cap(report["symbolic"][v]))
@@ -639,7 +653,7 @@ def to_markdown(report: dict[str, Any]) -> str:
     for node in report["nodes"]:
         label = node["label"] + (" (output)" if node["output"] else "")
         lines.append(
-            f"| {node['id']} | `{_md(label)}` | {node['op']} | "
+            f"| {node['id']} | {code(label)} | {node['op']} | "
             f"{', '.join(map(str, node['inputs']))} | {_md_value(node['value'], dtype)} | "
             f"{_md_value(node['grad'], dtype)} | {_md('; '.join(node['notes']))} |"
         )
@@ -651,7 +665,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         ]
         for p in report["partials"]:
             lines.append(
-                f"| ∂{name}/∂{p['element']} | `{_md(_symbolic_cell(p))}` | "
+                f"| ∂{name}/∂{p['element']} | {code(_symbolic_cell(p))} | "
                 f"{_check_cell(p, 'symbolic')} | {fmt(p['engine'], dtype)} | "
                 f"{_check_cell(p, 'torch')} | "
                 f"{_check_cell(p, 'finite_difference')} | {_mark(p)} |"
@@ -667,7 +681,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         for e in second["entries"]:
             lines.append(
                 f"| {_entry_name('hessian', second, e['row'], e['column'])} | "
-                f"`{_md(e['symbolic'] or '—')}` | {_entry_cell(e, 'symbolic', 17)} | "
+                f"{code(e['symbolic'] or '—')} | {_entry_cell(e, 'symbolic', 17)} | "
                 f"{fmt(e['engine'])} | {_entry_cell(e, 'torch', 17)} | "
                 f"{_entry_cell(e, 'finite_difference', 17)} | {_mark(e)} |"
             )
@@ -715,7 +729,7 @@ def ops_markdown(rows: list[dict[str, Any]]) -> str:
     lines = ["| op | written as | derivative rule | notes |", "|---|---|---|---|"]
     for row in rows:
         lines.append(
-            f"| {row['op']} | `{_md(row['syntax'])}` | {_md(row['rule'])} | "
+            f"| {row['op']} | {code(row['syntax'])} | {_md(row['rule'])} | "
             f"{_md('; '.join(row['notes']))} |"
         )
     return "\n".join(lines) + "\n"
@@ -838,18 +852,18 @@ def higher_markdown(report: dict[str, Any], kind: str) -> str:
     else:
         rows, columns, matrix = report["rows"], report["columns"], report["matrix"]
     lines = [
-        f"**{kind}** of `{_md(' '.join(report['expression'].split()))}`",
+        f"**{kind}** of {code(' '.join(report['expression'].split()))}",
         "",
-        "| | " + " | ".join(f"`{c}`" for c in columns) + " |",
+        "| | " + " | ".join(code(c) for c in columns) + " |",
         "|---|" + "---:|" * len(columns),
     ]
     for r, values in zip(rows, matrix, strict=True):
-        lines.append(f"| `{r}` | " + " | ".join(fmt(v) for v in values) + " |")
+        lines.append(f"| {code(r)} | " + " | ".join(fmt(v) for v in values) + " |")
     lines.append("")
     for e in report["entries"]:
         if e["symbolic"] is not None:
             lines.append(
-                f"- {_entry_name(kind, report, e['row'], e['column'])} = `{_md(e['symbolic'])}`"
+                f"- {_entry_name(kind, report, e['row'], e['column'])} = {code(e['symbolic'])}"
             )
     lines.append("")
     lines += [f"- {mark} {line}" for mark, line in higher_lines(report, kind)]

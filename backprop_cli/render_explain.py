@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from .render import fmt, fmt_any, short, short_any
+from .render import code, fmt, fmt_any, short, short_any
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -220,21 +220,22 @@ def markdown(report: dict[str, Any]) -> str:
         return _array_markdown(report)
     out = report["output"]["name"]
     lines = [
-        f"`{_heading_text(report)}` = **{fmt(report['output']['value'])}**"
+        f"{code(_heading_text(report))} = **{fmt(report['output']['value'])}**"
         + (f" at {_point(report)}" if report["variables"] else ""),
         "",
     ]
     legend = _legend_text(report)
     if legend:
-        lines += ["where", "", *(f"- `{item}`" for item in legend), ""]
+        lines += ["where", "", *(f"- {code(item)}" for item in legend), ""]
     for v in report["partials"]:
         lines += [f"### {D}{out}/{D}{v['variable']}: {_count(v['count'])}", ""]
         for n, path in enumerate(v["paths"], start=1):
             chain, symbolic, numeric = _path_lines(path)
-            lines += [f"{n}. `{' → '.join(path['names'])}`: {chain} = `{symbolic}` = `{numeric}`"]
+            names = code(" → ".join(path["names"]))
+            lines += [f"{n}. {names}: {chain} = {code(symbolic)} = {code(numeric)}"]
         for group in v["groups"]:
             lines.append(
-                f"- via `{group['via']}`: {_count(group['count'])}, sum {fmt(group['sum'])}"
+                f"- via {code(group['via'])}: {_count(group['count'])}, sum {fmt(group['sum'])}"
             )
         lines += ["", _verdict(v, out), ""]
     if report["reverse_steps"]:
@@ -247,7 +248,7 @@ def markdown(report: dict[str, Any]) -> str:
         for s in report["reverse_steps"]:
             lines.append(
                 f"| {s['step']} | {s['from']} → {s['to']} | {fmt(s['upstream'])} | "
-                f"`{s['local_formula']['text']}` = {fmt(s['local'])} | "
+                f"{code(s['local_formula']['text'])} = {fmt(s['local'])} | "
                 f"{fmt(s['contribution'])} | {fmt(s['total'])} |"
             )
         lines.append("")
@@ -262,7 +263,7 @@ def markdown(report: dict[str, Any]) -> str:
         for s in sweep["steps"]:
             lines.append(
                 f"| {s['to']} | {s['from']} | {fmt(s['tangent_in'])} | "
-                f"`{s['local_formula']['text']}` = {fmt(s['local'])} | {fmt(s['tangent'])} |"
+                f"{code(s['local_formula']['text'])} = {fmt(s['local'])} | {fmt(s['tangent'])} |"
             )
         lines.append("")
     lines += [f"> note: {note}" for note in _cut_notes(report)]
@@ -401,7 +402,8 @@ def _array_panels(report: dict[str, Any]) -> list[RenderableType]:
 def _array_markdown(report: dict[str, Any]) -> str:
     out = report["output"]["name"]
     lines = [
-        f"`{_heading_text(report)}` = **{fmt_any(report['output']['value'])}** at {_point(report)}",
+        f"{code(_heading_text(report))} = **{fmt_any(report['output']['value'])}** at "
+        f"{_point(report)}",
         "",
         f"| # | edge | shapes | G = {D}{out}/{D}node | rule | contribution | so far |",
         "|---:|---|---|---:|---|---:|---:|",
@@ -410,13 +412,13 @@ def _array_markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {s['step']} | {s['from']} → {s['to']} | "
             f"{_shape_text(s['shape_node'])} → {_shape_text(s['shape_input'])} | "
-            f"`{short_any(s['upstream'], 'float64', 17, 36)}` | {s['rule']} | "
-            f"`{short_any(s['contribution'], 'float64', 17, 36)}` | "
-            f"`{short_any(s['total'], 'float64', 17, 36)}` |"
+            f"{code(short_any(s['upstream'], 'float64', 17, 36))} | {s['rule']} | "
+            f"{code(short_any(s['contribution'], 'float64', 17, 36))} | "
+            f"{code(short_any(s['total'], 'float64', 17, 36))} |"
         )
     lines.append("")
     for g in report["gradients"]:
-        lines.append(f"- {D}{out}/{D}{g['variable']} = `{fmt_any(g['gradient'])}`")
+        lines.append(f"- {D}{out}/{D}{g['variable']} = {code(fmt_any(g['gradient']))}")
     lines.append("")
     lines += [f"> note: {n}" for n in _array_notes(report)]
     return "\n".join(lines) + "\n"

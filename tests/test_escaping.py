@@ -1,0 +1,73 @@
+"""Labels a user typed (a comment inside an expression can hold anything) are escaped in
+every output format: Markdown rendered by a real CommonMark renderer holds no HTML of
+theirs, Mermaid labels stay one literal label, DOT's HTML labels are escaped."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from markdown_it import MarkdownIt
+
+from tests.conftest import run
+
+HOSTILE = [
+    "sum(x*[1, # ` <img src=x onerror=alert(1)> `\n 2])",
+    "sum(x*[1, # `` <script>alert(1)</script> ``` \n 2])",
+    "x * 2 # </code></td><img src=x>",
+    'x * 2 # " | ] ) --> n0 <b>bold</b>',
+    "x * 2 # &lt;entity&gt; &amp; #quot;",
+]
+TAGS = re.compile(r"<(img|script|b)\b", re.IGNORECASE)  # the payloads' tags, not ours
+
+
+def html_of(markdown: str) -> str:
+    return MarkdownIt("commonmark").enable("table").render(markdown)
+
+
+@pytest.mark.parametrize("expression", HOSTILE)
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["grad", "--format", "markdown", "--no-torch"],
+        ["explain", "--format", "markdown"],
+        ["explain", "--format", "markdown", "--mode", "forward"],
+    ],
+    ids=["grad", "explain", "explain-forward"],
+)
+def test_markdown_renders_no_html_of_the_users(expression, command):
+    if "forward" in command and "[" in expression:
+        pytest.skip("forward mode explains scalar expressions")
+    r = run(command[0], expression, "x=1", *command[1:])
+    assert r.code == 0, r.stderr
+    rendered = html_of(r.stdout)
+    assert not TAGS.search(rendered), TAGS.search(rendered)
+    if "<img" in r.stdout:  # what was typed is still there, shown as text
+        assert "&lt;img" in rendered
+
+
+def test_markdown_tables_keep_their_columns():
+    r = run("grad", "x * 2 # a | b | c", "x=1", "--format", "markdown", "--no-torch")
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| 2 |")]
+    assert rows and html_of(r.stdout).count("<table>") >= 1
+    header = next(line for line in r.stdout.splitlines() if line.startswith("| id |"))
+    assert rows[0].replace("\\|", "").count("|") == header.count("|")
+
+
+@pytest.mark.parametrize("expression", HOSTILE)
+def test_mermaid_labels_are_literal(expression):
+    r = run("graph", expression, "x=1", "--format", "mermaid")
+    assert r.code == 0, r.stderr
+    for line in r.stdout.splitlines()[1:]:
+        assert "<img" not in line and "<script" not in line and "</" not in line
+        label = re.fullmatch(r'  n\d+(?:\(\[|\[)"(.*)"(?:\]\)|\])', line)
+        if label:  # one label: no quote, bracket or pipe of the user's ends it
+            assert '"' not in label[1]
+    assert len(r.stdout.splitlines()) == len(set(r.stdout.splitlines()))
+
+
+@pytest.mark.parametrize("expression", HOSTILE)
+def test_dot_labels_are_escaped(expression):
+    r = run("graph", expression, "x=1", "--format", "dot")
+    assert r.code == 0, r.stderr
+    assert "<img" not in r.stdout and "<script" not in r.stdout
