@@ -82,15 +82,17 @@ class Optimizer:
             buf = g if "buf" not in state else dt(MOMENTUM) * state["buf"] + g
             state["buf"] = buf
             return p - self.lr * buf
-        b1, b2 = dt(BETAS[0]), dt(BETAS[1])
+        # torch.optim.Adam's arithmetic, operation for operation (its single-tensor path):
+        # the scalars (1 - beta, the bias corrections, the step size) are Python floats
+        # rounded once to the dtype, and addcmul/addcdiv multiply from the left.
         m = state.get("m", dt(0))
-        m = m + (1 - b1) * (g - m)  # torch's lerp toward g
-        v = state.get("v", dt(0)) * b2 + (1 - b2) * (g * g)
+        m = m + dt(1 - BETAS[0]) * (g - m)  # lerp toward g with weight 1 - beta1 (< 0.5)
+        v = state.get("v", dt(0)) * dt(BETAS[1]) + dt(1 - BETAS[1]) * g * g  # addcmul
         state["m"], state["v"] = m, v
         bias1 = 1 - BETAS[0] ** self.t
         bias2_sqrt = math.sqrt(1 - BETAS[1] ** self.t)
         denom = np.sqrt(v) / dt(bias2_sqrt) + dt(ADAM_EPS)
-        return p - dt(self.lr / bias1) * (m / denom)
+        return p + dt(-(float(self.lr) / bias1)) * m / denom  # addcdiv
 
 
 def batches(n: int, size: int, rng: np.random.Generator | None) -> list[np.ndarray]:

@@ -93,3 +93,52 @@ def test_the_report_calls_no_convention_a_disagreement(source, point, build, val
     assert result.code == 0, result.stderr
     report = result.json()
     assert report["checks"]["torch"]["ok"] is not False
+
+
+# README's second table: where the engine and torch's usual spelling differ (signed zeros,
+# softplus's threshold), what each gives, and that the cross-check's own torch graph agrees.
+# (expression, point, engine value, engine gradient, torch as users write it, its value,
+#  its gradient)
+DIFFERENCES = [
+    ("x**0.5", {"x": -0.0}, 0.0, {"x": inf}, lambda t: t["x"] ** 0.5, -0.0, {"x": -inf}),
+    ("x**-0.5", {"x": -0.0}, inf, {"x": -inf}, lambda t: t["x"] ** -0.5, -inf, {"x": -inf}),
+    ("max(x)", {"x": [-0.0, 0.0]}, 0.0, {"x": [0.5, 0.5]}, lambda t: t["x"].amax(), -0.0,
+     {"x": [0.5, 0.5]}),
+    ("softplus(x)", {"x": 25.0}, 25.000000000013888, {"x": 0.999999999986112},
+     lambda t: torch.nn.functional.softplus(t["x"]), 25.0, {"x": 1.0}),
+    ("sqrt(x)", {"x": -0.0}, -0.0, {"x": -inf}, lambda t: torch.sqrt(t["x"]), -0.0, {"x": -inf}),
+    ("max(x, y)", {"x": -0.0, "y": 0.0}, -0.0, {"x": 0.5, "y": 0.5},
+     lambda t: torch.maximum(t["x"], t["y"]), -0.0, {"x": 0.5, "y": 0.5}),
+]  # fmt: skip
+
+
+def _signed_same(a: object, b: object) -> bool:
+    """Equal, with the sign of a zero or an infinity counted."""
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_signed_same(x, y) for x, y in zip(a, b, strict=True))
+    assert isinstance(a, float) and isinstance(b, float)
+    return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
+
+
+@pytest.mark.parametrize(("source", "point", "value", "grads", "build", "t_value", "t_grads"),
+                         DIFFERENCES)  # fmt: skip
+def test_the_documented_differences_from_torch(source, point, value, grads, build, t_value,
+                                               t_grads):  # fmt: skip
+    graph = parse(source)
+    with np.errstate(all="ignore"):
+        trace = engine.run(graph, {n: np.array(v, dtype=float) for n, v in point.items()})
+    assert _signed_same(trace.values[graph.output].tolist(), value), source
+    for name, want in grads.items():
+        assert _signed_same(trace.grads[graph.variables[name]].tolist(), want), (source, name)
+    leaves = {n: torch.tensor(v, dtype=torch.float64, requires_grad=True) for n, v in point.items()}
+    out = build(leaves)
+    out.backward()
+    assert _signed_same(out.item(), t_value), source
+    for name, want in t_grads.items():
+        assert _signed_same(leaves[name].grad.tolist(), want), (source, name)
+    # the cross-check builds its own torch graph and agrees with the engine
+    values = [f"{n}={v}" for n, v in point.items()]
+    result = run("grad", source, *values, "--format", "json", "--no-symbolic",
+                 "--allow-nonfinite")  # fmt: skip
+    assert result.code == 0, result.stderr
+    assert result.json()["checks"]["torch"]["ok"] is True

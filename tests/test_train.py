@@ -437,3 +437,20 @@ def test_hidden_that_contradicts_the_init_file_is_refused(tmp_path):
     assert run("train", "mlp", "--hidden", "2", "--epochs", "2", "--save", str(saved)).code == 0
     result = run("train", "mlp", "--hidden", "4", "--epochs", "2", "--init", str(saved))
     assert result.code == 2 and "--hidden 4, but --init gives 2 hidden units" in result.stderr
+
+
+def test_float32_adam_follows_torch_optim_operation_for_operation():
+    """The first step is torch.optim.Adam's to the last bit (its scalars rounded once, its
+    addcmul/addcdiv order); later steps differ only by the gradients' own float32
+    rounding, which Adam's normalisation carries on: README states the bound."""
+
+    def params(engine: str, epochs: int) -> list[dict[str, float]]:
+        args = ["train", "affine", "--optimizer", "adam", "--lr", "0.1", "--epochs", str(epochs)]
+        r = run(*args, "--log-every", "1", "--format", "jsonl", "--engine", engine)
+        assert r.code == 0, r.stderr
+        return [json.loads(line)["params"] for line in r.stdout.splitlines()[:-1]]
+
+    ours, theirs = params("graph", 200), params("torch", 200)
+    assert ours[0] == theirs[0]
+    worst = max(abs(a[k] - b[k]) for a, b in zip(ours, theirs, strict=True) for k in a)
+    assert worst < 1e-6
