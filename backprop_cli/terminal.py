@@ -17,11 +17,25 @@ EXIT_USAGE = 2
 EXIT_INTERNAL = 3
 
 
+def visible(text: str) -> str:
+    """Control and other invisible characters shown escaped (ESC as \\x1b, a zero-width
+    space as \\u200b), so nothing a user gave (a file name, a --wrt or --device string, a
+    data cell) can move the cursor, retitle or clear the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(
+        c
+        if c.isprintable() or c == "\t"
+        else (f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}")
+        for c in text
+    )
+
+
 def stderr(line: str) -> None:
-    """One line on stderr; a stderr that cannot be written (2>/dev/full, closed) loses the
-    line but never changes the exit code."""
+    """One line on stderr, control characters escaped; a stderr that cannot be written
+    (2>/dev/full, closed) loses the line but never changes the exit code."""
     with suppress(OSError, ValueError, AttributeError):
-        print(line, file=sys.stderr, flush=True)
+        print(visible(line), file=sys.stderr, flush=True)
 
 
 class _ClosedStdin:

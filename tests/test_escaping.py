@@ -71,3 +71,36 @@ def test_dot_labels_are_escaped(expression):
     r = run("graph", expression, "x=1", "--format", "dot")
     assert r.code == 0, r.stderr
     assert "<img" not in r.stdout and "<script" not in r.stdout
+
+
+# ---- the terminal: nothing a user gave reaches it as a control sequence ---------------
+
+PWNED = "\x1b]0;PWNED\x07\x1b[2J\u200b"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["grad", "x", "x=1", "--wrt", PWNED],
+        ["grad", "x", "x=1", "--device", PWNED],
+        ["grad", "--file", f"/nonexistent/{PWNED}.bp", "x=1"],
+        ["graph", "x", "x=1", "-o", f"/nonexistent/{PWNED}.svg"],
+        ["train", "linear", "--init", f"w=1{PWNED}"],
+        ["train", "linear", "--data", f"/nonexistent/{PWNED}.csv"],
+        ["check", "x*y", "--range", PWNED],
+    ],
+    ids=["wrt", "device", "file", "graph-o", "init", "data", "range"],
+)
+def test_control_characters_are_shown_escaped_on_stderr(args):
+    r = run(*args)
+    assert r.code == 2
+    assert "\x1b" not in r.stderr and "\x07" not in r.stderr and "\u200b" not in r.stderr
+    assert "\\x1b" in r.stderr or "U+001B" in r.stderr
+
+
+def test_a_bad_points_row_is_named_without_its_control_characters(tmp_path):
+    points = tmp_path / "p.csv"
+    points.write_text(f"x,id\n1,a\n{PWNED},b\n")
+    r = run("grad", "x", "--points", str(points))
+    assert r.code == 2 and "line 3" in r.stderr
+    assert "\x1b" not in r.stderr
