@@ -178,16 +178,20 @@ def _points(program: Any, fixed: dict[str, Any], a: GradArgs) -> int:
         engine.check_constants(graph, dtype=a.dtype)
     what = "stdin" if a.points_file == "-" else str(a.points_file)
     stream = inputs.open_text(str(a.points_file), what)
+    done: list[points.Summary] = []  # stays empty when the reader stops early (| head)
     try:
         reader = points.PointReader(stream, what, varying, fixed, a.allow_nonfinite)
-        checker = points.TorchCheck(plan, a.device) if a.check_points else None
-        if checker is not None and a.device != "cpu":
-            from .checks import check_device
+        try:
+            checker = points.TorchCheck(plan, a.device) if a.check_points else None
+            if checker is not None and a.device != "cpu":
+                from .checks import check_device
 
-            check_device(a.device, a.dtype)
-        done: list[points.Summary] = []  # stays empty when the reader stops early (| head)
-        with output():
-            done.append(points.run(plan, reader, fmt, sys.stdout, a.on_error, checker))
+                check_device(a.device, a.dtype)
+            with output():
+                done.append(points.run(plan, reader, fmt, sys.stdout, a.on_error, checker))
+        finally:
+            for note in reader.notes:
+                stderr(f"warning: {note}")
     finally:
         stream.close()
     return _points_summary(done[0], checker) if done else 0

@@ -100,6 +100,7 @@ class PointReader:
         self.kind = "csv"
         self.delimiter = ","
         self.names: list[str] = []  # the file's columns, in order
+        self.notes: list[str] = []  # warnings about the file, for stderr
         self.pending: tuple[int, str] | None = None  # a first line that was already data
         self._start()
 
@@ -118,9 +119,9 @@ class PointReader:
             return
         self.delimiter = "\t" if "\t" in text and "," not in text else ","
         try:
-            cells = [c.strip() for c in next(csv.reader([text], delimiter=self.delimiter))]
+            cells = [c.strip() for c in next(_csv([text], self.delimiter))]
         except csv.Error as exc:
-            raise BackpropError(f"{self.what}, line {line}: not a CSV row ({exc})") from None
+            raise BackpropError(f"{self.what}, line {line}: not a CSV row ({_why(exc)})") from None
         if len(cells) == 1 and len(self.needed) == 1 and _is_number(cells[0], self.allow_nonfinite):
             self.names = list(self.needed)  # one bare column of numbers, no header
             self.pending = (line, text)
@@ -142,6 +143,15 @@ class PointReader:
             raise BackpropError(f"{self.what}, line {line}: column {dup!r} appears twice")
         self.names = cells
         self._check_columns(cells)
+        for name in cells:
+            self._constant_column(line, name)
+
+    def _constant_column(self, line: int, name: str) -> None:
+        if name in CONSTANTS and name not in self.needed and name not in self.fixed:
+            self.notes.append(
+                f"{self.what}, line {line}: column '{name}' is not a variable ('{name}' is the "
+                "constant in the expression); it is passed through as data"
+            )
 
     def _check_columns(self, names: list[str]) -> None:
         both = [n for n in names if n in self.fixed]
@@ -223,9 +233,9 @@ class PointReader:
 
     def _csv_row(self, line: int, text: str) -> Row | Bad:
         try:
-            cells = next(csv.reader([text], delimiter=self.delimiter))
+            cells = next(_csv([text], self.delimiter))
         except csv.Error as exc:
-            return Bad(line, f"not a CSV row ({exc})")
+            return Bad(line, f"not a CSV row ({_why(exc)})")
         if len(cells) != len(self.names):
             return Bad(line, f"{len(cells)} fields, but the header has {len(self.names)}")
         values, extra, texts = {}, {}, {}
@@ -242,13 +252,17 @@ class PointReader:
 
     def _json_row(self, line: int, text: str) -> Row | Bad:
         try:
-            obj = json.loads(text, parse_int=json_int)
+            obj = json.loads(text, parse_int=json_int, object_pairs_hook=_unique_keys)
+        except _DuplicateKey as exc:
+            return Bad(line, f"the key {exc.args[0]!r} appears twice")
         except (ValueError, RecursionError) as exc:
             return Bad(line, f"not valid JSON ({getattr(exc, 'msg', 'nested too deeply')})")
         if not isinstance(obj, dict):
             return Bad(line, "expected a JSON object name → number")
         if not self.names:
             self.names = list(obj)  # a missing variable is this row's problem, not the file's
+            for name in self.names:
+                self._constant_column(line, name)
         values, extra = {}, {}
         for name in self.needed:
             if name not in obj:
@@ -268,7 +282,37 @@ class PointReader:
                 extra[name] = v
                 if name not in self.names:
                     self.names.append(name)
+                    self._constant_column(line, name)
         return Row(line, values, extra)
+
+
+CONSTANTS = ("e", "pi")
+
+
+def _csv(lines: list[str], delimiter: str) -> Iterator[list[str]]:
+    """A strict CSV reader: a quote left open at the end of the line is an error, not a
+    field silently cut (a quoted field may not span lines here)."""
+    return csv.reader(lines, delimiter=delimiter, strict=True)
+
+
+def _why(exc: csv.Error) -> str:
+    text = str(exc)
+    if "unexpected end of data" in text:
+        return "a quote is not closed on this line; a quoted field may not span lines"
+    return text
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _DuplicateKey(key)
+        found[key] = value
+    return found
 
 
 def _chain(

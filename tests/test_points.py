@@ -268,3 +268,52 @@ def test_an_overlong_line_in_a_cr_only_file_loses_only_itself():
     assert result.code == 0
     _, rows = read_csv(result.stdout)
     assert [r[0] for r in rows] == ["1", "3", "5"]
+
+
+# ---- data read is data kept: what cannot be read as written is named by its line ------
+
+
+def test_an_unterminated_quote_is_a_bad_row_not_a_cut_field(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text('x,id\n1,"multi\nline"\n2,ok\n')
+    r = run("grad", "x", "--points", str(path))
+    assert r.code == 2
+    assert "line 2" in r.stderr and "quote is not closed" in r.stderr
+    assert "multi" not in r.stdout
+    r = run("grad", "x", "--points", str(path), "--on-error", "skip")
+    assert r.code == 0 and r.stdout.splitlines()[1:] == ["2,ok,2.0,1.0"]
+    assert "skipped: line 2" in r.stderr
+
+
+def test_a_quoted_field_on_its_line_is_kept_as_written(tmp_path):
+    path = tmp_path / "q.csv"
+    path.write_text('x,id\n1,"a, b"\n')
+    r = run("grad", "x", "--points", str(path))
+    assert r.code == 0 and r.stdout.splitlines()[1] == '1,"a, b",1.0,1.0'
+
+
+def test_a_duplicate_key_in_a_json_line_is_named():
+    r = run("grad", "x", "--points", "-", stdin='{"x": 1}\n{"x": 1, "x": 2}\n')
+    assert r.code == 2 and "line 2" in r.stderr and "'x' appears twice" in r.stderr
+    r = run(
+        "grad",
+        "x",
+        "--points",
+        "-",
+        "--format",
+        "jsonl",
+        stdin='{"x": 1, "id": {"a": 1, "a": 2}}\n',
+    )
+    assert r.code == 2 and "'a' appears twice" in r.stderr
+
+
+def test_a_column_named_like_a_constant_is_a_warning(tmp_path):
+    path = tmp_path / "e.csv"
+    path.write_text("x,e,pi\n1,2,3\n")
+    r = run("grad", "x*e + pi", "--points", str(path))
+    assert r.code == 0
+    assert r.stdout.splitlines()[1].startswith("1,2,3,")  # passed through, as written
+    assert "line 1: column 'e' is not a variable" in r.stderr
+    assert "column 'pi' is not a variable" in r.stderr
+    r = run("grad", "x*e", "--points", "-", stdin='{"x": 1, "e": 5}\n')
+    assert r.code == 0 and "column 'e' is not a variable" in r.stderr
