@@ -184,11 +184,9 @@ def read_values(path: str, what: str, allow_nonfinite: bool = False) -> dict[str
     if len(raw) > 100_000_000:
         raise BackpropError(f"{what} {path} is larger than 100 MB")
     try:
-        obj = json.loads(
-            raw.decode("utf-8-sig"), parse_int=json_int, object_pairs_hook=_unique_keys
-        )
+        obj = json.loads(raw.decode("utf-8-sig"), parse_int=json_int, object_pairs_hook=unique_keys)
     except ValueError as exc:
-        if isinstance(exc, _DuplicateKey):
+        if isinstance(exc, DuplicateKey):
             raise BackpropError(f"{what} {path}: {exc}") from None
         if not isinstance(exc, (UnicodeDecodeError, json.JSONDecodeError)):
             raise
@@ -215,15 +213,15 @@ def json_int(text: str) -> int | float:
     return int(text) if len(text) <= 300 else float(text)
 
 
-class _DuplicateKey(ValueError):
+class DuplicateKey(ValueError):
     pass
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for key, value in pairs:
         if key in found:
-            raise _DuplicateKey(f"{key!r} is given twice")
+            raise DuplicateKey(f"{key!r} is given twice")
         found[key] = value
     return found
 

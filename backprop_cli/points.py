@@ -22,7 +22,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from . import checks, engine, shapes
-from .data import _NUMBER, MAX_LINE_CHARS, json_int, lines, number
+from .data import _NUMBER, MAX_LINE_CHARS, DuplicateKey, json_int, lines, number, unique_keys
 from .errors import BackpropError
 from .graph import Graph
 
@@ -252,9 +252,9 @@ class PointReader:
 
     def _json_row(self, line: int, text: str) -> Row | Bad:
         try:
-            obj = json.loads(text, parse_int=json_int, object_pairs_hook=_unique_keys)
-        except _DuplicateKey as exc:
-            return Bad(line, f"the key {exc.args[0]!r} appears twice")
+            obj = json.loads(text, parse_int=json_int, object_pairs_hook=unique_keys)
+        except DuplicateKey as exc:
+            return Bad(line, f"the key {exc}")
         except (ValueError, RecursionError) as exc:
             return Bad(line, f"not valid JSON ({getattr(exc, 'msg', 'nested too deeply')})")
         if not isinstance(obj, dict):
@@ -300,19 +300,6 @@ def _why(exc: csv.Error) -> str:
     if "unexpected end of data" in text:
         return "a quote is not closed on this line; a quoted field may not span lines"
     return text
-
-
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in found:
-            raise _DuplicateKey(key)
-        found[key] = value
-    return found
 
 
 def _chain(
