@@ -109,6 +109,12 @@ class _Group(TyperGroup):
             with suppress(OSError, ValueError):
                 os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
             code = 0
+        except UnicodeEncodeError as exc:
+            error = terminal.encoding_error(exc)
+            _stderr(f"error: {error.message}")
+            for line in error.details():
+                _stderr(line)
+            code = 2
         except Exception as exc:
             if os.environ.get("BACKPROP_DEBUG"):
                 raise

@@ -134,7 +134,7 @@ def _quick_grad(fields: dict[str, Any]) -> int:
     """grad_command.run, with the same last-resort handling as the typer path."""
     from .errors import BackpropError
     from .grad_command import GradArgs, run
-    from .terminal import EXIT_INTERNAL, error_lines, stderr
+    from .terminal import EXIT_INTERNAL, encoding_error, error_lines, stderr
 
     try:
         return run(GradArgs(**fields))
@@ -144,6 +144,9 @@ def _quick_grad(fields: dict[str, Any]) -> int:
     except KeyboardInterrupt:
         stderr("aborted")
         return 130
+    except UnicodeEncodeError as exc:
+        error_lines(encoding_error(exc))
+        return 2
     except Exception as exc:
         if os.environ.get("BACKPROP_DEBUG"):
             raise

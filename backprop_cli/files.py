@@ -27,16 +27,60 @@ def _mode_for(path: str) -> int:
         return 0o666 & ~umask
 
 
+def _target(path: str) -> tuple[str, bool]:
+    """(the file to write, whether to replace it whole). Through a symlink, the file it
+    points to is written and the link stays. A device, a FIFO or a terminal (/dev/stdout,
+    /dev/null, >(cat)) is written into, never replaced; so is a file with other hard links
+    (replacing it would part them) or a writable file in a folder we may not create files
+    in. A folder, or a file we may not write, is an error, as for a plain open()."""
+    import stat
+
+    try:
+        info = os.stat(path)  # follows links
+    except FileNotFoundError:
+        info = None
+    except OSError as exc:
+        raise BackpropError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if info is not None and stat.S_ISDIR(info.st_mode):
+        raise BackpropError(f"cannot write {path}: that is a folder, not a file")
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        return path, False
+    real = os.path.realpath(path)
+    folder = os.path.dirname(real)
+    if not os.path.isdir(folder):
+        raise BackpropError(f"cannot write {path}: the folder {folder!r} does not exist")
+    if info is not None and not os.access(real, os.W_OK):
+        raise BackpropError(f"cannot write {path}: Permission denied")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        if info is None:
+            raise BackpropError(f"cannot write {path}: Permission denied (the folder)")
+        return real, False
+    return real, info is None or info.st_nlink == 1
+
+
+def check_target(path: str) -> None:
+    """Before any work: an output we could not write is an error now, not after it."""
+    _target(path)
+
+
 @contextlib.contextmanager
 def replacing(path: str) -> Iterator[str]:
-    """A temporary path beside `path` to write; on success it replaces `path` atomically,
-    on any failure it is removed and `path` is untouched."""
+    """A path to write `path`'s new content to: a temporary file beside it, which replaces
+    it in one step on success and is removed on any failure, so `path` is either old or new,
+    never half-written (see `_target` for what is written in place instead)."""
     import tempfile
 
-    directory = os.path.dirname(os.path.abspath(path))
-    base = os.path.basename(path)
-    try:
-        fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{base}.", suffix=".part")
+    real, whole = _target(path)
+    if not whole:
+        try:
+            yield real
+        except OSError as exc:
+            raise BackpropError(f"cannot write {path}: {exc.strerror or exc}") from None
+        return
+    try:  # a short name: the target's own may already be near the 255-byte limit
+        fd, temporary = tempfile.mkstemp(
+            dir=os.path.dirname(real), prefix=".backprop-", suffix=".part"
+        )
     except OSError as exc:
         raise BackpropError(f"cannot write {path}: {exc.strerror or exc}") from None
     os.close(fd)
@@ -44,8 +88,11 @@ def replacing(path: str) -> Iterator[str]:
         yield temporary
         with open(temporary, "rb+") as f:
             os.fsync(f.fileno())
-        os.chmod(temporary, _mode_for(path))
-        os.replace(temporary, path)
+        os.chmod(temporary, _mode_for(real))
+        with contextlib.suppress(OSError):  # keep the old file's owner where we may
+            old = os.stat(real)
+            os.chown(temporary, old.st_uid, old.st_gid)
+        os.replace(temporary, real)
     except OSError as exc:
         raise BackpropError(f"cannot write {path}: {exc.strerror or exc}") from None
     finally:
@@ -61,31 +108,45 @@ def write_atomically(path: str, data: str | bytes) -> None:
         f.flush()
 
 
+def _identity(path: str) -> tuple[int, int] | None:
+    with contextlib.suppress(OSError, ValueError):
+        info = os.fstat(0) if path == "-" else os.stat(path)
+        return (info.st_dev, info.st_ino)
+    return None
+
+
 def refuse_inputs_as_outputs(
     outputs: Sequence[tuple[str, str | None]], inputs: Sequence[tuple[str, str | None]]
 ) -> None:
     """Exit 2 when an output option names a file that an input option reads
-    (`train --data d.csv --save d.csv`): it would be overwritten."""
-    readable = []
-    for what, path in inputs:
-        if path is None or path == "-":
-            continue
-        with contextlib.suppress(OSError):
-            readable.append((what, path, os.stat(path)))
+    (`train --data d.csv --save d.csv`, also through a link or as stdin), or that another
+    output option writes: one would destroy the other."""
+    readable = [
+        (what, path, found)
+        for what, path in inputs
+        if path is not None and (found := _identity(path)) is not None
+    ]
+    written: list[tuple[str, object]] = []
     for out_what, out_path in outputs:
         if out_path is None or out_path == "-":
             continue
-        try:
-            target = os.stat(out_path)
-        except OSError:
-            continue
+        target = _identity(out_path) or os.path.realpath(out_path)
         for in_what, in_path, source in readable:
-            if (target.st_dev, target.st_ino) == (source.st_dev, source.st_ino):
+            if target == source:
+                where = "stdin" if in_path == "-" else in_path
                 raise BackpropError(
-                    f"{out_what} {out_path} is the file {in_what} reads ({in_path}); "
+                    f"{out_what} {out_path} is the file {in_what} reads ({where}); "
                     "writing it would destroy the input",
                     hint="choose another output file",
                 )
+        for other_what, other in written:
+            if target == other:
+                raise BackpropError(
+                    f"{out_what} and {other_what} both write {out_path}; one would destroy "
+                    "the other",
+                    hint=f"give {out_what} another file",
+                )
+        written.append((out_what, target))
 
 
 def end_with_parent(parent: int) -> None:
@@ -105,6 +166,10 @@ def end_with_parent(parent: int) -> None:
 
 
 def die_with_parent() -> Callable[[], None]:
-    """A preexec function for a child program (Graphviz's dot): see `end_with_parent`."""
+    """A preexec function for a child program (Graphviz's dot): see `end_with_parent`. What
+    it needs is imported here, before the fork, never in the child."""
+    import ctypes  # noqa: F401
+    import signal  # noqa: F401
+
     parent = os.getpid()
     return lambda: end_with_parent(parent)

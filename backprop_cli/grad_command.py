@@ -180,7 +180,8 @@ def _points(program: Any, fixed: dict[str, Any], a: GradArgs) -> int:
     stream = inputs.open_text(str(a.points_file), what)
     done: list[points.Summary] = []  # stays empty when the reader stops early (| head)
     try:
-        reader = points.PointReader(stream, what, varying, fixed, a.allow_nonfinite)
+        used = {graph.text(n.id) for n in graph.nodes if n.op == "const"} & set(points.CONSTANTS)
+        reader = points.PointReader(stream, what, varying, fixed, a.allow_nonfinite, used)
         try:
             checker = points.TorchCheck(plan, a.device) if a.check_points else None
             if checker is not None and a.device != "cpu":

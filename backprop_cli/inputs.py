@@ -110,7 +110,9 @@ def train_data(x: str | None, y: str | None, data_file: str | None, target: str)
         what = "stdin" if data_file == "-" else data_file
         stream = open_text(data_file, what)
         try:
-            return from_csv(lines(stream, what), what, target), f" from {what}"
+            from .terminal import visible
+
+            return from_csv(lines(stream, what), what, target), f" from {visible(what)}"
         finally:
             stream.close()
     if target != "y":
@@ -142,7 +144,12 @@ def with_init(built: Any, init: str) -> Any:
                 raise BackpropError(f"--init: expected name=value, got {item!r}")
             if name.strip() in given:
                 raise BackpropError(f"--init names {name.strip()} twice")
-            given[name.strip()] = parse_constant(text, what=f"--init value for {name.strip()}")
+            try:
+                given[name.strip()] = parse_constant(text, what=f"--init value for {name.strip()}")
+            except BackpropError as exc:
+                if os.path.exists(init):  # `--init run=1/params` meant the file
+                    exc.hint = f"to read the file {init!r}, write it as ./{init}"
+                raise
     unknown = [name for name in given if name not in built.params]
     if unknown:
         raise BackpropError(
@@ -230,8 +237,9 @@ def predict_points(text: str | None, built: Any) -> list[dict[str, float]]:
 
 
 def check_writable(path: str, option: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise BackpropError(f"{option} {path}: the folder {folder!r} does not exist")
-    if os.path.isdir(path):
-        raise BackpropError(f"{option} {path}: that is a folder, not a file")
+    from .files import check_target
+
+    try:
+        check_target(path)
+    except BackpropError as exc:
+        raise BackpropError(f"{option} {exc.message}") from None

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import engine, ops
 from .errors import BackpropError
-from .files import die_with_parent, write_atomically
+from .files import check_target, die_with_parent, write_atomically
 from .graph import Graph
 from .render import short_any
 
@@ -278,6 +278,7 @@ def check_output(path: str) -> str:
         raise BackpropError(f"{path}: the picture must end in {', '.join(FILE_FORMATS)}")
     if not Path(path).resolve().parent.is_dir():
         raise BackpropError(f"{path}: the folder does not exist")
+    check_target(path)
     return FILE_FORMATS[suffix]
 
 

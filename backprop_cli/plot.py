@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from .errors import BackpropError
-from .files import replacing
+from .files import check_target, replacing
 
 FORMATS = (".png", ".svg", ".pdf")
 
@@ -20,6 +20,7 @@ def check_path(path: str) -> None:
     parent = Path(path).parent
     if not parent.is_dir():
         raise BackpropError(f"--plot {path}: the folder {str(parent)!r} does not exist")
+    check_target(path)
 
 
 def loss_plot(per_epoch: list[tuple[int, float]], path: str, title: str) -> None:

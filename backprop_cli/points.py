@@ -15,7 +15,7 @@ import itertools
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -91,8 +91,10 @@ class PointReader:
         needed: list[str],
         fixed: Mapping[str, Any],
         allow_nonfinite: bool = False,
+        constants: Collection[str] = ("e", "pi"),
     ) -> None:
         self.what = what
+        self.constants = constants  # the constants (e, pi) the expression uses
         self.allow_nonfinite = allow_nonfinite  # nan and inf cells (--allow-nonfinite)
         self.source = lines(stream, what)
         self.needed = needed  # variables without a fixed value: the file must give them
@@ -147,7 +149,7 @@ class PointReader:
             self._constant_column(line, name)
 
     def _constant_column(self, line: int, name: str) -> None:
-        if name in CONSTANTS and name not in self.needed and name not in self.fixed:
+        if name in self.constants and name not in self.needed and name not in self.fixed:
             self.notes.append(
                 f"{self.what}, line {line}: column '{name}' is not a variable ('{name}' is the "
                 "constant in the expression); it is passed through as data"
@@ -290,9 +292,16 @@ CONSTANTS = ("e", "pi")
 
 
 def _csv(lines: list[str], delimiter: str) -> Iterator[list[str]]:
-    """A strict CSV reader: a quote left open at the end of the line is an error, not a
-    field silently cut (a quoted field may not span lines here)."""
-    return csv.reader(lines, delimiter=delimiter, strict=True)
+    """CSV rows, where a quote left open at the end of its line is an error, not a field
+    silently cut (a quoted field may not span lines here); otherwise as lenient as Python's
+    reader (`"x" ,"y"` is two fields)."""
+    for text in lines:
+        try:
+            yield next(csv.reader([text], delimiter=delimiter, strict=True))
+        except csv.Error as exc:
+            if "unexpected end of data" in str(exc):
+                raise
+            yield next(csv.reader([text], delimiter=delimiter))
 
 
 def _why(exc: csv.Error) -> str:

@@ -606,18 +606,30 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def code(text: str) -> str:
+def visible_code(c: str) -> str:
+    return f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}"
+
+
+def md_text(text: str) -> str:
+    """Text outside code spans (a file name): no HTML, no Markdown of its own."""
+    import html
+
+    text = "".join(c if c.isprintable() else visible_code(c) for c in re.sub(r"\s", " ", text))
+    return re.sub(r"([\\`*_\[\]|#])", r"\\\1", html.escape(text, quote=False))
+
+
+def code(text: str, table: bool = True) -> str:
     """`text` as one Markdown code span that nothing in it can end: the fence is longer than
     any run of backticks inside (a comment in an expression may hold one), line breaks and
     other whitespace become spaces (a blank line would end the table or the paragraph),
-    control characters are shown escaped, and '|' is escaped for table cells. Inside a code
+    control characters are shown escaped, and '|' is escaped in table cells (`table`). Inside a code
     span Markdown shows `<img …>` as text, never as HTML."""
     text = re.sub(r"\s", " ", text)
-    text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    text = "".join(c if c.isprintable() else visible_code(c) for c in text)
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * (longest + 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{_md(text)}{pad}{fence}"
+    return f"{fence}{pad}{_md(text) if table else text}{pad}{fence}"
 
 
 def _md_value(x: Any, dtype: str) -> str:
@@ -631,14 +643,15 @@ def to_markdown(report: dict[str, Any]) -> str:
     dtype = report["dtype"]
     name = output_name(report)
     lines = [
-        f"**{name}** = {code(' '.join(report['output']['text'].split()))}{_origin(report)}",
+        f"**{name}** = {code(' '.join(report['output']['text'].split()), table=False)}"
+        f"{md_text(_origin(report))}",
         "",
         f"value **{_md_value(report['value'], dtype)}**"
         + (f" at {_point(report)}" if report["variables"] else ""),
         "",
     ]
     if report.get("symbolic_output"):
-        lines += [f"SymPy: {code(name + ' = ' + report['symbolic_output'])}", ""]
+        lines += [f"SymPy: {code(name + ' = ' + report['symbolic_output'], table=False)}", ""]
     for v in report["wrt"]:
         if report["shapes"].get(v) and v in report["symbolic"]:
             formula = _md(_cap(report["symbolic"][v]))
@@ -852,7 +865,7 @@ def higher_markdown(report: dict[str, Any], kind: str) -> str:
     else:
         rows, columns, matrix = report["rows"], report["columns"], report["matrix"]
     lines = [
-        f"**{kind}** of {code(' '.join(report['expression'].split()))}",
+        f"**{kind}** of {code(' '.join(report['expression'].split()), table=False)}",
         "",
         "| | " + " | ".join(code(c) for c in columns) + " |",
         "|---|" + "---:|" * len(columns),
@@ -863,7 +876,8 @@ def higher_markdown(report: dict[str, Any], kind: str) -> str:
     for e in report["entries"]:
         if e["symbolic"] is not None:
             lines.append(
-                f"- {_entry_name(kind, report, e['row'], e['column'])} = {code(e['symbolic'])}"
+                f"- {_entry_name(kind, report, e['row'], e['column'])} = "
+                f"{code(e['symbolic'], table=False)}"
             )
     lines.append("")
     lines += [f"- {mark} {line}" for mark, line in higher_lines(report, kind)]

@@ -220,22 +220,24 @@ def markdown(report: dict[str, Any]) -> str:
         return _array_markdown(report)
     out = report["output"]["name"]
     lines = [
-        f"{code(_heading_text(report))} = **{fmt(report['output']['value'])}**"
+        f"{code(_heading_text(report), table=False)} = **{fmt(report['output']['value'])}**"
         + (f" at {_point(report)}" if report["variables"] else ""),
         "",
     ]
     legend = _legend_text(report)
     if legend:
-        lines += ["where", "", *(f"- {code(item)}" for item in legend), ""]
+        lines += ["where", "", *(f"- {code(item, table=False)}" for item in legend), ""]
     for v in report["partials"]:
         lines += [f"### {D}{out}/{D}{v['variable']}: {_count(v['count'])}", ""]
         for n, path in enumerate(v["paths"], start=1):
             chain, symbolic, numeric = _path_lines(path)
-            names = code(" → ".join(path["names"]))
-            lines += [f"{n}. {names}: {chain} = {code(symbolic)} = {code(numeric)}"]
+            names = code(" → ".join(path["names"]), table=False)
+            spans = f"{code(symbolic, table=False)} = {code(numeric, table=False)}"
+            lines += [f"{n}. {names}: {chain} = {spans}"]
         for group in v["groups"]:
             lines.append(
-                f"- via {code(group['via'])}: {_count(group['count'])}, sum {fmt(group['sum'])}"
+                f"- via {code(group['via'], table=False)}: {_count(group['count'])}, "
+                f"sum {fmt(group['sum'])}"
             )
         lines += ["", _verdict(v, out), ""]
     if report["reverse_steps"]:
@@ -402,7 +404,8 @@ def _array_panels(report: dict[str, Any]) -> list[RenderableType]:
 def _array_markdown(report: dict[str, Any]) -> str:
     out = report["output"]["name"]
     lines = [
-        f"{code(_heading_text(report))} = **{fmt_any(report['output']['value'])}** at "
+        f"{code(_heading_text(report), table=False)} = "
+        f"**{fmt_any(report['output']['value'])}** at "
         f"{_point(report)}",
         "",
         f"| # | edge | shapes | G = {D}{out}/{D}node | rule | contribution | so far |",
@@ -418,7 +421,7 @@ def _array_markdown(report: dict[str, Any]) -> str:
         )
     lines.append("")
     for g in report["gradients"]:
-        lines.append(f"- {D}{out}/{D}{g['variable']} = {code(fmt_any(g['gradient']))}")
+        lines.append(f"- {D}{out}/{D}{g['variable']} = {code(fmt_any(g['gradient']), table=False)}")
     lines.append("")
     lines += [f"> note: {n}" for n in _array_notes(report)]
     return "\n".join(lines) + "\n"

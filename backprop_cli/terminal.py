@@ -57,32 +57,34 @@ class _ClosedStdin:
     readline = read
 
 
-SYMBOLS = "∂✓✗━│"  # what every report prints
-
-
 def check_streams() -> int | None:
-    """Before any work: a closed or unusable stdout is exit 2 with one line (there is
-    nowhere to write the result), a closed stdin becomes an error only if it is read, and a
-    closed stderr loses the messages but not the exit code. None: all is well."""
+    """Before any work: a closed stdout is exit 2 with one line (there is nowhere to write
+    the result), a closed stdin becomes an error only if it is read, and a closed stderr
+    loses the messages but not the exit code. None: all is well."""
     if sys.stderr is None:
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+    else:  # an ASCII stderr still shows every message, its symbols escaped
+        with suppress(AttributeError, ValueError):
+            sys.stderr.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     if sys.stdin is None:
         sys.stdin = _ClosedStdin()
     if sys.stdout is None:
         stderr("error: standard output is closed, so there is nowhere to write the result")
         return EXIT_USAGE
-    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
-    try:
-        SYMBOLS.encode(encoding)
-    except (UnicodeEncodeError, LookupError):
-        sys.stderr.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
-        stderr(
-            f"error: the output's encoding ({encoding}) cannot show the reports' symbols "
-            "(∂, ✓, table borders)"
-        )
-        stderr("hint: use a UTF-8 locale, or set PYTHONIOENCODING=utf-8")
-        return EXIT_USAGE
     return None
+
+
+def encoding_error(exc: UnicodeEncodeError) -> BackpropError:
+    """What an output that the terminal's encoding cannot show (PYTHONIOENCODING=ascii and
+    a table's ∂ or borders) is told: exit 2 with a hint, not a crash. Output that is ASCII
+    (JSON, CSV) is written as usual under such an encoding."""
+    char = exc.object[exc.start : exc.start + 1] if isinstance(exc.object, str) else "?"
+    return BackpropError(
+        f"the output's encoding ({exc.encoding}) cannot show {char!r} "
+        f"(U+{ord(char):04X}) of this output",
+        hint="use a UTF-8 locale or PYTHONIOENCODING=utf-8, or an ASCII format such as "
+        "--format json",
+    )
 
 
 def error_lines(exc: BackpropError) -> None:
@@ -103,6 +105,8 @@ def output() -> Iterator[None]:
         # Nobody reads the rest: say nothing more, and keep Python from complaining at exit.
         with suppress(OSError, ValueError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except UnicodeEncodeError as exc:
+        raise encoding_error(exc) from None
     except OSError as exc:
         raise BackpropError(f"cannot write the output: {exc.strerror or exc}") from None
 

@@ -66,6 +66,7 @@ class Optimizer:
         if kind not in OPTIMIZERS:
             raise BackpropError(f"unknown optimizer {kind!r} (choose {', '.join(OPTIMIZERS)})")
         self.kind, self.lr, self.dt = kind, dtype(lr), dtype
+        self.rate = float(lr)  # torch's Adam divides the Python float, not the rounded one
         self.state: dict[str, dict[str, Any]] = {}
         self.t = 0
 
@@ -92,7 +93,7 @@ class Optimizer:
         bias1 = 1 - BETAS[0] ** self.t
         bias2_sqrt = math.sqrt(1 - BETAS[1] ** self.t)
         denom = np.sqrt(v) / dt(bias2_sqrt) + dt(ADAM_EPS)
-        return p + dt(-(float(self.lr) / bias1)) * m / denom  # addcdiv
+        return p + dt(-(self.rate / bias1)) * m / denom  # addcdiv
 
 
 def batches(n: int, size: int, rng: np.random.Generator | None) -> list[np.ndarray]:

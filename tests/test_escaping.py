@@ -104,3 +104,18 @@ def test_a_bad_points_row_is_named_without_its_control_characters(tmp_path):
     r = run("grad", "x", "--points", str(points))
     assert r.code == 2 and "line 3" in r.stderr
     assert "\x1b" not in r.stderr
+
+
+def test_a_program_file_name_is_text_in_markdown(tmp_path):
+    program = tmp_path / "<img src=x onerror=alert(3)>.bp"
+    program.write_text("q = x + y\nq * 2\n")
+    r = run("grad", "--file", str(program), "x=1", "y=2", "--format", "markdown", "--no-torch")
+    assert r.code == 0, r.stderr
+    rendered = html_of(r.stdout)
+    assert not TAGS.search(rendered) and "&lt;img" in rendered
+
+
+def test_a_pipe_outside_a_table_is_not_shown_escaped():
+    r = run("explain", "sum(x*[1, # a | b\n 2])", "x=1", "--format", "markdown")
+    heading = r.stdout.splitlines()[0]
+    assert "a | b" in heading and "\\|" not in heading

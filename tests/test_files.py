@@ -279,3 +279,114 @@ def test_graphviz_dies_when_graph_is_terminated_and_writes_nothing(tmp_path):
         assert not (tmp_path / "g.svg").exists()
     finally:
         parent.kill()
+
+
+# ---- what sits at the path is respected: links, devices, permissions, owners ---------
+
+
+def test_through_a_symlink_the_linked_file_gets_the_new_content(tmp_path):
+    (tmp_path / "other").mkdir()
+    real = tmp_path / "other" / "real.json"
+    real.write_text('{"w": 9}')
+    (tmp_path / "link.json").symlink_to(real)
+    assert run("train", "linear", "--epochs", "1", "--save", str(tmp_path / "link.json")).code == 0
+    assert (tmp_path / "link.json").is_symlink()
+    assert json.loads(real.read_text()) != {"w": 9}
+    assert leftovers(tmp_path) == [] and leftovers(tmp_path / "other") == []
+
+
+def test_a_hard_linked_file_keeps_its_links(tmp_path):
+    (tmp_path / "a.json").write_text("{}")
+    os.link(tmp_path / "a.json", tmp_path / "b.json")
+    assert run("train", "linear", "--epochs", "1", "--save", str(tmp_path / "a.json")).code == 0
+    assert (tmp_path / "a.json").stat().st_nlink == 2
+    assert json.loads((tmp_path / "b.json").read_text()).keys() == {"w"}
+
+
+def test_a_device_is_written_into_never_replaced(tmp_path):
+    import stat
+
+    before = os.stat("/dev/null")
+    done = backprop(["train", "linear", "--epochs", "1", "--save", "/dev/null"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    after = os.stat("/dev/null")
+    assert stat.S_ISCHR(after.st_mode) and after.st_ino == before.st_ino
+    done = backprop(["train", "linear", "--epochs", "1", "--save", "/dev/stdout"], tmp_path)
+    assert done.returncode == 0 and '"w"' in done.stdout
+    assert os.path.islink("/dev/stdout")
+
+
+def test_a_long_file_name_that_the_system_allows_works(tmp_path):
+    name = "p" * 245 + ".json"
+    assert run("train", "linear", "--epochs", "1", "--save", str(tmp_path / name)).code == 0
+    assert (tmp_path / name).exists() and leftovers(tmp_path) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the file to another owner")
+def test_the_old_files_owner_and_mode_are_kept(tmp_path):
+    target = tmp_path / "own.json"
+    target.write_text("{}")
+    target.chmod(0o604)
+    os.chown(target, 65534, 65534)
+    assert run("train", "linear", "--epochs", "1", "--save", str(target)).code == 0
+    info = target.stat()
+    assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (65534, 65534, 0o604)
+
+
+def without_privileges() -> list[str]:
+    import shutil
+
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("root without setpriv cannot drop the right to write any file")
+    return ["setpriv", "--bounding-set", "-all", "--inh-caps", "-all"]
+
+
+def test_a_write_protected_file_is_refused_before_any_work(tmp_path):
+    target = tmp_path / "ro.json"
+    target.write_text("keep")
+    target.chmod(0o444)
+    done = subprocess.run(
+        [*without_privileges(), sys.executable, "-m", "backprop_cli", "train", "linear",
+         "--save", str(target)],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(HERE)}, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2 and "Permission denied" in done.stderr
+    assert "progress" not in done.stdout  # refused before training
+    assert target.read_text() == "keep"
+
+
+def test_a_writable_file_in_a_read_only_folder_is_written_in_place(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    (folder / "p.json").write_text("{}")
+    folder.chmod(0o555)
+    try:
+        done = subprocess.run(
+            [*without_privileges(), sys.executable, "-m", "backprop_cli", "train", "linear",
+             "--epochs", "1", "--save", str(folder / "p.json")],
+            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(HERE)},
+            timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert json.loads((folder / "p.json").read_text()).keys() == {"w"}
+    finally:
+        folder.chmod(0o755)
+
+
+def test_two_outputs_naming_one_file_are_refused(tmp_path):
+    target = str(tmp_path / "same.svg")
+    r = run("train", "linear", "--save", target, "--plot", target)
+    assert r.code == 2 and "both write" in r.stderr
+
+
+def test_an_input_on_stdin_is_an_input_too(tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text("x,y\n1,2\n")
+    with open(data) as stdin:
+        done = backprop(
+            ["train", "linear", "--data", "-", "--save", "d.csv"], tmp_path, stdin=stdin
+        )
+    assert done.returncode == 2 and "stdin" in done.stderr
+    assert data.read_text() == "x,y\n1,2\n"

@@ -317,3 +317,17 @@ def test_a_column_named_like_a_constant_is_a_warning(tmp_path):
     assert "column 'pi' is not a variable" in r.stderr
     r = run("grad", "x*e", "--points", "-", stdin='{"x": 1, "e": 5}\n')
     assert r.code == 0 and "column 'e' is not a variable" in r.stderr
+
+
+def test_a_column_e_is_plain_data_when_the_expression_does_not_use_e(tmp_path):
+    path = tmp_path / "e.csv"
+    path.write_text("x,e\n1,2\n")
+    r = run("grad", "x*3", "--points", str(path))
+    assert r.code == 0 and "not a variable" not in r.stderr
+
+
+def test_a_space_after_a_closing_quote_is_still_read(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_text('"x" ,"id"\n1 ,"a"\n')
+    r = run("grad", "x", "--points", str(path))
+    assert r.code == 0, r.stderr

@@ -54,10 +54,23 @@ def test_closed_stdin_is_an_error_only_when_it_is_read():
 
 
 def test_an_encoding_without_the_symbols_is_a_clear_error():
-    done = shell(GRAD, PYTHONIOENCODING="ascii")
-    assert done.returncode == 2
-    assert done.stderr.startswith("error: the output's encoding (ascii)")
-    assert "PYTHONIOENCODING=utf-8" in done.stderr and "internal error" not in done.stderr
+    for line in (GRAD, "backprop ops", "backprop train linear --epochs 2"):
+        done = shell(line, PYTHONIOENCODING="ascii")
+        assert done.returncode == 2, line
+        assert done.stderr.startswith("error: the output's encoding (ascii) cannot show")
+        assert "PYTHONIOENCODING=utf-8" in done.stderr and "internal error" not in done.stderr
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+def test_ascii_output_is_written_under_any_encoding(encoding):
+    for line in (
+        f"{GRAD} --format json",
+        'backprop explain "x*y" x=1 y=2 --format latex',
+        "backprop train linear --epochs 2 --format jsonl",
+        "backprop --version",
+    ):
+        done = shell(line, PYTHONIOENCODING=encoding)
+        assert done.returncode == 0, (line, done.stderr)
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")

@@ -439,18 +439,24 @@ def test_hidden_that_contradicts_the_init_file_is_refused(tmp_path):
     assert result.code == 2 and "--hidden 4, but --init gives 2 hidden units" in result.stderr
 
 
-def test_float32_adam_follows_torch_optim_operation_for_operation():
-    """The first step is torch.optim.Adam's to the last bit (its scalars rounded once, its
-    addcmul/addcdiv order); later steps differ only by the gradients' own float32
-    rounding, which Adam's normalisation carries on: README states the bound."""
+def test_float32_adam_follows_torch_optim_step_for_step():
+    """Adam's scalars are rounded once, as torch's are, and its updates multiply in torch's
+    order, so the first float32 step is torch's to within two ulps (torch's own kernels fuse
+    multiply-adds and round sqrt differently on some processors); later steps differ by the
+    gradients' float32 rounding, which Adam's normalisation carries on (README's bound)."""
+    import numpy as np
 
-    def params(engine: str, epochs: int) -> list[dict[str, float]]:
-        args = ["train", "affine", "--optimizer", "adam", "--lr", "0.1", "--epochs", str(epochs)]
+    def params(engine: str, epochs: int, lr: str) -> list[dict[str, float]]:
+        args = ["train", "affine", "--optimizer", "adam", "--lr", lr, "--epochs", str(epochs)]
         r = run(*args, "--log-every", "1", "--format", "jsonl", "--engine", engine)
         assert r.code == 0, r.stderr
         return [json.loads(line)["params"] for line in r.stdout.splitlines()[:-1]]
 
-    ours, theirs = params("graph", 200), params("torch", 200)
-    assert ours[0] == theirs[0]
-    worst = max(abs(a[k] - b[k]) for a, b in zip(ours, theirs, strict=True) for k in a)
-    assert worst < 1e-6
+    for lr in ("0.1", "0.3", "0.001"):
+        ours, theirs = params("graph", 1, lr)[0], params("torch", 1, lr)[0]
+        for name, value in theirs.items():
+            ulp = float(np.spacing(np.float32(abs(value))))
+            assert abs(ours[name] - value) <= 2 * ulp, (lr, name, ours[name], value)
+    ours_run, theirs_run = params("graph", 200, "0.1"), params("torch", 200, "0.1")
+    worst = max(abs(a[k] - b[k]) for a, b in zip(ours_run, theirs_run, strict=True) for k in a)
+    assert worst < 1e-5
