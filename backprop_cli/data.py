@@ -49,7 +49,7 @@ def number(text: str, where: str, allow_nonfinite: bool | None = None) -> float:
     """One number, strictly: what a user sees is what the engine gets. nan, inf, -inf and
     infinity (any case) only where allowed (True: --allow-nonfinite was given; False: the
     command has that option; None: it has not)."""
-    stripped = text.strip()
+    stripped = text.strip(" \t")  # not a no-break space or a separator control: not ours
     word = stripped[1:] if stripped[:1] in "+-" else stripped
     if word.lower() in _NONFINITE:
         if not allow_nonfinite:

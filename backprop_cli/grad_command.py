@@ -181,7 +181,7 @@ def _points(program: Any, fixed: dict[str, Any], a: GradArgs) -> int:
     done: list[points.Summary] = []  # stays empty when the reader stops early (| head)
     try:
         used = {graph.text(n.id) for n in graph.nodes if n.op == "const"} & set(points.CONSTANTS)
-        reader = points.PointReader(stream, what, varying, fixed, a.allow_nonfinite, used)
+        reader = points.PointReader(stream, what, varying, fixed, a.allow_nonfinite, used, a.dtype)
         try:
             checker = points.TorchCheck(plan, a.device) if a.check_points else None
             if checker is not None and a.device != "cpu":
@@ -191,7 +191,7 @@ def _points(program: Any, fixed: dict[str, Any], a: GradArgs) -> int:
             with output():
                 done.append(points.run(plan, reader, fmt, sys.stdout, a.on_error, checker))
         finally:
-            for note in reader.notes:
+            for note in reader.warnings:
                 stderr(f"warning: {note}")
     finally:
         stream.close()

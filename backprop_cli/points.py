@@ -92,8 +92,12 @@ class PointReader:
         fixed: Mapping[str, Any],
         allow_nonfinite: bool = False,
         constants: Collection[str] = ("e", "pi"),
+        dtype: str = "float64",
     ) -> None:
         self.what = what
+        self.float32 = dtype == "float32"  # cells beyond float32's range are bad rows
+        self.underflows = 0  # nonzero cells that become 0 in the engine's dtype
+        self.first_underflow = 0
         self.constants = constants  # the constants (e, pi) the expression uses
         self.allow_nonfinite = allow_nonfinite  # nan and inf cells (--allow-nonfinite)
         self.source = lines(stream, what)
@@ -147,6 +151,38 @@ class PointReader:
         self._check_columns(cells)
         for name in cells:
             self._constant_column(line, name)
+
+    def _in_range(self, value: float, text: str, name: str, line: int) -> float:
+        """NAME=VALUE's rules for a cell: beyond float32 with --dtype float32 is an error; a
+        nonzero number that becomes 0 (1e-400; 1e-46 in float32) is counted for a warning."""
+        if self.float32 and math.isfinite(value) and abs(value) > FLOAT32_MAX:
+            raise BackpropError(
+                f"column {name}: {text.strip()} overflows float32 (largest 3.4e+38; "
+                "use --dtype float64)"
+            )
+        stored = float(np.float32(value)) if self.float32 else value
+        if stored == 0 and _nonzero_text(text):
+            self._underflow(line)
+        return value
+
+    def _underflow(self, line: int) -> None:
+        self.underflows += 1
+        if self.underflows == 1:
+            self.first_underflow = line
+
+    @property
+    def warnings(self) -> list[str]:
+        """The notes, and the underflow count, for stderr once the file has been read."""
+        found = list(self.notes)
+        if self.underflows:
+            kind = "float32" if self.float32 else "float64"
+            found.append(
+                f"{self.what}: {self.underflows:,} nonzero cell"
+                f"{'s are' if self.underflows > 1 else ' is'} too small for {kind} and "
+                f"become{'' if self.underflows > 1 else 's'} 0 (the first on line "
+                f"{self.first_underflow})"
+            )
+        return found
 
     def _constant_column(self, line: int, name: str) -> None:
         if name in self.constants and name not in self.needed and name not in self.fixed:
@@ -222,7 +258,8 @@ class PointReader:
     def _fast(self, block: list[tuple[int, str]]) -> Iterator[FastBlock | Row | Bad]:
         text = self.delimiter.join(t for _, t in block)
         array = np.array(text.split(self.delimiter), dtype=np.float64).reshape(len(block), -1)
-        if np.isinf(array).any():  # 1e999: let the strict path name the line
+        limit = FLOAT32_MAX if self.float32 else math.inf
+        if (np.abs(array) > limit).any() or np.isinf(array).any():  # let the strict path name it
             for line, t in block:
                 yield self._csv_row(line, t)
             return
@@ -231,6 +268,12 @@ class PointReader:
             cells = [c.strip() for c in cells]
         k = len(self.names)
         texts = {name: cells[j::k] for j, name in enumerate(self.names)}
+        zero = array == 0 if not self.float32 else array.astype(np.float32) == 0
+        if zero.any():
+            flat = np.flatnonzero(zero)
+            for index in flat:
+                if _nonzero_text(cells[index]):
+                    self._underflow(block[index // k][0])
         yield FastBlock([line for line, _ in block], array, list(self.names), texts)
 
     def _csv_row(self, line: int, text: str) -> Row | Bad:
@@ -244,7 +287,9 @@ class PointReader:
         for name, cell in zip(self.names, cells, strict=True):
             if name in self.needed:
                 try:
-                    values[name] = number(cell, f"column {name}", self.allow_nonfinite)
+                    values[name] = self._in_range(
+                        number(cell, f"column {name}", self.allow_nonfinite), cell, name, line
+                    )
                 except BackpropError as exc:
                     return Bad(line, exc.message)
                 texts[name] = cell.strip()
@@ -276,7 +321,10 @@ class PointReader:
                 return Bad(
                     line, f"{name}: {v} is not a finite number (pass --allow-nonfinite to give it)"
                 )
-            values[name] = float(v)
+            try:
+                values[name] = self._in_range(float(v), str(v), name, line)
+            except BackpropError as exc:
+                return Bad(line, exc.message)
         for name, v in obj.items():
             if name not in self.needed:
                 if name in self.fixed:
@@ -289,6 +337,12 @@ class PointReader:
 
 
 CONSTANTS = ("e", "pi")
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _nonzero_text(text: str) -> bool:
+    """A number written with a nonzero digit before its exponent (1e-400, not 0.0e5)."""
+    return any(c in "123456789" for c in text.strip().lower().partition("e")[0])
 
 
 def _csv(lines: list[str], delimiter: str) -> Iterator[list[str]]:

@@ -331,3 +331,42 @@ def test_a_space_after_a_closing_quote_is_still_read(tmp_path):
     path.write_text('"x" ,"id"\n1 ,"a"\n')
     r = run("grad", "x", "--points", str(path))
     assert r.code == 0, r.stderr
+
+
+# ---- numbers are never silently changed: NAME=VALUE's rules for every cell --------------
+
+
+def test_a_cell_beyond_float32_is_a_bad_row_in_float32(tmp_path):
+    path = tmp_path / "f.csv"
+    path.write_text("x\n1e39\n2\n")
+    r = run("grad", "x*2", "--points", str(path), "--dtype", "float32")
+    assert r.code == 2 and "line 2" in r.stderr and "overflows float32" in r.stderr
+    assert "RuntimeWarning" not in r.stderr
+    r = run("grad", "x*2", "--points", str(path), "--dtype", "float32", "--on-error", "skip")
+    assert r.code == 0 and r.stdout.splitlines()[1:] == ["2,4.0,2.0"]
+    r = run("grad", "x*2", "--points", "-", "--dtype", "float32", stdin='{"x": 1e39}\n')
+    assert r.code == 2 and "overflows float32" in r.stderr
+    assert run("grad", "x*2", "--points", str(path)).code == 0  # float64 holds it
+
+
+def test_cells_that_become_zero_are_counted_in_a_warning(tmp_path):
+    path = tmp_path / "g.csv"
+    path.write_text("x\n1e-46\n1e-400\n0.0\n0e5\n")
+    r = run("grad", "x*2", "--points", str(path), "--dtype", "float32")
+    assert r.code == 0
+    assert (
+        "2 nonzero cells are too small for float32 and become 0 (the first on line 2)" in r.stderr
+    )
+    r = run("grad", "x*2", "--points", str(path))
+    assert r.code == 0
+    assert "1 nonzero cell is too small for float64 and becomes 0 (the first on line 3)" in r.stderr
+
+
+@pytest.mark.parametrize("space", ["\u00a0", "\x1c", "\u2003"])
+def test_only_ascii_spaces_may_surround_a_number(tmp_path, space):
+    path = tmp_path / "s.csv"
+    path.write_text(f"x,y\n1,2\n{space}3,4\n")
+    r = run("grad", "x*y", "--points", str(path))
+    assert r.code == 2 and "line 3" in r.stderr and "is not a number" in r.stderr
+    path.write_text("x,y\n 1 ,\t2\n")
+    assert run("grad", "x*y", "--points", str(path)).code == 0
