@@ -155,7 +155,7 @@ class PointReader:
     def _in_range(self, value: float, text: str, name: str, line: int) -> float:
         """NAME=VALUE's rules for a cell: beyond float32 with --dtype float32 is an error; a
         nonzero number that becomes 0 (1e-400; 1e-46 in float32) is counted for a warning."""
-        if self.float32 and math.isfinite(value) and abs(value) > FLOAT32_MAX:
+        if self.float32 and math.isfinite(value) and abs(value) > FLOAT32_MAX and _overflows(value):
             raise BackpropError(
                 f"column {name}: {text.strip()} overflows float32 (largest 3.4e+38; "
                 "use --dtype float64)"
@@ -338,6 +338,12 @@ class PointReader:
 
 CONSTANTS = ("e", "pi")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _overflows(value: float) -> bool:
+    """Beyond float32: rounds to infinity (3.4028235e38 still rounds to the largest)."""
+    with np.errstate(over="ignore"):
+        return bool(np.isinf(np.float32(value)))
 
 
 def _nonzero_text(text: str) -> bool:
