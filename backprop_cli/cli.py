@@ -53,18 +53,6 @@ def _exit(code: Any, standalone_mode: bool) -> Any:
     sys.exit(code if isinstance(code, int) else 0)
 
 
-def _help_into_a_closed_pipe_ends_quietly() -> None:
-    """Rich's consoles (typer's help among them) exit 1 on a closed pipe; make them raise
-    BrokenPipeError instead, which ends us quietly with exit 0."""
-    from rich.console import Console
-
-    def on_broken_pipe(self: Console) -> None:
-        self.quiet = True
-        raise BrokenPipeError
-
-    Console.on_broken_pipe = on_broken_pipe  # type: ignore[method-assign]
-
-
 class _Group(TyperGroup):
     """Turns usage errors into one line and keeps tracebacks away from users."""
 
@@ -74,7 +62,7 @@ class _Group(TyperGroup):
     ) -> Any:  # fmt: skip
         if args is None:
             args = sys.argv[1:]
-        _help_into_a_closed_pipe_ends_quietly()
+        terminal.quiet_broken_pipes()  # --help into | head -c5 ends with exit 0
         try:
             code = super().main(
                 args=self._positionals_last(list(args)),
@@ -110,10 +98,7 @@ class _Group(TyperGroup):
                 os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
             code = 0
         except UnicodeEncodeError as exc:
-            error = terminal.encoding_error(exc)
-            _stderr(f"error: {error.message}")
-            for line in error.details():
-                _stderr(line)
+            terminal.error_lines(terminal.encoding_error(exc))
             code = 2
         except Exception as exc:
             if os.environ.get("BACKPROP_DEBUG"):

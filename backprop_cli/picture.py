@@ -172,11 +172,15 @@ def _mermaid_text(text: str) -> str:
     """A label as Mermaid shows it literally: its entity codes for the characters that
     would end the label or be read as HTML (`<img …>`, `</script>`), and one line."""
     text = "".join(c if c.isprintable() else " " for c in " ".join(text.split()))
-    for char, entity in (("#", "#35;"), ("&", "#38;"), ("<", "#lt;"), (">", "#gt;")):
-        text = text.replace(char, entity)
-    for char, entity in (('"', "#quot;"), ("|", "#124;"), ("`", "#96;")):
+    for char, entity in MERMAID_ENTITIES:  # '#' first: the entities themselves hold one
         text = text.replace(char, entity)
     return text
+
+
+MERMAID_ENTITIES = (
+    ("#", "#35;"), ("&", "#38;"), ("<", "#lt;"), (">", "#gt;"), ('"', "#quot;"), ("|", "#124;"),
+    ("`", "#96;"),
+)  # fmt: skip
 
 
 def to_mermaid(pic: Picture, rankdir: str = "LR") -> str:

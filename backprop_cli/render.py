@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .terminal import visible
+
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
@@ -606,15 +608,11 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def visible_code(c: str) -> str:
-    return f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}"
-
-
 def md_text(text: str) -> str:
     """Text outside code spans (a file name): no HTML, no Markdown of its own."""
     import html
 
-    text = "".join(c if c.isprintable() else visible_code(c) for c in re.sub(r"\s", " ", text))
+    text = visible(re.sub(r"\s", " ", text))
     return re.sub(r"([\\`*_\[\]|#])", r"\\\1", html.escape(text, quote=False))
 
 
@@ -622,10 +620,9 @@ def code(text: str, table: bool = True) -> str:
     """`text` as one Markdown code span that nothing in it can end: the fence is longer than
     any run of backticks inside (a comment in an expression may hold one), line breaks and
     other whitespace become spaces (a blank line would end the table or the paragraph),
-    control characters are shown escaped, and '|' is escaped in table cells (`table`). Inside a code
-    span Markdown shows `<img …>` as text, never as HTML."""
-    text = re.sub(r"\s", " ", text)
-    text = "".join(c if c.isprintable() else visible_code(c) for c in text)
+    control characters are shown escaped, and '|' is escaped in table cells (`table`).
+    Inside a code span Markdown shows `<img …>` as text, never as HTML."""
+    text = visible(re.sub(r"\s", " ", text))
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * (longest + 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""

@@ -111,16 +111,24 @@ def output() -> Iterator[None]:
         raise BackpropError(f"cannot write the output: {exc.strerror or exc}") from None
 
 
+def quiet_broken_pipes() -> None:
+    """Rich's consoles (ours, and typer's for --help) exit 1 on a closed pipe; make them
+    raise BrokenPipeError instead, which `output` and the command's guard end quietly."""
+    from rich.console import Console
+
+    def on_broken_pipe(self: Console) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+    Console.on_broken_pipe = on_broken_pipe  # type: ignore[method-assign]
+
+
 def console() -> Any:
     """A Rich console on stdout whose closed pipe reaches `output` like any other write."""
     from rich.console import Console
 
-    class _Quiet(Console):
-        def on_broken_pipe(self) -> None:
-            self.quiet = True
-            raise BrokenPipeError
-
-    return _Quiet(highlight=False)
+    quiet_broken_pipes()
+    return Console(highlight=False)
 
 
 def print_rich(report: dict[str, Any], max_rows: int) -> None:
