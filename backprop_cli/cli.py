@@ -122,11 +122,15 @@ class _Group(TyperGroup):
             return args
         flags: set[str] = {"--help"}
         valued: set[str] = set()
+        owner: dict[str, Any] = {}
         for param in self.commands[args[i]].params:
             if getattr(param, "param_type_name", "") != "option":
                 continue
             names = [*param.opts, *param.secondary_opts]
             (flags if getattr(param, "is_flag", False) else valued).update(names)
+            if not getattr(param, "multiple", False) and not getattr(param, "count", False):
+                owner.update(dict.fromkeys(names, param))
+        given: dict[str, list[str]] = {}  # option -> how it was written, each time
         options: list[str] = []
         positionals: list[str] = []
         rest = args[i + 1 :]
@@ -143,11 +147,24 @@ class _Group(TyperGroup):
                 options.append(arg)
                 if "=" not in arg and j + 1 < len(rest):
                     options.append(rest[j + 1])
+                    arg = f"{arg} {rest[j + 1]}"
                     j += 1
             else:
                 positionals.append(arg)
+            if name in owner:
+                given.setdefault(owner[name].name, []).append(arg)
             j += 1
+        _warn_repeated(given)
         return [*args[: i + 1], *options, "--", *positionals]
+
+
+def _warn_repeated(given: dict[str, list[str]]) -> None:
+    """An option given more than once keeps its last value, as in most command lines; a
+    script that repeats one by mistake is told which value counts."""
+    for spelled in given.values():
+        if len(spelled) > 1:
+            shown = ", ".join(terminal.visible(s) for s in spelled)
+            _stderr(f"warning: an option is given {len(spelled)} times ({shown}); the last counts")
 
 
 app = typer.Typer(
@@ -282,8 +299,18 @@ _AllowNonfinite = Annotated[
 ]
 
 
+def _given(ctx: typer.Context) -> frozenset[str]:
+    """The parameters the command line set (not their defaults)."""
+    return frozenset(
+        name
+        for name in ctx.params
+        if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"
+    )
+
+
 @app.command(context_settings={"ignore_unknown_options": True}, epilog=GRAD_EXAMPLES)
 def grad(
+    ctx: typer.Context,
     expression: Annotated[
         str | None,
         typer.Argument(
@@ -446,7 +473,7 @@ def grad(
             dtype=dtype.value, torch_check=torch_check, device=device, symbolic=symbolic,
             simplify=simplify, latex=latex, symbolic_timeout=symbolic_timeout, expand=expand,
             picture_file=picture_file, max_rows=max_rows, max_length=max_length,
-            allow_nonfinite=allow_nonfinite,
+            allow_nonfinite=allow_nonfinite, given=_given(ctx),
         )
     )  # fmt: skip
     if code:
@@ -998,12 +1025,13 @@ def graph(
             if fmt is GraphFormat.mermaid
             else pictures.to_dot(pic, rankdir.value)
         )
-        if output is not None:
-            pictures.render(pic, output, rankdir.value)
+        notes = [] if output is None else pictures.render(pic, output, rankdir.value)
     except BackpropError as exc:
         _fail(exc)
     if pic.cut:
         _stderr(f"note: {pic.cut:,} nodes not shown (--max-nodes {max_nodes})")
+    for note in notes:
+        _stderr(f"note: {note}")
     if output is not None:
         _stderr(f"wrote {output}")
         if fmt is GraphFormat.tree:
@@ -1146,6 +1174,30 @@ def train(
         str | None, typer.Option("--save", metavar="FILE.json", help="Write the parameters.")
     ] = None,
     fmt: Annotated[TrainFormat, typer.Option("--format")] = TrainFormat.table,
+    max_data: Annotated[
+        int,
+        typer.Option(
+            "--max-data",
+            min=1,
+            metavar="N",
+            help="Refuse more than N data values (rows × columns, the target included).",
+        ),
+    ] = 10_000_000,
+    max_params: Annotated[
+        int,
+        typer.Option(
+            "--max-params", min=1, metavar="N", help="Refuse a model of more than N parameters."
+        ),
+    ] = 1_000_000,
+    max_step_elements: Annotated[
+        int,
+        typer.Option(
+            "--max-step-elements",
+            min=1,
+            metavar="N",
+            help="Refuse a training step whose batch would hold more than N array elements.",
+        ),
+    ] = 20_000_000,
 ) -> None:
     """Train a tiny model step by step on our graph engine (forward, backward, step),
     cross-checked against torch if asked, with the course's log lines and a loss curve.
@@ -1153,17 +1205,26 @@ def train(
     Exit codes: 0 trained, 1 diverged or the torch check disagreed, 2 bad usage or data,
     130 interrupted (the summary is still printed).
     """
+    from . import models
     from . import train as training
+    from .data import load
 
     if list_models:
         _list_models(fmt)
         return
     try:
-        data, note = inputs.train_data(x, y, data_file, target)
+        # Every budget is decided before the thing it bounds is made: the data while it is
+        # read, the parameters from their shapes, a step from the graph's shapes.
+        data, note = load(x, y, data_file, target, max_values=max_data)
         spec = model or "linear"
-        built = _build_model(spec, data, loss, hidden or 3, seed)
+        built = models.build(
+            spec, data, loss=loss, hidden=hidden or 3, seed=seed, max_params=max_params
+        )
+        for column in models.unused_columns(built):
+            _stderr(f"warning: the data column {column!r} is not used by the model")
         if init is not None:
             built = inputs.with_init(built, init)
+            models.check_size(built, max_params)
             units = _hidden_units(built)
             if hidden is not None and units is not None and units != hidden:
                 raise BackpropError(
@@ -1183,7 +1244,9 @@ def train(
             check=check,
             log_every=log_every or max(1, epochs // 100),
             verbose=verbose,
+            max_step_elements=max_step_elements,
         )
+        training.check_budget(built, len(data), settings)
         if predict_at is None and x is None and data_file is None and len(built.features) == 1:
             predict_at = "4"  # the course predicts at x = 4
         points = inputs.predict_points(predict_at, built)
@@ -1238,15 +1301,6 @@ def _hidden_units(built: Any) -> int | None:
 
     shape = np.shape(built.init.get("W1"))
     return int(shape[0]) if len(shape) == 2 else None
-
-
-def _build_model(spec: str, data: Any, loss: str | None, hidden: int, seed: int) -> Any:
-    from .models import build, unused_columns
-
-    built = build(spec, data, loss=loss, hidden=hidden, seed=seed)
-    for column in unused_columns(built):
-        _stderr(f"warning: the data column {column!r} is not used by the model")
-    return built
 
 
 def _run_training(

@@ -66,17 +66,61 @@ def number(text: str, where: str, allow_nonfinite: bool | None = None) -> float:
     return value
 
 
-def from_lists(x_text: str | None, y_text: str | None) -> Dataset:
+# Training data is held as float64 columns: the budget is in numbers (rows × columns), so
+# 10,000,000 of them hold 80 MB, about twice that while the columns are put together.
+MAX_DATA_VALUES = 10_000_000
+DATA_OPTION = "--max-data"
+
+
+def from_lists(
+    x_text: str | None, y_text: str | None, *, max_values: int = MAX_DATA_VALUES
+) -> Dataset:
     """--x 1,2,3 --y 2,4,6 (the course's data where both are absent)."""
     if x_text is None and y_text is None:
         return Dataset({"x": np.array(COURSE_X)}, "y", np.array(COURSE_Y))
     if x_text is None or y_text is None:
         raise BackpropError("give both --x and --y, or neither (the course's data)")
+    # Counted from the commas before any item is read: the lists are refused whole.
+    rows = max(x_text.count(","), y_text.count(",")) + 1
+    if 2 * rows > max_values:
+        raise BackpropError(
+            f"--x/--y: {rows:,} rows × 2 columns is more than {max_values:,} data values; "
+            f"raise the limit with {DATA_OPTION}"
+        )
     xs = [number(t, f"--x item {i + 1}") for i, t in enumerate(x_text.split(","))]
     ys = [number(t, f"--y item {i + 1}") for i, t in enumerate(y_text.split(","))]
     if len(xs) != len(ys):
         raise BackpropError(f"--x has {len(xs)} values but --y has {len(ys)}")
     return Dataset({"x": np.array(xs)}, "y", np.array(ys))
+
+
+def load(
+    x_text: str | None,
+    y_text: str | None,
+    path: str | None,
+    target: str,
+    *,
+    max_values: int = MAX_DATA_VALUES,
+) -> tuple[Dataset, str]:
+    """`train`'s data: --data FILE or stdin ('-'), or --x/--y, with a note for its header
+    line (where the data came from)."""
+    if path is None:
+        if target != "y":
+            raise BackpropError("--target names a column of --data")
+        dataset = from_lists(x_text, y_text, max_values=max_values)
+        return dataset, (" (the course's data: y = 2x)" if x_text is None else "")
+    if x_text is not None or y_text is not None:
+        raise BackpropError("give --data or --x/--y, not both")
+    from .inputs import open_text
+    from .terminal import visible
+
+    what = "stdin" if path == "-" else path
+    stream = open_text(path, what)
+    try:
+        dataset = from_csv(lines(stream, what), what, target, max_values=max_values)
+    finally:
+        stream.close()
+    return dataset, f" from {visible(what)}"
 
 
 MAX_SKIPPED_CHARS = 1 << 32  # an endless line (/dev/zero) stops here, even with skip
@@ -116,25 +160,54 @@ def _read(stream: Any, size: int, what: str) -> str:
         raise BackpropError(f"cannot read {what}: {exc.strerror or exc}") from None
 
 
-def from_csv(source: Iterator[tuple[int, str]], what: str, target: str) -> Dataset:
+def from_csv(
+    source: Iterator[tuple[int, str]],
+    what: str,
+    target: str,
+    *,
+    max_values: int = MAX_DATA_VALUES,
+) -> Dataset:
     """A CSV with a header naming the columns; `target` is the column to predict. `source`
     gives (line number, text) as `lines` does: a line over MAX_LINE_CHARS is refused
-    without being held."""
-    rows: list[tuple[int, list[str]]] = []
+    without being held. Rows go into float64 blocks as they are read, and reading stops at
+    the row that takes the data past `max_values` numbers (rows × columns)."""
+    rows = _csv_rows(source, what)
+    first = next(rows, None)
+    if first is None:
+        raise BackpropError(f"{what} is empty: expected a header row and data rows")
+    names = _header(first[0], first[2], what, target)
+    blocks, count = _read_rows(rows, names, what, max_values)
+    if count == 0:
+        raise BackpropError(f"{what} has a header but no data rows")
+    # Column by column, so the blocks and the finished columns are held together only once.
+    columns = {name: np.concatenate([b[:, j] for b in blocks]) for j, name in enumerate(names)}
+    del blocks
+    y = columns.pop(target)
+    if not columns:
+        raise BackpropError(f"{what} has only the target column {target!r}: no inputs")
+    return Dataset(columns, target, y)
+
+
+def _csv_rows(source: Iterator[tuple[int, str]], what: str) -> Iterator[tuple[int, str, list[str]]]:
+    """(line number, text, cells) of every row that is not blank."""
     for number_of_line, text in source:
         if len(text) > MAX_LINE_CHARS:
             raise BackpropError(
                 f"{what}, line {number_of_line}: longer than {MAX_LINE_CHARS:,} characters"
             )
+        if '"' not in text:  # only quoting needs the csv module; splitting is the same otherwise
+            if text.replace(",", "").strip():  # not blank: some cell holds more than spaces
+                yield number_of_line, text, text.split(",")
+            continue
         try:
             row = next(csv.reader([text]), [])
         except csv.Error as exc:
             raise BackpropError(f"{what}, line {number_of_line}: not a CSV row ({exc})") from None
         if row and any(cell.strip() for cell in row):
-            rows.append((number_of_line, row))
-    if not rows:
-        raise BackpropError(f"{what} is empty: expected a header row and data rows")
-    header_line, header = rows[0]
+            yield number_of_line, text, row
+
+
+def _header(header_line: int, header: list[str], what: str, target: str) -> list[str]:
     names = [cell.strip() for cell in header]
     for name in names:
         if not _NAME.fullmatch(name):
@@ -150,21 +223,62 @@ def from_csv(source: Iterator[tuple[int, str]], what: str, target: str) -> Datas
             f"{what} has no target column {target!r} (columns: {', '.join(names)})",
             hint="choose one with --target",
         )
-    if len(rows) == 1:
-        raise BackpropError(f"{what} has a header but no data rows")
-    values = np.empty((len(rows) - 1, len(names)))
-    for k, (line, row) in enumerate(rows[1:]):
-        if len(row) != len(names):
+    return names
+
+
+BLOCK_VALUES = 1 << 16  # numbers per block of rows: small enough that a part-full one is cheap
+
+# A row of plain numbers, none with more than two exponent digits, in at most 200 characters:
+# no number in it can overflow (at most 10**200 × 10**99), so one match checks the whole
+# row and numpy reads the cells (as float() does) without a check per cell.
+_PLAIN = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,2})?"
+_PLAIN_ROW = re.compile(rf"{_PLAIN}(?:,{_PLAIN})*", re.ASCII)
+PLAIN_ROW_CHARS = 200
+
+
+def _read_rows(
+    rows: Iterator[tuple[int, str, list[str]]], names: list[str], what: str, max_values: int
+) -> tuple[list[np.ndarray], int]:
+    """The data rows as float64 blocks (the last one cut to the rows it holds), and the
+    number of rows."""
+    width = len(names)
+    per_block = max(1, BLOCK_VALUES // width)
+    blocks: list[np.ndarray] = []
+    block = np.empty((0, width))
+    count = used = 0
+    for line, text, row in rows:
+        if len(row) != width:
             raise BackpropError(
-                f"{what}, line {line}: {len(row)} fields, but the header has {len(names)}"
+                f"{what}, line {line}: {len(row)} fields, but the header has {width}"
             )
-        for j, cell in enumerate(row):
-            values[k, j] = number(cell, f"{what}, line {line}, column {names[j]!r}")
-    columns = {name: values[:, j].copy() for j, name in enumerate(names)}
-    y = columns.pop(target)
-    if not columns:
-        raise BackpropError(f"{what} has only the target column {target!r}: no inputs")
-    return Dataset(columns, target, y)
+        if (count + 1) * width > max_values:
+            raise BackpropError(
+                f"{what}, line {line}: more than {max_values:,} data values "
+                f"({count + 1:,} rows × {width:,} columns); raise the limit with {DATA_OPTION}"
+            )
+        if used == len(block):
+            block = np.empty((per_block, width))
+            blocks.append(block)
+            used = 0
+        if len(text) <= PLAIN_ROW_CHARS and _PLAIN_ROW.fullmatch(text):
+            block[used] = row
+        else:
+            block[used] = [_cell(cell, what, line, names[j]) for j, cell in enumerate(row)]
+        used += 1
+        count += 1
+    if blocks:
+        blocks[-1] = blocks[-1][:used]
+    return blocks, count
+
+
+def _cell(text: str, what: str, line: int, column: str) -> float:
+    """One cell as `number` reads it; a plain number skips building the message that only
+    an error needs."""
+    if _NUMBER.fullmatch(text):
+        value = float(text)
+        if value not in (math.inf, -math.inf):
+            return value
+    return number(text, f"{what}, line {line}, column {column!r}")
 
 
 MAX_VALUE_ELEMENTS = 10_000_000  # as parse.Limits.max_elements
@@ -183,6 +297,13 @@ def read_values(path: str, what: str, allow_nonfinite: bool = False) -> dict[str
         raise BackpropError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     if len(raw) > 100_000_000:
         raise BackpropError(f"{what} {path} is larger than 100 MB")
+    # Every number but the last is followed by a comma: more commas than a value may hold
+    # elements is refused before json builds a Python object for each number.
+    if raw.count(b",") > MAX_VALUE_ELEMENTS + 10_000:
+        raise BackpropError(
+            f"{what} {path} holds more than {MAX_VALUE_ELEMENTS:,} numbers, more than the "
+            "values of one command may hold"
+        )
     try:
         obj = json.loads(raw.decode("utf-8-sig"), parse_int=json_int, object_pairs_hook=unique_keys)
     except ValueError as exc:

@@ -7,6 +7,7 @@ perturbed points in one sweep). Domain problems and kinks are recorded per node,
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -367,14 +368,28 @@ class _Draws:
     """Numbers spread evenly over [-1, 1) in a fixed order (a golden-ratio Weyl sequence):
     the jitter needs variety, not randomness, and this keeps numpy.random out of start-up."""
 
+    BLOCK = 1 << 16  # draws computed at once: a graph of scalars asks for a few at a time
+
     def __init__(self) -> None:
         self.k = 0
+        self.start, self.block = 0, self._draws(0, 0)
+
+    @staticmethod
+    def _draws(k: int, n: int) -> np.ndarray:
+        index = np.arange(k, k + n, dtype=np.float64)
+        return 2.0 * np.modf(0.5 + index * 0.6180339887498949)[0] - 1.0
 
     def uniform(self, size: tuple[int, ...]) -> np.ndarray:
-        n = int(np.prod(size))
-        index = np.arange(self.k, self.k + n, dtype=np.float64)
-        self.k += n
-        return (2.0 * np.modf(0.5 + index * 0.6180339887498949)[0] - 1.0).reshape(size)
+        n = math.prod(size)
+        k, self.k = self.k, self.k + n
+        if n > self.BLOCK:
+            return self._draws(k, n).reshape(size)
+        if k + n > self.start + len(self.block):
+            self.start, self.block = k, self._draws(k, self.BLOCK)
+        return self.block[k - self.start : k - self.start + n].reshape(size)
+
+    def skip(self, size: tuple[int, ...]) -> None:
+        self.k += math.prod(size)
 
 
 def spread(
@@ -407,8 +422,11 @@ def spread(
         size = shape  # each element its own δ: cancellations inside an array show too
         moved = x * (1 + SPREAD_ULPS * eps * rng.uniform(size)).astype(dt)
         # A subnormal keeps only a few digits: it is off by whole units of the smallest one.
-        steps = (SPREAD_ULPS * rng.uniform(size)).astype(dt) * unit
         subnormal = (x != 0) & (np.abs(x) < tiny)
+        if not subnormal.any():
+            rng.skip(size)  # the same draws for the next node either way
+            return moved[()]
+        steps = (SPREAD_ULPS * rng.uniform(size)).astype(dt) * unit
         return np.where(subnormal, moved + steps, moved)[()]
 
     cores = trace.cores or input_cores(graph, env)
@@ -452,6 +470,7 @@ def check_constants(graph: Graph, *, what: str = "expression", dtype: str = "flo
     input error."""
     dt = DTYPES[dtype]
     needs = requires_grad(graph)
+    shapes.check_constants_budget(graph, needs, what)
     values: list[Array] = [None] * len(graph.nodes)
     cores: Cores = [()] * len(graph.nodes)
     with np.errstate(all="ignore"):

@@ -93,6 +93,7 @@ def quick_grad_args(argv: list[str]) -> dict[str, Any] | None:
         i += 1
     if not positional:
         return None
+    fields["given"] = frozenset(fields)
     fields["expression"], fields["values"] = positional[0], positional[1:]
     return fields
 

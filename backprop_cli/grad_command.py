@@ -23,6 +23,7 @@ from .terminal import (
 
 FORMATS = ("table", "json", "csv", "markdown", "tsv", "jsonl")
 ROW_FORMATS = ("csv", "tsv", "jsonl")
+GRAPH_NODES = 200  # nodes --graph draws (the nearest the output), as `graph` by default
 
 
 @dataclass
@@ -52,6 +53,43 @@ class GradArgs:
     max_rows: int = 200
     max_length: int = DEFAULT_LIMITS.max_length
     allow_nonfinite: bool = False
+    given: frozenset[str] = frozenset()  # the fields set on the command line
+
+
+# Options of one point that --points does not use, and those only --points uses, with their
+# spelling and the value that asks for something: given so in the other mode, each is a
+# warning (it would do nothing). Turning off what does not run anyway (--no-torch,
+# --no-symbolic with --points) is harmless and passes quietly.
+_ONE_POINT: dict[str, tuple[str, object]] = {
+    "torch_check": ("--torch (--check is the torch check of --points)", True),
+    "symbolic": ("--symbolic", True), "simplify": ("--simplify", True),
+    "latex": ("--latex", True), "expand": ("--expand", True),
+    "symbolic_timeout": ("--symbolic-timeout", None), "max_rows": ("--max-rows", None),
+}  # fmt: skip
+_POINTS_ONLY: dict[str, tuple[str, object]] = {
+    "on_error": ("--on-error", None),
+    "check_points": ("--check", True),
+}
+
+
+def unused_options(a: GradArgs) -> list[str]:
+    """Warnings for options that do nothing in this mode; an output that would not be
+    written (--graph with --points) is an error instead."""
+    if a.points_file is not None and a.picture_file is not None:
+        raise BackpropError(
+            "--graph draws the graph at one point, and --points gives many",
+            hint="draw it at one of them with backprop graph EXPR NAME=VALUE... -o FILE",
+        )
+    table, where = (
+        (_POINTS_ONLY, "without --points")
+        if a.points_file is None
+        else (_ONE_POINT, "with --points")
+    )
+    return [
+        f"{flag} does nothing {where}"
+        for field, (flag, asks) in table.items()
+        if field in a.given and (asks is None or getattr(a, field) == asks)
+    ]
 
 
 def run(a: GradArgs) -> int:
@@ -62,6 +100,7 @@ def run(a: GradArgs) -> int:
 
     limits = Limits(max_length=a.max_length, allow_nonfinite=a.allow_nonfinite)
     try:
+        unused = unused_options(a)  # said once the input is known to be good
         if a.points_file == "-" and "-" in (a.expression, a.file):
             raise BackpropError("stdin can hold the program or the points, not both")
         program, rest = inputs.load_program(a.expression, list(a.values or []), a.file, limits)
@@ -71,7 +110,7 @@ def run(a: GradArgs) -> int:
 
             point = {**read_values(a.values_file, "--values", a.allow_nonfinite), **point}
         if a.points_file is not None:
-            return _points(program, point, a)
+            return _points(program, point, a, unused)
         options = Options(
             wrt=_names(a.wrt),
             dtype=a.dtype,
@@ -96,10 +135,14 @@ def run(a: GradArgs) -> int:
             reads = [("the program", a.expression), ("--file", a.file)]
             reads += [("--values", a.values_file), ("--points", a.points_file)]
             refuse_inputs_as_outputs([("--graph", a.picture_file)], reads)
+            pictures.check_layout(pictures.picture(program.graph, None, GRAPH_NODES))
+        for warning in unused:
+            stderr(f"warning: {warning}")
         report = gradient_report(program, point, options)
         if a.picture_file is not None:
-            pic = pictures.picture(program.graph, report["variables_used"], 200)
-            pictures.render(pic, a.picture_file)
+            pic = pictures.picture(program.graph, report["variables_used"], GRAPH_NODES)
+            for note in pictures.render(pic, a.picture_file):
+                stderr(f"note: {note}")
         for warning in report["warnings"]:
             stderr(f"warning: {warning['message']}")
         _write(report, a.fmt or "table", a.max_rows)
@@ -134,7 +177,7 @@ def _write(report: dict[str, Any], fmt: str, max_rows: int) -> None:
             print_rich(report, max_rows)
 
 
-def _points(program: Any, fixed: dict[str, Any], a: GradArgs) -> int:
+def _points(program: Any, fixed: dict[str, Any], a: GradArgs, unused: list[str]) -> int:
     """`grad --points`: one row per point, streamed; problems on stderr, then the exit code."""
     from . import points
     from .parse import parse_constant
@@ -188,6 +231,8 @@ def _points(program: Any, fixed: dict[str, Any], a: GradArgs) -> int:
                 from .checks import check_device
 
                 check_device(a.device, a.dtype)
+            for warning in unused:
+                stderr(f"warning: {warning}")
             with output():
                 done.append(points.run(plan, reader, fmt, sys.stdout, a.on_error, checker))
         finally:

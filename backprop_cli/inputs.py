@@ -101,26 +101,6 @@ def parse_values(args: list[str], limits: Limits, warnings: list[str]) -> dict[s
     return point
 
 
-def train_data(x: str | None, y: str | None, data_file: str | None, target: str) -> tuple[Any, str]:
-    from .data import from_csv, from_lists, lines
-
-    if data_file is not None:
-        if x is not None or y is not None:
-            raise BackpropError("give --data or --x/--y, not both")
-        what = "stdin" if data_file == "-" else data_file
-        stream = open_text(data_file, what)
-        try:
-            from .terminal import visible
-
-            return from_csv(lines(stream, what), what, target), f" from {visible(what)}"
-        finally:
-            stream.close()
-    if target != "y":
-        raise BackpropError("--target names a column of --data")
-    dataset = from_lists(x, y)
-    return dataset, (" (the course's data: y = 2x)" if x is None else "")
-
-
 def init_is_file(init: str) -> bool:
     """`--init` names a file when it has no '=', or is written as a path (./w=1, /tmp/p,
     p.json); otherwise it is name=value pairs, whatever files exist (`--init w=1` never

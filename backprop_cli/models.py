@@ -131,7 +131,20 @@ def _loss_text(spec: str, target: str) -> tuple[str, str]:
 MATRIX = "X"  # the n × k matrix of all input columns, for models in matrix form
 
 
-def _mlp(features: list[str], hidden: int, rng: np.random.Generator) -> tuple[str, dict[str, Any]]:
+# Every parameter is held several times over (its start, its value, its gradient, the
+# optimizer's state, the result as JSON), about 100 bytes in all: a million is 100 MB.
+MAX_PARAMS = 1_000_000
+PARAMS_OPTION = "--max-params"
+
+
+def mlp_parameters(inputs: int, hidden: int) -> int:
+    """W1 (hidden × inputs), b1 and W2 (hidden each) and b2."""
+    return hidden * inputs + 2 * hidden + 1
+
+
+def _mlp(
+    features: list[str], hidden: int, rng: np.random.Generator, max_params: int
+) -> tuple[str, dict[str, Any]]:
     """One hidden sigmoid layer in batch form, as nn.Linear computes it: every row of X is
     a sample, H = sigmoid(X @ W1.T + b1) holds one row of hidden units per sample."""
     if hidden < 1:
@@ -139,6 +152,12 @@ def _mlp(features: list[str], hidden: int, rng: np.random.Generator) -> tuple[st
     if hidden > 10_000:
         raise BackpropError("--hidden is at most 10000")
     k = len(features)
+    count = mlp_parameters(k, hidden)
+    if count > max_params:  # decided from the shapes, before any weight is drawn
+        raise BackpropError(
+            f"the mlp with --hidden {hidden} on {k:,} inputs has {count:,} parameters, more "
+            f"than {max_params:,}; use a smaller --hidden or raise the limit with {PARAMS_OPTION}"
+        )
     # nn.Linear's initialisation: uniform in ±1/sqrt(fan_in), weights and biases alike.
     bound_in, bound_out = 1 / np.sqrt(k), 1 / np.sqrt(hidden)
     init: dict[str, Any] = {
@@ -151,7 +170,15 @@ def _mlp(features: list[str], hidden: int, rng: np.random.Generator) -> tuple[st
     return body, init
 
 
-def build(spec: str, data: Dataset, *, loss: str | None, hidden: int, seed: int) -> Model:
+def build(
+    spec: str,
+    data: Dataset,
+    *,
+    loss: str | None,
+    hidden: int,
+    seed: int,
+    max_params: int = MAX_PARAMS,
+) -> Model:
     """The training program for a built-in model name or an expression."""
     rng = np.random.default_rng(seed)
     features, target = data.names, data.target_name
@@ -168,7 +195,7 @@ def build(spec: str, data: Dataset, *, loss: str | None, hidden: int, seed: int)
             body, init = f"{PREDICTION} = {formula}", dict(builtin.init)
             default_loss = builtin.loss
         else:
-            body, init = _mlp(features, hidden, rng)
+            body, init = _mlp(features, hidden, rng, max_params)
             formula = f"sigmoid({MATRIX} @ W1.T + b1) @ W2 + b2"
             default_loss = "mse"
         name = spec
@@ -191,7 +218,9 @@ def build(spec: str, data: Dataset, *, loss: str | None, hidden: int, seed: int)
         raise BackpropError(f"the model {formula!r} has no parameters to train")
     for p in params:
         init.setdefault(p, float(rng.uniform(-1.0, 1.0)))
-    return Model(name, formula, loss_name, program, graph, params, features, target, init, matrix)
+    model = Model(name, formula, loss_name, program, graph, params, features, target, init, matrix)
+    check_size(model, max_params)
+    return model
 
 
 # Programs we generate (an mlp on many columns) may be larger than what a user may type.
@@ -244,6 +273,18 @@ def _custom_body(spec: str) -> tuple[str, str]:
         return f"{source.rstrip()}\n{PREDICTION} = {out.name}", out.name
     start = program.last_start
     return source[:start] + f"{PREDICTION} = " + source[start:], source[start:].strip()
+
+
+def check_size(model: Model, max_params: int = MAX_PARAMS) -> None:
+    """The parameters' elements, counted from their shapes (an --init may give arrays)."""
+    sizes = {name: int(np.size(model.init[name])) for name in model.params}
+    total = sum(sizes.values())
+    if total > max_params:
+        largest = max(sizes, key=lambda name: sizes[name])
+        raise BackpropError(
+            f"the model has {total:,} parameters ({largest} alone {sizes[largest]:,}), more "
+            f"than {max_params:,}; raise the limit with {PARAMS_OPTION}"
+        )
 
 
 def unused_columns(model: Model) -> list[str]:

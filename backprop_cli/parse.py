@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import ops
+from . import ops, shapes
 from .errors import BackpropError, ParseError
 from .graph import Graph, Node
 
@@ -801,6 +801,8 @@ class _Parser:
         graph = Graph(tuple(sub.nodes), operand.node, self.source)
         if self.constants is ops.CONSTANTS:  # else nan and inf were asked for
             check_constants(graph, what=self.what)
+        else:
+            shapes.check_constants_budget(graph, [False] * len(graph.nodes), self.what)
         self.warnings += sub.warnings
         with np.errstate(all="ignore"):
             value = evaluate(graph, {})[operand.node]
@@ -945,6 +947,8 @@ def parse_constant(
     graph = program.graph
     if not found:
         check_constants(graph, what=what)
+    else:
+        shapes.check_constants_budget(graph, [False] * len(graph.nodes), what)
     if program.statements != 1:
         raise BackpropError(f"{what} must be one expression, not {program.statements} statements")
     if warnings is not None:

@@ -25,6 +25,13 @@ FILE_FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf"}
 GREEN, RED, KINK = "#2e7d32", "#c62828", "#e65100"
 DOT_TIMEOUT = 120  # seconds for Graphviz
 MAX_RENDERED = 5000  # nodes Graphviz is asked to lay out
+# Graphviz routes a wire through one hidden node per rank it crosses (two with a label), and
+# its time grows much faster than their number: a value that feeds many operations far
+# apart (x*x*…*x) is the costly case. Measured: 1,250 ranks with labels about 3 s, 3,200
+# over a minute; without labels and with a short search (see to_dot) 5,000 about 2 s and
+# 11,000 about 5 s.
+LABELLED_SPAN = 1_000  # ranks crossed by all wires, drawn with their labels
+MAX_SPAN = 8_000  # ranks crossed by all wires, drawn without labels
 MAX_TREE_DEPTH = 40  # levels of the terminal tree
 
 
@@ -100,12 +107,40 @@ def _shape(pic: Picture, node_id: int) -> str:
 # ---- DOT --------------------------------------------------------------------------------
 
 
-def to_dot(pic: Picture, rankdir: str = "LR") -> str:
+def layout_span(pic: Picture) -> int:
+    """How many ranks the wires cross in all, each node one rank past its furthest input
+    (a lower estimate of the hidden nodes Graphviz lays out)."""
+    rank: dict[int, int] = {}
+    total = 0
+    for node_id in pic.keep:
+        inputs = [rank.get(i, 0) for i in pic.graph.nodes[node_id].inputs]
+        rank[node_id] = 1 + max(inputs) if inputs else 0
+        total += sum(rank[node_id] - r for r in inputs)
+    return total
+
+
+def check_layout(pic: Picture) -> int:
+    """The layout's span, refused when Graphviz could not lay it out in seconds (it needs
+    no values, so a command can ask before any work)."""
+    span = layout_span(pic)
+    if span > MAX_SPAN:
+        raise BackpropError(
+            f"the picture's wires cross {span:,} ranks in all, more than the {MAX_SPAN:,} "
+            "Graphviz lays out in seconds (values used by many operations far apart)",
+            hint="draw part of the graph with --max-nodes, or print it with --format dot",
+        )
+    return span
+
+
+def to_dot(pic: Picture, rankdir: str = "LR", wire_labels: bool = True) -> str:
     graph = pic.graph
     shown = set(pic.keep)
+    # A large layout: one network-simplex iteration a node for ranks and positions, which
+    # keeps Graphviz to seconds where its default search runs for minutes.
+    quick = "" if wire_labels else ", nslimit=1, nslimit1=1"
     lines = [
         "digraph backprop {",
-        f'  graph [rankdir={rankdir}, fontname="Helvetica", nodesep=0.35, ranksep=0.5];',
+        f'  graph [rankdir={rankdir}, fontname="Helvetica", nodesep=0.35, ranksep=0.5{quick}];',
         '  node [fontname="Helvetica", fontsize=11];',
         '  edge [fontname="Helvetica", fontsize=9, arrowsize=0.6];',
     ]
@@ -119,7 +154,8 @@ def to_dot(pic: Picture, rankdir: str = "LR") -> str:
         node = graph.nodes[node_id]
         for k, i in enumerate(node.inputs):
             source = f"n{i}" if i in shown else "cut"
-            lines.append(f"  {source} -> n{node_id} [{_dot_edge(pic, node_id, k, i)}];")
+            attrs = _dot_edge(pic, node_id, k, i) if wire_labels else ""
+            lines.append(f"  {source} -> n{node_id} [{attrs}];")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -286,15 +322,23 @@ def check_output(path: str) -> str:
     return FILE_FORMATS[suffix]
 
 
-def render(pic: Picture, path: str, rankdir: str = "LR") -> None:
-    """Write the picture with Graphviz's dot program."""
+def render(pic: Picture, path: str, rankdir: str = "LR") -> list[str]:
+    """Write the picture with Graphviz's dot program; what was left out comes back as notes.
+    A layout Graphviz could not finish in seconds is refused before it starts."""
     fmt = check_output(path)
     if len(pic.keep) > MAX_RENDERED:
         raise BackpropError(
             f"{len(pic.keep):,} nodes are too many to lay out (at most {MAX_RENDERED:,})",
             hint="draw part of the graph with --max-nodes, or print it with --format dot",
         )
-    dot_text = to_dot(pic, rankdir)
+    span, notes = check_layout(pic), []
+    if span > LABELLED_SPAN and pic.values is not None:
+        notes.append(
+            f"wires drawn without their values and gradients: they cross {span:,} ranks, "
+            f"more than the {LABELLED_SPAN:,} Graphviz lays out with labels in seconds "
+            "(--format dot prints them)"
+        )
+    dot_text = to_dot(pic, rankdir, wire_labels=span <= LABELLED_SPAN)
     dot = shutil.which("dot")
     if dot is None:
         raise BackpropError(
@@ -319,3 +363,4 @@ def render(pic: Picture, path: str, rankdir: str = "LR") -> None:
         message = done.stderr.decode(errors="replace").strip().splitlines()
         raise BackpropError(f"Graphviz failed: {message[-1] if message else 'no message'}")
     write_atomically(path, done.stdout)
+    return notes

@@ -134,7 +134,11 @@ def curve(per_epoch: list[tuple[int, float]], width: int = 64, height: int = 12)
 
 
 def jsonl_epoch(entry: dict[str, Any]) -> str:
-    return json.dumps(_clean(entry), allow_nan=False)
+    """An epoch's line; its parameters come as the trainer holds them (numpy values)."""
+    import numpy as np
+
+    params = {k: np.asarray(v, dtype=np.float64).tolist() for k, v in entry["params"].items()}
+    return json.dumps(_clean({**entry, "params": params}), allow_nan=False)
 
 
 def jsonl_final(result: Result, predictions: list[dict[str, Any]], model: Model) -> str:

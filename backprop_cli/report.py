@@ -16,7 +16,7 @@ from . import checks, engine, shapes
 from .errors import BackpropError
 from .graph import Graph
 from .parse import Program
-from .sandbox import Bounded
+from .sandbox import Bounded, Deadline
 
 TEXT_LIMIT = 200  # characters of a node's source text in the report; `span` locates all of it
 # Statuses that are not a disagreement: the check agreed, or could not compare here.
@@ -184,8 +184,10 @@ def gradient_report(program: Program, point: dict[str, Any], options: Options) -
     symbolic_size = sum(shapes.size(core) for core in cores)
     job = None
     finite = checks.finite_point(used)
+    # One budget for every SymPy child of this command (the second derivatives' too).
+    deadline = Deadline(options.symbolic_timeout)
     if symbolic_size <= MAX_SYMBOLIC_ELEMENTS and options.symbolic_source is None and finite:
-        job = _start_symbolic(graph, used, elements, options, cores, seed)
+        job = _start_symbolic(graph, used, elements, options, cores, seed, deadline)
     try:
         value_spread, grad_spread = engine.spread(graph, used, trace, options.dtype, seed)
         fd = None
@@ -220,7 +222,7 @@ def gradient_report(program: Program, point: dict[str, Any], options: Options) -
     )  # fmt: skip
     report = _assemble(run, program, warnings)
     if options.order == 2:
-        _add_second_order(report, graph, used, wrt, options)
+        _add_second_order(report, graph, used, wrt, options, deadline)
     return report
 
 
@@ -244,14 +246,20 @@ def _check_second_order(graph: Graph, cores: list[tuple[int, ...]], options: Opt
 
 
 def _add_second_order(
-    report: dict[str, Any], graph: Graph, used: dict[str, Any], wrt: list[str], options: Options
+    report: dict[str, Any],
+    graph: Graph,
+    used: dict[str, Any],
+    wrt: list[str],
+    options: Options,
+    deadline: Deadline,
 ) -> None:
-    """∂²f/∂a∂b for every pair of variables, with the same checks as `backprop hessian`."""
+    """∂²f/∂a∂b for every pair of variables, with the same checks as `backprop hessian`.
+    Its SymPy child gets what the first derivatives left of the budget (none: `budget`)."""
     from . import higher
 
     second = higher.hessian_report(
         graph, used, wrt, torch=options.torch, device=options.device,
-        symbolic=options.symbolic, symbolic_timeout=options.symbolic_timeout,
+        symbolic=options.symbolic, symbolic_timeout=deadline.left(),
         finite_difference=options.finite_difference,
     )  # fmt: skip
     report["hessian"] = second["hessian"]
@@ -330,6 +338,7 @@ def _start_symbolic(
     options: Options,
     cores: list[tuple[int, ...]],
     seed: Any,
+    deadline: Deadline,
 ) -> Bounded | None:
     if not (options.symbolic and elements):
         return None
@@ -344,7 +353,7 @@ def _start_symbolic(
             seed if arrays or options.seed_grad is not None else None,
             options.expand,
         ),
-        seconds=options.symbolic_timeout,
+        deadline=deadline,
         memory_mb=options.symbolic_memory_mb,
     )  # fmt: skip
 
@@ -371,12 +380,12 @@ def _collect(job: Bounded | None) -> _Symbolic:
                     continue  # keep the differentiated form
                 got.simplified.add(name)
             got.partials[name] = {**got.partials.get(name, {}), **info}
-    if got.error:
+    if got.error or job.status == "error":
         got.state = "error"
-    elif job.status == "timeout":
+    elif job.status == "timeout":  # the wall clock, or the CPU-time limit
         got.state = "partial" if got.partials else "budget"
     else:
-        got.state = "done" if job.status == "done" else job.status
+        got.state = "done"
     return got
 
 
@@ -612,56 +621,101 @@ def _torch_summary(run: _Run) -> dict[str, Any]:
         reason = "--no-torch" if not run.options.torch else "no variables"
         summary.update(ok=None, skipped=reason, max_error=None)
         return summary
-    mismatches: list[dict[str, Any]] = []
-    worst = 0.0
-    compared = unresolved = 0
-    trace = run.trace
+    tally = _Tally(rtol, atol)
+    trace, torch = run.trace, run.torch
+    scalars: list[tuple[int, str, Any, Any, Any]] = []  # judged together: one numpy pass
     for node in run.graph.nodes:
         pairs: list[tuple[str, Any, Any, Any]] = [
-            ("value", trace.values[node.id], run.torch.values[node.id], run.value_spread[node.id])
+            ("value", trace.values[node.id], torch.values[node.id], run.value_spread[node.id])
         ]
         if trace.grads[node.id] is not None:
-            theirs = run.torch.grads[node.id]
-            pairs.append(("grad", trace.grads[node.id], theirs, run.grad_spread[node.id]))
+            pairs.append(
+                ("grad", trace.grads[node.id], torch.grads[node.id], run.grad_spread[node.id])
+            )
         for what, ours, theirs, spread in pairs:
             if theirs is None:
-                compared += 1
-                mismatches.append(
-                    {"node": node.id, "what": what, "engine": _plain(ours), "torch": None}
-                )
-                worst = math.inf
-                continue
-            slack = checks.SPREAD_SLACK * np.asarray(spread if spread is not None else 0.0)
-            verdicts = checks.judge_many(ours, theirs, rtol, atol, slack)
-            unresolved += int(np.sum(verdicts == "inconclusive"))
-            judged = verdicts != "inconclusive"
-            compared += int(np.sum(judged))
-            if judged.any():
-                errors = checks.abs_errors(ours, theirs)
-                worst = max(worst, float(np.max(errors[judged])))
-            for index in np.argwhere(verdicts == "mismatch")[: 20 - len(mismatches)]:
-                where = tuple(int(i) for i in index)
-                entry = {
-                    "node": node.id,
-                    "what": what,
-                    "engine": _element(ours, where),
-                    "torch": _element(theirs, where),
-                }
-                if where:
-                    entry["index"] = list(where)
-                mismatches.append(entry)
+                tally.missing(node.id, what, ours)
+            elif np.ndim(ours) == 0 and np.ndim(theirs) == 0:
+                scalars.append((node.id, what, ours, theirs, spread))
+            else:
+                tally.compare(node.id, what, ours, theirs, spread)
+    tally.compare_scalars(scalars)
     summary.update(
-        ok=not mismatches,
+        ok=not tally.mismatches,
         skipped=None,
-        device=run.torch.device,
+        device=torch.device,
         dtype=run.options.dtype,
-        version=run.torch.version,
-        compared=compared,
-        inconclusive=unresolved,
-        max_error=worst,
-        mismatches=mismatches[:20],
+        version=torch.version,
+        compared=tally.compared,
+        inconclusive=tally.unresolved,
+        max_error=tally.worst,
+        mismatches=tally.first_mismatches(),
     )
     return summary
+
+
+class _Tally:
+    """The engine against torch, node by node: counts, the worst error and the first
+    mismatches in node order (value before gradient)."""
+
+    SHOWN = 20
+
+    def __init__(self, rtol: float, atol: float) -> None:
+        self.rtol, self.atol = rtol, atol
+        self.compared = self.unresolved = 0
+        self.worst = 0.0
+        self.mismatches: list[tuple[tuple[int, int, tuple[int, ...]], dict[str, Any]]] = []
+
+    def missing(self, node_id: int, what: str, ours: Any) -> None:
+        self.compared += 1
+        self.worst = math.inf
+        entry = {"node": node_id, "what": what, "engine": _plain(ours), "torch": None}
+        self.mismatches.append(((node_id, what == "grad", ()), entry))
+
+    def _judge(self, ours: Any, theirs: Any, spread: Any) -> tuple[np.ndarray, Any]:
+        slack = checks.SPREAD_SLACK * np.asarray(spread if spread is not None else 0.0)
+        verdicts = checks.judge_many(ours, theirs, self.rtol, self.atol, slack)
+        self.unresolved += int(np.sum(verdicts == "inconclusive"))
+        judged = verdicts != "inconclusive"
+        self.compared += int(np.sum(judged))
+        if judged.any():
+            errors = checks.abs_errors(ours, theirs)
+            self.worst = max(self.worst, float(np.max(errors[judged])))
+        return verdicts, np.argwhere(verdicts == "mismatch")[: self.SHOWN]
+
+    def compare(self, node_id: int, what: str, ours: Any, theirs: Any, spread: Any) -> None:
+        _, wrong = self._judge(ours, theirs, spread)
+        for index in wrong:
+            where = tuple(int(i) for i in index)
+            entry = {
+                "node": node_id,
+                "what": what,
+                "engine": _element(ours, where),
+                "torch": _element(theirs, where),
+            }
+            if where:
+                entry["index"] = list(where)
+            self.mismatches.append(((node_id, what == "grad", where), entry))
+
+    def compare_scalars(self, items: list[tuple[int, str, Any, Any, Any]]) -> None:
+        if not items:
+            return
+        ours = np.array([item[2] for item in items], dtype=np.float64)
+        theirs = np.array([item[3] for item in items], dtype=np.float64)
+        spread = np.array([0.0 if item[4] is None else item[4] for item in items])
+        _, wrong = self._judge(ours, theirs, spread)
+        for (k,) in wrong:
+            node_id, what = items[k][0], items[k][1]
+            entry = {
+                "node": node_id,
+                "what": what,
+                "engine": _num(ours[k]),
+                "torch": _num(theirs[k]),
+            }
+            self.mismatches.append(((node_id, what == "grad", ()), entry))
+
+    def first_mismatches(self) -> list[dict[str, Any]]:
+        return [entry for _, entry in sorted(self.mismatches, key=lambda m: m[0])][: self.SHOWN]
 
 
 def _fd_summary(run: _Run, partials: list[dict[str, Any]]) -> dict[str, Any]:

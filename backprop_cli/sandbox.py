@@ -2,12 +2,15 @@
 results back as JSON lines, so a slow or greedy computation (SymPy on a large expression)
 can be cut off without losing what it already produced.
 
-Where fork is unavailable the function runs inline, without a budget.
+A command that starts several children (`grad --order 2`) gives them one `Deadline`: the
+budget is the command's, not each child's. Where fork is unavailable the function runs
+inline, without a budget.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import select
 import signal
@@ -23,6 +26,13 @@ Emit = Callable[[dict[str, Any]], None]
 
 
 LATE_READS = 64  # reads of what was already sent, once the deadline has passed
+CPU_SLACK = 5  # CPU seconds past the budget before the kernel stops a child (SIGXCPU)
+# Deaths that mean a limit ran out, not that the computation failed: SIGXCPU at the CPU-time
+# limit, SIGKILL at its hard limit (or the kernel's out-of-memory killer). The parent's own
+# kill at the deadline is recorded as a timeout before it is sent.
+_BUDGET_SIGNALS = {
+    s for s in (getattr(signal, "SIGXCPU", None), getattr(signal, "SIGKILL", None)) if s
+}
 
 # A child started early (see `prestart`): (pid, where its job goes, where its results come).
 _spare: tuple[int, int, int] | None = None
@@ -125,22 +135,52 @@ def _spare_child(job_r: int, result_w: int) -> None:
     _child(func, args, result_w, memory_mb, seconds)
 
 
+class Deadline:
+    """One wall-clock budget shared by the children of a command. Its clock starts with the
+    first child, so time spent before SymPy starts is not charged to it; each later child
+    gets only what is left."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at: float | None = None  # the monotonic time it runs out, once started
+
+    def start(self) -> float:
+        if self.at is None:
+            self.at = time.monotonic() + self.seconds
+        return self.at
+
+    def left(self) -> float:
+        if self.at is None:
+            return self.seconds
+        return max(0.0, self.at - time.monotonic())
+
+
 class Bounded:
-    """A started computation; `collect` waits (up to its deadline) for what it sends."""
+    """A started computation; `collect` waits (up to its deadline) for what it sends.
+    `status` ends as "done", "timeout" (a budget ran out) or "error" (with an error
+    message)."""
 
     def __init__(
         self,
         func: Callable[..., None],
         args: tuple[Any, ...],
         *,
-        seconds: float,
+        seconds: float | None = None,
         memory_mb: int,
+        deadline: Deadline | None = None,
     ) -> None:
-        self.deadline = time.monotonic() + seconds
+        if deadline is None:
+            assert seconds is not None, "a Bounded needs seconds or a deadline"
+            deadline = Deadline(seconds)
+        self.deadline = deadline.start()
+        seconds = deadline.left()
         self.messages: list[dict[str, Any]] = []
         self.status = "running"
         self.pid: int | None = None
         self.fd: int | None = None
+        if seconds <= 0.0:  # the command's budget is already spent: start nothing
+            self.status = "timeout"
+            return
         if not hasattr(os, "fork"):
             self._inline(func, args)
             return
@@ -169,38 +209,45 @@ class Bounded:
             self.status = "error"
 
     def stream(self) -> Iterator[dict[str, Any]]:
-        """The messages one by one as they arrive, until the child ends or the deadline."""
+        """The messages one by one as they arrive, until the child ends or the deadline;
+        a child that died of something other than a budget ends with an error message."""
         if self.fd is None:
             yield from self.messages
             return
-        buffer = b""
-        late = 0
         try:
-            while True:
-                # Past the deadline, what the child has already sent is still read.
-                left = max(0.0, self.deadline - time.monotonic())
-                late += left == 0.0
-                ready, _, _ = select.select([self.fd], [], [], left)
-                if not ready or late > LATE_READS:
-                    if left == 0.0:
-                        self.status = "timeout"
-                        break
-                    continue
-                chunk = os.read(self.fd, 1 << 16)
-                if not chunk:
-                    break
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    if line:
-                        message = json.loads(line)
-                        self.messages.append(message)
-                        yield message
+            yield from self._read()
         except BaseException:  # the reader stopped early, or Ctrl-C: stop the child too
             self.status = "timeout"
-            raise
-        finally:
             self._reap()
+            raise
+        note = self._reap()
+        if note is not None:
+            yield note
+
+    def _read(self) -> Iterator[dict[str, Any]]:
+        assert self.fd is not None
+        buffer = b""
+        late = 0
+        while True:
+            # Past the deadline, what the child has already sent is still read.
+            left = max(0.0, self.deadline - time.monotonic())
+            late += left == 0.0
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if not ready or late > LATE_READS:
+                if left == 0.0:
+                    self.status = "timeout"
+                    return
+                continue
+            chunk = os.read(self.fd, 1 << 16)
+            if not chunk:
+                return
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                if line:
+                    message = json.loads(line)
+                    self.messages.append(message)
+                    yield message
 
     def collect(self) -> list[dict[str, Any]]:
         """Everything the child sends, until it ends or the deadline."""
@@ -208,20 +255,42 @@ class Bounded:
             pass
         return self.messages
 
-    def _reap(self) -> None:
+    def _reap(self) -> dict[str, Any] | None:
+        """Wait for the child; how it ended, and the error message that says why, if it
+        failed without sending one."""
         assert self.pid is not None and self.fd is not None
         if self.status == "timeout":
             os.kill(self.pid, signal.SIGKILL)
         _, status = os.waitpid(self.pid, 0)
         os.close(self.fd)
         self.fd = None
-        if self.status != "timeout":
-            if os.WIFSIGNALED(status):
-                self.status = f"killed by signal {os.WTERMSIG(status)}"
-            elif os.WEXITSTATUS(status) != 0:
-                self.status = "error"
-            else:
-                self.status = "done"
+        if self.status == "timeout":
+            return None
+        self.status, note = _ending(status, self.messages)
+        if note is not None:
+            self.messages.append(note)
+        return note
+
+
+def _ending(status: int, messages: list[dict[str, Any]]) -> tuple[str, dict[str, Any] | None]:
+    """A child's wait status as "done", "timeout" or "error", with an error message where
+    the child sent none. The parent reads the pipe to its end before waiting, so a child
+    that a limit killed around the deadline is a timeout, never a failure."""
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        if number in _BUDGET_SIGNALS:
+            return "timeout", None
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        return "error", {"error": f"the child process was killed by {name}"}
+    code = os.WEXITSTATUS(status)
+    if code == 0:
+        return "done", None
+    if any("error" in m for m in messages):
+        return "error", None
+    return "error", {"error": f"the child process ended with exit status {code}"}
 
 
 def _child(
@@ -257,11 +326,18 @@ def _quiet() -> None:
 
 
 def _limit_cpu(seconds: float) -> None:
+    """The CPU-time limit counts from the process's start, so what a child started early
+    spent on its imports is added: the budget itself is all the job's."""
     with suppress(ImportError, OSError, ValueError):
         import resource
 
-        limit = int(seconds) + 5
-        resource.setrlimit(resource.RLIMIT_CPU, (limit, limit + 5))
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        soft = math.ceil(usage.ru_utime + usage.ru_stime + seconds) + CPU_SLACK
+        hard = soft + CPU_SLACK  # SIGKILL, should SIGXCPU not end it
+        _, given = resource.getrlimit(resource.RLIMIT_CPU)
+        if given != resource.RLIM_INFINITY:  # a process may not raise its hard limit
+            soft, hard = min(soft, given), min(hard, given)
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
 
 
 def _limit_memory(memory_mb: int) -> None:

@@ -55,9 +55,12 @@ def infer(
             cores.append(tuple(np.shape(node.value)))
         else:
             cores.append(of_node(graph, node.id, [cores[i] for i in node.inputs], what))
-    if not budget:
-        return cores
-    total, work = cost(graph, cores)
+    if budget:
+        check_budget(*cost(graph, cores), what)
+    return cores
+
+
+def check_budget(total: int, work: int, what: str) -> None:
     if total > MAX_TOTAL_ELEMENTS or work > MAX_WORK:
         raise BackpropError(
             f"the {what} is too big to run: its nodes would hold {total:,} array elements "
@@ -65,15 +68,32 @@ def infer(
             f"(at most {MAX_WORK:,})",
             hint="use smaller arrays or fewer array operations",
         )
-    return cores
 
 
-def cost(graph: Graph, cores: list[Shape]) -> tuple[int, int]:
-    """(elements held over all nodes, multiply-adds of one evaluation), roughly."""
+def check_constants_budget(graph: Graph, needs: list[bool], what: str) -> None:
+    """The constant part of a graph (the nodes that do not depend on a variable, evaluated
+    while reading) against the budget, from its shapes alone, before any of it is computed."""
+    cores: list[Shape] = []
+    for node in graph.nodes:
+        if needs[node.id] or node.op == "input":
+            cores.append(())
+        elif node.op == "const":
+            cores.append(tuple(np.shape(node.value)))
+        else:
+            cores.append(of_node(graph, node.id, [cores[i] for i in node.inputs], what))
+    kept = [not n for n in needs]
+    check_budget(*cost(graph, cores, kept), what)
+
+
+def cost(graph: Graph, cores: list[Shape], kept: list[bool] | None = None) -> tuple[int, int]:
+    """(elements held over all nodes, multiply-adds of one evaluation), roughly; with `kept`,
+    over those nodes only."""
     if not any(cores):
         return len(cores), len(cores)
     total = work = 0
     for node, core in zip(graph.nodes, cores, strict=True):
+        if kept is not None and not kept[node.id]:
+            continue
         total += math.prod(core)
         if node.inputs:
             args = [cores[i] for i in node.inputs]

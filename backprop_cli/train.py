@@ -9,13 +9,13 @@ epochs, per-sample gradients) go to a callback; nothing here prints.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from . import checks, engine
+from . import checks, engine, shapes
 from .data import Dataset
 from .errors import BackpropError
 from .models import LOSS, PREDICTION, Model
@@ -24,6 +24,12 @@ OPTIMIZERS = ("sgd", "momentum", "adam")
 MOMENTUM = 0.9  # torch.optim.SGD(momentum=0.9), no dampening, not Nesterov
 BETAS = (0.9, 0.999)  # torch.optim.Adam's defaults
 ADAM_EPS = 1e-8
+
+# What one pass over a batch may hold, counted as shapes.cost counts it (every node's value,
+# from the shapes alone): the backward pass holds as many gradients again, so 20,000,000
+# elements are at most about 320 MB in float64 (160 MB in float32), plus the data.
+MAX_STEP_ELEMENTS = 20_000_000
+STEP_OPTION = "--max-step-elements"
 
 
 @dataclass
@@ -40,13 +46,13 @@ class Settings:
     check: bool = False
     log_every: int = 1
     verbose: bool = False
+    max_step_elements: int = MAX_STEP_ELEMENTS
 
 
 @dataclass
 class Result:
     params: dict[str, Any]  # the last finite parameters: numbers, or nested lists for arrays
     loss: float | None  # the mean loss over all data with those parameters
-    history: list[dict[str, Any]] = field(default_factory=list)  # logged epochs
     curve: list[tuple[int, float]] = field(default_factory=list)  # (epoch, loss), thinned
     epochs_run: int = 0
     diverged_at: int | None = None  # the epoch whose loss or parameters went non-finite
@@ -96,10 +102,13 @@ class Optimizer:
         return p + dt(-(self.rate / bias1)) * m / denom  # addcdiv
 
 
-def batches(n: int, size: int, rng: np.random.Generator | None) -> list[np.ndarray]:
+def batches(n: int, size: int, rng: np.random.Generator | None) -> Iterator[np.ndarray]:
+    """The epoch's batches as views of one order: a million one-row batches are not a
+    million arrays."""
     order = rng.permutation(n) if rng is not None else np.arange(n)
     step = n if size <= 0 else size
-    return [order[i : i + step] for i in range(0, n, step)]
+    for i in range(0, n, step):
+        yield order[i : i + step]
 
 
 def cast(value: Any, dt: Any) -> Any:
@@ -120,37 +129,131 @@ def _inputs(model: Model, columns: dict[str, np.ndarray], idx: Any, dt: Any) -> 
     return {f: columns[f][idx].astype(dt) for f in model.features}
 
 
-def _env(
-    model: Model, data: Dataset, idx: np.ndarray, params: dict[str, Any], dt: Any
-) -> dict[str, Any]:
+def _env(model: Model, data: Dataset, idx: Any, params: dict[str, Any], dt: Any) -> dict[str, Any]:
     env = _inputs(model, data.features, idx, dt)
     env[model.target] = data.target[idx].astype(dt)
     env.update(params)
     return env
 
 
+def step_elements(model: Model, rows: int) -> int:
+    """The array elements one evaluation of the training program on `rows` rows holds,
+    from the shapes alone (nothing is allocated)."""
+    found = {name: tuple(np.shape(model.init[name])) for name in model.params}
+    if model.matrix is not None:
+        found[model.matrix] = (rows, len(model.features))
+    else:
+        found.update({f: (rows,) for f in model.features})
+    found[model.target] = (rows,)
+    cores = shapes.infer(model.graph, found, what="model", budget=False)
+    return shapes.cost(model.graph, cores)[0]
+
+
+def fitting_rows(model: Model, limit: int, most: int) -> int:
+    """The most rows, up to `most`, whose evaluation holds at most `limit` elements (0 when
+    not even one row fits): a binary search, as the count grows with the rows."""
+    low, high = 0, most
+    while low < high:
+        mid = (low + high + 1) // 2
+        try:
+            fits = step_elements(model, mid) <= limit
+        except BackpropError:  # shapes that fit only some row counts: no slice of this size
+            fits = False
+        low, high = (mid, high) if fits else (low, mid - 1)
+    return low
+
+
+def _separable(model: Model) -> bool:
+    """Whether each row's loss depends on that row alone, so rows may be evaluated in slices:
+    true of the built-in models (elementwise ops, row-by-row matrix products), not known of
+    an expression, which may sum or sort over the rows."""
+    return model.name != "custom"
+
+
+def check_budget(model: Model, n: int, settings: Settings) -> None:
+    """Refuse, from the shapes, a training step (or an expression's pass over all data) that
+    would hold more than settings.max_step_elements elements."""
+    limit = settings.max_step_elements
+    batch = n if settings.batch_size <= 0 else min(settings.batch_size, n)
+    held = step_elements(model, batch)
+    if held > limit:
+        fit = fitting_rows(model, limit, batch)
+        advice = (
+            f"batches of up to {fit:,} rows fit: use a smaller --batch-size"
+            if fit
+            else "not even one row fits"
+        )
+        raise BackpropError(
+            f"a training step on a batch of {batch:,} rows holds {held:,} array elements, more "
+            f"than {limit:,} ({advice}); raise the limit with {STEP_OPTION}"
+        )
+    if batch < n and not _separable(model):
+        whole = step_elements(model, n)
+        if whole > limit:
+            raise BackpropError(
+                f"the loss over all {n:,} rows holds {whole:,} array elements in one pass, "
+                f"more than {limit:,} (an expression model is evaluated on every row at once); "
+                f"raise the limit with {STEP_OPTION}"
+            )
+
+
+def _pass_rows(model: Model, n: int, limit: int) -> int:
+    """Rows per evaluation over all data: every row at once, as before training on a full
+    batch, unless that passes the budget and the model's rows are independent."""
+    if n == 0 or not _separable(model) or step_elements(model, n) <= limit:
+        return max(1, n)
+    return max(1, fitting_rows(model, limit, n))
+
+
 def predict(
-    model: Model, params: dict[str, Any], inputs: dict[str, np.ndarray], dtype: str
+    model: Model,
+    params: dict[str, Any],
+    inputs: dict[str, np.ndarray],
+    dtype: str,
+    max_elements: int = MAX_STEP_ELEMENTS,
 ) -> np.ndarray:
-    """The model's predictions at the given input columns."""
+    """The model's predictions at the given input columns, in slices within the budget."""
     dt = engine.DTYPES[dtype]
     n = len(next(iter(inputs.values())))
     columns = {f: np.asarray(inputs[f], dtype=dt) for f in model.features}
-    env = _inputs(model, columns, slice(None), dt)
-    env[model.target] = np.zeros(n, dtype=dt)  # unused by the prediction
-    env.update({k: cast(v, dt) for k, v in params.items()})
-    with np.errstate(all="ignore"):
-        values = engine.evaluate(model.graph, env, dt)
-    node = _named(model, PREDICTION)
-    return np.broadcast_to(np.asarray(values[node], dtype=np.float64), (n,))
+    typed = {k: cast(v, dt) for k, v in params.items()}
+    rows = _pass_rows(model, n, max_elements)
+    out = np.empty(n)
+    for start in range(0, n, rows):
+        part = slice(start, min(n, start + rows))
+        env = _inputs(model, columns, part, dt)
+        env[model.target] = np.zeros(part.stop - start, dtype=dt)  # unused by the prediction
+        env.update(typed)
+        with np.errstate(all="ignore"):
+            values = engine.evaluate(model.graph, env, dt)
+        out[part] = np.asarray(values[_named(model, PREDICTION)], dtype=np.float64)
+    return out
 
 
-def full_loss(model: Model, data: Dataset, params: dict[str, Any], dtype: str) -> float:
+def full_loss(
+    model: Model,
+    data: Dataset,
+    params: dict[str, Any],
+    dtype: str,
+    max_elements: int = MAX_STEP_ELEMENTS,
+) -> float:
+    """The mean loss over all data: one pass, or the per-row losses slice by slice, then
+    their mean (the same mean, taken over the same numbers)."""
     dt = engine.DTYPES[dtype]
-    env = _env(model, data, np.arange(len(data)), {k: cast(v, dt) for k, v in params.items()}, dt)
-    with np.errstate(all="ignore"):
-        values = engine.evaluate(model.graph, env, dt)
-    return float(np.mean(values[model.graph.output], dtype=dt))
+    typed = {k: cast(v, dt) for k, v in params.items()}
+    n = len(data)
+    rows = _pass_rows(model, n, max_elements)
+    if rows >= n:
+        with np.errstate(all="ignore"):
+            values = engine.evaluate(model.graph, _env(model, data, np.arange(n), typed, dt), dt)
+        return float(np.mean(values[model.graph.output], dtype=dt))
+    losses = np.empty(n, dtype=dt)
+    for start in range(0, n, rows):
+        part = slice(start, min(n, start + rows))
+        with np.errstate(all="ignore"):
+            values = engine.evaluate(model.graph, _env(model, data, part, typed, dt), dt)
+        losses[part] = values[model.graph.output]
+    return float(np.mean(losses, dtype=dt))
 
 
 def _named(model: Model, name: str) -> int:
@@ -173,6 +276,7 @@ def run(model: Model, data: Dataset, settings: Settings, on_event: Event) -> Res
     """Train; stops early on divergence or Ctrl-C, keeping the last finite parameters."""
     if len(data) == 0:
         raise BackpropError("no data to train on")
+    check_budget(model, len(data), settings)
     _fits(data, settings.dtype)
     if (settings.engine == "torch" or settings.check) and settings.device != "cpu":
         checks.check_device(settings.device, settings.dtype)
@@ -206,19 +310,19 @@ def run(model: Model, data: Dataset, settings: Settings, on_event: Event) -> Res
             result.epochs_run = epoch + 1 if result.diverged_at is None else epoch
             if result.diverged_at is not None:
                 break
-            result.params = {k: plain(v) for k, v in params.items()}
             _keep(result.curve, epoch, last_loss)
             if (epoch + 1) % settings.log_every == 0 or epoch == 0 or epoch == settings.epochs - 1:
-                entry = {"epoch": epoch, "loss": last_loss, "params": dict(result.params)}
-                result.history.append(entry)
-                on_event("epoch", entry)
+                # The parameters as they are: only a reader that prints them converts them,
+                # and nothing keeps a copy per epoch.
+                on_event("epoch", {"epoch": epoch, "loss": last_loss, "params": dict(params)})
             on_event("tick", {"epoch": epoch})
     except KeyboardInterrupt:
         result.interrupted = True
     result.params = {k: plain(v) for k, v in params.items()}
-    result.loss = full_loss(model, data, result.params, settings.dtype)
+    limit = settings.max_step_elements
+    result.loss = full_loss(model, data, result.params, settings.dtype, limit)
     if "bce" in model.loss.split("+"):
-        predictions = predict(model, result.params, data.features, settings.dtype)
+        predictions = predict(model, result.params, data.features, settings.dtype, limit)
         outside = np.flatnonzero((predictions < 0) | (predictions > 1))
         if len(outside):
             k = int(outside[0])

@@ -11,8 +11,10 @@ import pytest
 
 from tests.conftest import run
 
-CORPUS = Path(__file__).parent / "corpus" / "hostile.jsonl"
-CASES = [json.loads(line) for line in CORPUS.read_text().splitlines() if line.strip()]
+CORPUS = sorted((Path(__file__).parent / "corpus").glob("hostile*.jsonl"))
+CASES = [
+    json.loads(line) for path in CORPUS for line in path.read_text().splitlines() if line.strip()
+]
 
 
 def test_the_corpus_is_large():

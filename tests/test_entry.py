@@ -79,6 +79,7 @@ def test_quick_path_parses_values_and_options():
         "wrt": "w",
         "max_rows": 5,
         "torch_check": False,
+        "given": frozenset({"wrt", "max_rows", "torch_check"}),
     }
 
 
