@@ -1,6 +1,7 @@
 """Independent checks of the engine: central finite differences (numpy, product code the tests
-use too) and torch autograd built from the same graph. torch is imported only inside
-`torch_run`, so nothing pays for it unless a check asks.
+use too), element by element or, for a large graph, along a few random directions, and
+torch autograd built from the same graph. torch is imported only inside the torch
+functions, so nothing pays for it unless a check asks.
 
 Tolerances live here, in one table, and README documents them.
 """
@@ -8,6 +9,7 @@ Tolerances live here, in one table, and README documents them.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -147,6 +149,56 @@ def finite_differences(
     spread, see engine.spread): a large intermediate makes differences noisy even where the
     output itself is small.
     """
+
+    def scalar(out: Any, core: tuple[int, ...], size: int) -> np.ndarray:
+        return _scalar_output(out, core, seed, size)[:, None]
+
+    table = _stencil_table(graph, env, wrt, scalar)
+    return {e: table.estimates(e, np.array([noise]))[0] for e in table.entries}
+
+
+def output_differences(
+    graph: Graph, env: Mapping[str, Any], wrt: Iterable[Element], noise: Any
+) -> dict[Element, list[FiniteDifference]]:
+    """`finite_differences` of every output element at once (a Jacobian's columns): one
+    set of stencil passes serves all of them, since each pass evaluates the whole output.
+    `noise` holds each output element's rounding spread; the lists follow the output's
+    elements in C order."""
+
+    def every(out: Any, core: tuple[int, ...], size: int) -> np.ndarray:
+        out = np.asarray(out, dtype=np.float64)
+        return np.broadcast_to(out, (size, *core)).reshape(size, -1)
+
+    table = _stencil_table(graph, env, wrt, every)
+    spread = np.asarray(noise, dtype=np.float64).ravel()
+    return {e: table.estimates(e, spread) for e in table.entries}
+
+
+Outputs = Any  # (output values, output core, points) -> (points, rows) in float64
+
+
+@dataclass
+class _Table:
+    """The function values of every element's stencils, ready to estimate from."""
+
+    entries: dict[Element, tuple[str, tuple[int, ...]]]
+    offsets: dict[Element, np.ndarray]  # (steps, 4) realised offsets from the point
+    centre: np.ndarray  # (rows,) the outputs at the point itself
+    values: dict[Element, np.ndarray]  # (steps, 4, rows)
+    crossed: dict[Element, np.ndarray]  # (steps,) the stencil crosses a branch boundary
+    kink: dict[Element, bool]
+
+    def estimates(self, e: Element, noise: np.ndarray) -> list[FiniteDifference]:
+        return _estimate_rows(
+            self.centre, self.values[e], self.offsets[e], self.crossed[e], self.kink[e], noise
+        )
+
+
+def _stencil_table(
+    graph: Graph, env: Mapping[str, Any], wrt: Iterable[Element], outputs: Outputs
+) -> _Table:
+    """Evaluate every element's stencils in passes of at most FD_POINTS_PER_PASS
+    node-elements; `outputs` turns each pass's output into rows of numbers to estimate."""
     entries = {e: _element(e) for e in wrt}
     env = {name: np.asarray(value, dtype=np.float64) for name, value in env.items()}
     cores = engine.input_cores(graph, env)
@@ -154,7 +206,7 @@ def finite_differences(
     deps: list[frozenset[str]] | None = None
     width = sum(max(1, int(np.prod(c))) for c in cores)
     budget = max(1, FD_POINTS_PER_PASS // max(1, width))
-    centre: dict[Element, float] = {}
+    centre = np.zeros(0)
     kink: dict[Element, bool] = dict.fromkeys(entries, False)
     rows: dict[Element, list[np.ndarray]] = {e: [] for e in entries}
     crossings: dict[Element, list[np.ndarray]] = {e: [] for e in entries}
@@ -162,11 +214,12 @@ def finite_differences(
         batch, blocks = _stencil_batch(graph, env, group, entries, steps)
         values = engine.evaluate(graph, batch, np.float64, cores=cores)
         size = 1 + sum((hi - lo) * len(_STENCIL) for _, lo, hi in group)
-        f = _scalar_output(values[graph.output], cores[graph.output], seed, size)
+        f = outputs(values[graph.output], cores[graph.output], size)
         branches = _branches(graph, values, cores, size)
         del values, batch
         if branches and deps is None:
             deps = graph.depends_on()
+        centre = np.array(f[0])
         for piece in group:
             e, lo, hi = piece
             name, n = entries[e][0], hi - lo
@@ -175,23 +228,21 @@ def finite_differences(
             crossed = np.zeros(n, dtype=bool)
             for b in mine:
                 crossed |= (b[blocks[piece]] != b[0]).reshape(n, -1).any(axis=1)
-            centre[e] = float(f[0])
-            rows[e].append(f[blocks[piece]].reshape(n, -1))
+            rows[e].append(f[blocks[piece]].reshape(n, len(_STENCIL), -1))
             crossings[e].append(crossed)
-    results: dict[Element, FiniteDifference] = {}
+    offsets = {}
     for e, (name, index) in entries.items():
         x = float(env[name][index])
         with np.errstate(all="ignore"):
-            offsets = _stencil_points(x, steps[e]) - x
-        results[e] = _estimate(
-            centre[e],
-            np.concatenate(rows[e]),
-            offsets,
-            np.concatenate(crossings[e]),
-            kink[e],
-            noise,
-        )
-    return results
+            offsets[e] = _stencil_points(x, steps[e]) - x
+    return _Table(
+        entries,
+        offsets,
+        centre,
+        {e: np.concatenate(r) for e, r in rows.items()},
+        {e: np.concatenate(c) for e, c in crossings.items()},
+        kink,
+    )
 
 
 def _element(entry: Element) -> tuple[str, tuple[int, ...]]:
@@ -219,7 +270,7 @@ def _steps(x: float) -> np.ndarray:
     return np.array(sorted((k for k in exps if -1074 <= k <= 1020), reverse=True))
 
 
-Piece = tuple[Element, int, int]  # an element and a range of its steps
+Piece = tuple[Any, int, int]  # an element (or a direction's number) and a range of its steps
 
 
 def _stencil_points(x: float, exps: np.ndarray) -> np.ndarray:
@@ -228,7 +279,7 @@ def _stencil_points(x: float, exps: np.ndarray) -> np.ndarray:
     return points
 
 
-def _passes(wrt: list[Element], steps: dict[Element, np.ndarray], budget: int) -> list[list[Piece]]:
+def _passes(wrt: list[Any], steps: Mapping[Any, np.ndarray], budget: int) -> list[list[Piece]]:
     """Group the elements' stencils so one pass holds at most `budget` points besides the
     centre; an element whose stencil alone is wider is split by steps over several passes
     (a graph of wide arrays is evaluated a few points at a time, never all at once)."""
@@ -275,35 +326,50 @@ def _stencil_batch(
     return batch, blocks
 
 
-def _estimate(
-    centre: float,
+def _estimate_rows(
+    centre: np.ndarray,
     fv: np.ndarray,
     offsets: np.ndarray,
     crossed: np.ndarray,
     kink: bool,
-    noise: float = 0.0,
-) -> FiniteDifference:
+    noise: np.ndarray,
+) -> list[FiniteDifference]:
+    """One estimate per row (output element) from its stencil values fv (steps, 4, rows):
+    the weights depend on the offsets alone, so they are worked out once for every row."""
+    fv = np.ascontiguousarray(np.moveaxis(fv, 2, 0))  # (rows, steps, 4)
+    c = np.asarray(centre, dtype=np.float64)[:, None]
     with np.errstate(all="ignore"):
         h = np.abs(offsets[:, 2])
         weights = _derivative_weights(offsets)
-        estimates = (fv * weights[:, 1:]).sum(axis=1) + weights[:, 0] * centre
+        estimates = (fv * weights[:, 1:]).sum(axis=2) + weights[:, 0] * c
         # The textbook stencil, summed as differences first: exact for a linear function.
         classic = (offsets == h[:, None] * _STENCIL[None, :]).all(axis=1)
-        textbook = ((fv[:, 0] - fv[:, 3]) + 8 * (fv[:, 2] - fv[:, 1])) / (12 * h)
+        textbook = ((fv[..., 0] - fv[..., 3]) + 8 * (fv[..., 2] - fv[..., 1])) / (12 * h)
         estimates = np.where(classic, textbook, estimates)
-        magnitude = np.maximum(np.abs(fv).max(axis=1), abs(centre))
-        noise_floor = np.maximum(FD_ROUNDING * EPS * magnitude, SPREAD_SLACK * noise)
+        magnitude = np.maximum(np.abs(fv).max(axis=2), np.abs(c))
+        noise_floor = np.maximum(FD_ROUNDING * EPS * magnitude, SPREAD_SLACK * noise[:, None])
         rounding = noise_floor * np.abs(weights).sum(axis=1)
         # A pole or jump inside the stencil shows as a centre value that the four outer
         # points do not predict; such a step says nothing about the derivative.
-        predicted = (fv * _centre_weights(offsets)).sum(axis=1)
-        smooth = np.abs(predicted - centre) <= FD_CONSISTENCY * magnitude + rounding * h
+        predicted = (fv * _centre_weights(offsets)).sum(axis=2)
+        smooth = np.abs(predicted - c) <= FD_CONSISTENCY * magnitude + rounding * h
+        floor = FD_NEGLIGIBLE * magnitude / h  # what a step of size h cannot resolve anyway
     usable = np.isfinite(estimates) & np.isfinite(rounding) & ~crossed & (h > 0) & smooth
+    return [_choose(estimates[r], rounding[r], floor[r], h, usable[r], kink) for r in range(len(c))]
+
+
+def _choose(
+    estimates: np.ndarray,
+    rounding: np.ndarray,
+    floor: np.ndarray,
+    h: np.ndarray,
+    usable: np.ndarray,
+    kink: bool,
+) -> FiniteDifference:
+    """The estimate of one row from its steps' estimates (see finite_differences)."""
     if not usable.any():
         # Nothing resolvable: undefined where the function is, inconclusive where it is not.
         return FiniteDifference(None, None, None, kink, not np.isfinite(estimates).any())
-    with np.errstate(all="ignore"):
-        floor = FD_NEGLIGIBLE * magnitude / h  # what a step of size h cannot resolve anyway
     run = _plateau(estimates, rounding, floor, h, usable)
     if len(run) < FD_PLATEAU:
         i = int(np.flatnonzero(usable)[0]) if not run else run[0]
@@ -413,6 +479,305 @@ def _branches(
             piece = branch(*args) if ctx is None else branch(*args, ctx=ctx)
             found[node.id] = np.broadcast_to(np.asarray(piece), (size, *cores[node.id]))
     return found
+
+
+# ---- finite differences along random directions ----------------------------------------
+
+# Element by element, finite differences evaluate the whole graph at 4 points × 43-90
+# steps for every element checked: elements × (node-elements of one evaluation) grows as
+# n² for a graph of n scalar variables. Past this product the check moves all elements at
+# once along a few random directions instead (as torch's fast gradcheck and JAX's
+# check_grads do), which costs what a few elements would.
+FD_ELEMENTWISE_LIMIT = 1_000_000
+FD_DIRECTIONS = 3
+FD_DIRECTION_SEED = 0  # the directions are random, but the same on every run
+FD_RESOLUTION = 1e-3  # the estimate must resolve the derivative to 0.1% to judge it
+FD_STEP_ULPS = 2.0**8  # every moved coordinate moves by at least this many of its ulps
+
+
+def directional_wanted(elements: int, width: int) -> bool:
+    """Whether checking `elements` partials one by one, in a graph of `width`
+    node-elements per evaluation, is past FD_ELEMENTWISE_LIMIT."""
+    return elements > FD_DIRECTIONS and elements * width > FD_ELEMENTWISE_LIMIT
+
+
+@dataclass(frozen=True)
+class Direction:
+    engine: float  # the engine's gradient · u
+    estimate: FiniteDifference  # d/dt f(x + t·u) at t = 0
+    status: str  # as a partial's finite-difference status: ok, mismatch, inconclusive, …
+
+
+@dataclass(frozen=True)
+class Directional:
+    elements: int  # the elements every direction moves
+    seed: int
+    directions: list[Direction]
+    kinked: list[str]  # variables left out: they feed a node evaluated on its kink
+
+
+def directional_differences(
+    graph: Graph,
+    env: Mapping[str, Any],
+    wrt: list[str],
+    gradient: Mapping[str, Any],
+    tolerance: tuple[float, float],
+    noise: float = 0.0,
+    seed: Any = None,
+    spread: Mapping[str, Any] | None = None,
+) -> Directional:
+    """The engine's gradient checked along FD_DIRECTIONS random unit directions u over every
+    element of the `wrt` variables: g·u against the derivative of t ↦ f(x + t·u) at 0, from
+    the same 5-point stencil, steps and plateau as `finite_differences`. A wrong partial
+    ∂f/∂x_i shifts g·u by its error times u_i = ±1/√n, so each direction sees every
+    element's error (signs drawn ±1, none left near zero). A variable that feeds a node
+    evaluated on its kink stays put (its one-sided derivatives differ, as element by element
+    it is not compared). `spread` holds the engine gradient's rounding spread per variable;
+    `tolerance` is (rtol, atol)."""
+    env = {name: np.asarray(value, dtype=np.float64) for name, value in env.items()}
+    kinked = _kinked_variables(graph, env, wrt)
+    moved = [name for name in wrt if name not in kinked]
+    if not moved:
+        return Directional(0, FD_DIRECTION_SEED, [], kinked)
+    x = np.concatenate([env[name].ravel() for name in moved])
+    g = np.concatenate([np.asarray(gradient[name], dtype=np.float64).ravel() for name in moved])
+    rng = np.random.default_rng(FD_DIRECTION_SEED)
+    units = rng.choice([-1.0, 1.0], size=(FD_DIRECTIONS, len(x))) / math.sqrt(len(x))
+    exps = _direction_steps(x, float(np.min(np.abs(units))))
+    scan = _DirectionScan(graph, env, moved, x, units, exps, seed)
+    with np.errstate(all="ignore"):
+        # f is evaluated where x + t·u rounds to, not on the line itself: the first-order
+        # change that rounding makes, Σ|g_i|·|rounding_i|, counts as noise in f.
+        noise = noise + float(np.nansum(np.abs(g) * scan.rounding))
+    nominal = np.ldexp(1.0, exps)[:, None] * _STENCIL[None, :]
+    spreads = _flat_spread(spread, env, moved)
+    directions = []
+    for d, u in enumerate(units):
+        estimate = _estimate_rows(
+            scan.centre, scan.values[d], nominal, scan.crossed[d], scan.kink, np.array([noise])
+        )[0]
+        engine_value, slack = _along(g, u, spreads)
+        status = _direction_status(engine_value, estimate, slack, tolerance, scan.finite)
+        directions.append(Direction(engine_value, estimate, status))
+    return Directional(len(x), FD_DIRECTION_SEED, directions, kinked)
+
+
+def _kinked_variables(graph: Graph, env: Mapping[str, np.ndarray], wrt: list[str]) -> list[str]:
+    cores = engine.input_cores(graph, env)
+    values = engine.evaluate(graph, env, np.float64, cores=cores)
+    feeds = _feeding(graph, engine.kinks(graph, values, cores))
+    return [name for name in wrt if name in feeds]
+
+
+# graph.depends_on holds a set per node: n² names for a chain over n variables. The
+# directional check, made for such graphs, asks one question at a time in one pass instead.
+
+
+def _feeding(graph: Graph, nodes: list[int]) -> set[str]:
+    """The variables that the given nodes depend on (a pass over reversed ids)."""
+    reach = [False] * len(graph.nodes)
+    for k in nodes:
+        reach[k] = True
+    names = set()
+    for node in reversed(graph.nodes):
+        if reach[node.id]:
+            for i in node.inputs:
+                reach[i] = True
+            if node.op == "input" and node.name is not None:
+                names.add(node.name)
+    return names
+
+
+def _depending(graph: Graph, names: set[str]) -> list[bool]:
+    """Which nodes depend on any of the named variables (a pass in dependency order)."""
+    found: list[bool] = []
+    for node in graph.nodes:
+        found.append(
+            node.name in names if node.op == "input" else any(found[i] for i in node.inputs)
+        )
+    return found
+
+
+def _direction_steps(x: np.ndarray, smallest: float) -> np.ndarray:
+    """`_steps` of the largest coordinate, without the steps that would move a coordinate
+    by less than FD_STEP_ULPS of its ulps (each moves by t·|u_i| = t/√n)."""
+    finite = np.abs(x[np.isfinite(x)])
+    scale = float(finite.max()) if finite.size else 0.0
+    exps = _steps(scale)
+    ulp = math.ulp(scale) if scale else 0.0
+    kept: np.ndarray = exps[np.ldexp(1.0, exps) * smallest >= FD_STEP_ULPS * ulp]
+    return kept
+
+
+def _along(g: np.ndarray, u: np.ndarray, spread: np.ndarray) -> tuple[float, float]:
+    """g·u summed exactly (math.fsum, so only the products round), and how far the
+    engine's own rounding can move it: its spread along u plus the products' rounding."""
+    with np.errstate(all="ignore"):
+        products = g * u
+        value = math.fsum(products) if np.isfinite(products).all() else float(np.sum(products))
+        slack = EPS * float(np.sum(np.abs(products)))
+        slack += SPREAD_SLACK * float(np.sum(spread * np.abs(u)))
+    return value, slack if math.isfinite(slack) else 0.0
+
+
+def _flat_spread(
+    spread: Mapping[str, Any] | None, env: Mapping[str, np.ndarray], names: list[str]
+) -> np.ndarray:
+    """The gradient's spread of each moved element, in the order of x (0 where unknown)."""
+    parts = []
+    for name in names:
+        given = None if spread is None else spread.get(name)
+        s = np.abs(np.asarray(0.0 if given is None else given, dtype=np.float64))
+        parts.append(np.broadcast_to(s, np.shape(env[name])).ravel())
+    return np.concatenate(parts)
+
+
+def _direction_status(
+    engine_value: float,
+    estimate: FiniteDifference,
+    slack: float,
+    tolerance: tuple[float, float],
+    output_finite: bool,
+) -> str:
+    """As a single partial is judged (report._fd_status), for one direction."""
+    if estimate.kink:
+        return "kink"
+    if estimate.value is None:
+        return "undefined" if estimate.reliable else "inconclusive"
+    if not math.isfinite(engine_value):
+        if math.isnan(engine_value) and output_finite:
+            return "convention"  # autograd's nan: a non-finite local derivative times 0
+        if not output_finite:
+            return "undefined"
+    rtol, atol = tolerance
+    err = estimate.error_estimate if estimate.error_estimate is not None else math.inf
+    scale = max(abs(engine_value), abs(estimate.value)) if math.isfinite(engine_value) else 0.0
+    if not estimate.reliable or err > FD_RESOLUTION * scale + atol:
+        return "inconclusive"
+    return judge(engine_value, estimate.value, rtol, atol, 2 * err + slack)
+
+
+class _DirectionScan:
+    """The stencil values of every direction, in passes of at most FD_POINTS_PER_PASS
+    node-elements: `values[d]` is (steps, 4, 1), `crossed[d]` (steps,)."""
+
+    def __init__(
+        self,
+        graph: Graph,
+        env: dict[str, np.ndarray],
+        wrt: list[str],
+        x: np.ndarray,
+        units: np.ndarray,
+        exps: np.ndarray,
+        seed: Any,
+    ) -> None:
+        self.graph, self.env, self.wrt, self.x, self.units = graph, env, wrt, x, units
+        self.cores = engine.input_cores(graph, env)
+        self.rounding = np.zeros_like(x)
+        self.kink, self.finite = False, True
+        self.centre = np.zeros(1)
+        self.exps = exps
+        width = sum(max(1, int(np.prod(c))) for c in self.cores)
+        budget = max(1, FD_POINTS_PER_PASS // width)
+        steps = dict.fromkeys(range(len(units)), exps)
+        rows: dict[int, list[np.ndarray]] = {d: [] for d in steps}
+        crossings: dict[int, list[np.ndarray]] = {d: [] for d in steps}
+        touched = _depending(graph, set(wrt))
+        for group in _passes(list(steps), steps, budget):
+            f, branches, blocks = self._pass(group, seed)
+            mine = [b for nid, b in branches.items() if touched[nid]]
+            self.kink = self.kink or any(bool((b[0] == 0).any()) for b in mine)
+            self.centre = np.array(f[:1])
+            self.finite = bool(np.isfinite(f[0]))
+            for piece, where in blocks.items():
+                d, lo, hi = piece
+                crossed = np.zeros(hi - lo, dtype=bool)
+                for b in mine:
+                    crossed |= (b[where] != b[0]).reshape(hi - lo, -1).any(axis=1)
+                rows[int(d)].append(f[where].reshape(hi - lo, len(_STENCIL), 1))
+                crossings[int(d)].append(crossed)
+        self.values = {d: np.concatenate(r) for d, r in rows.items()}
+        self.crossed = {d: np.concatenate(c) for d, c in crossings.items()}
+
+    def _pass(
+        self, group: list[Piece], seed: Any
+    ) -> tuple[np.ndarray, dict[int, np.ndarray], dict[Piece, slice]]:
+        """One pass: the centre, then each piece's points x + t·u (t = ±h, ±2h)."""
+        size = 1 + sum((hi - lo) * len(_STENCIL) for _, lo, hi in group)
+        points = np.broadcast_to(self.x, (size, len(self.x))).copy()
+        blocks = {}
+        start = 1
+        with np.errstate(all="ignore"):
+            for piece in group:
+                d, lo, hi = piece
+                t = (np.ldexp(1.0, self.exps[lo:hi])[:, None] * _STENCIL[None, :]).ravel()
+                where = slice(start, start + len(t))
+                step = t[:, None] * self.units[int(d)][None, :]
+                points[where] = self.x + step
+                moved = np.abs((points[where] - self.x) - step).max(axis=0)
+                self.rounding = np.maximum(self.rounding, moved)
+                blocks[piece] = where
+                start += len(t)
+        batch = self._batch(points, size)
+        values = engine.evaluate(self.graph, batch, np.float64, cores=self.cores)
+        out = values[self.graph.output]
+        f = _scalar_output(out, self.cores[self.graph.output], seed, size)
+        return f, _branches(self.graph, values, self.cores, size), blocks
+
+    def _batch(self, points: np.ndarray, size: int) -> dict[str, np.ndarray]:
+        """Every variable at every point: the moved ones from `points`, the rest fixed."""
+        batch: dict[str, np.ndarray] = {}
+        columns = np.ascontiguousarray(points.T)  # one row per element: a scalar's is a view
+        offset = 0
+        for name in self.wrt:
+            shape = np.shape(self.env[name])
+            n = math.prod(shape)
+            batch[name] = columns[offset] if not shape else columns[offset : offset + n].T
+            batch[name] = batch[name].reshape(size, *shape)
+            offset += n
+        for name in self.graph.variables:
+            if name not in batch:
+                batch[name] = np.broadcast_to(self.env[name], (size, *np.shape(self.env[name])))
+        return batch
+
+
+def directional_summary(result: Directional, tolerance: tuple[float, float]) -> dict[str, Any]:
+    """The finite-difference check's summary (JSON) in directional mode: the keys of the
+    element-by-element summary, with directions in place of partials, and the directions
+    themselves under `along`."""
+    rtol, atol = tolerance
+    names = [f"direction {k + 1}" for k in range(len(result.directions))]
+    judged = [(n, d) for n, d in zip(names, result.directions, strict=True)]
+    compared = [(n, d) for n, d in judged if d.status in ("ok", "mismatch")]
+    return {
+        "rtol": rtol,
+        "atol": atol,
+        "method": "5-point central",
+        "mode": "directional",
+        "directions": len(result.directions),
+        "elements": result.elements,
+        "direction_seed": result.seed,
+        "ok": all(d.status == "ok" for _, d in compared) if compared else None,
+        "skipped": None if compared else "nothing comparable",
+        "compared": len(compared),
+        "max_error": max((abs_error(d.engine, d.estimate.value) for _, d in compared), default=0.0),
+        "mismatches": [n for n, d in compared if d.status != "ok"],
+        "not_compared": {
+            **dict.fromkeys(result.kinked, "kink"),
+            **{n: d.status for n, d in judged if d.status not in ("ok", "mismatch")},
+        },
+        "along": [
+            {
+                "direction": n,
+                "engine": d.engine,
+                "finite_difference": d.estimate.value,
+                "fd_error_estimate": d.estimate.error_estimate,
+                "step": d.estimate.step,
+                "status": d.status,
+            }
+            for n, d in judged
+        ],
+    }
 
 
 # ---- torch autograd ---------------------------------------------------------------------
@@ -597,26 +962,105 @@ def torch_batch(
     return out.detach().cpu().numpy(), grads, f"{device} {dtype}, torch {torch.__version__}"
 
 
+TORCH_BATCH_ELEMENTS = 2_000_000  # node-elements of one batched torch pass (bounds memory)
+
+
 def torch_functional(
     graph: Graph, env: dict[str, Any], wrt: list[str], kind: str, device: str
-) -> tuple[Any, str]:
-    """torch.autograd.functional's jacobian or hessian of the graph rebuilt in torch."""
+) -> tuple[np.ndarray, str]:
+    """torch's Jacobian or Hessian of the graph rebuilt in torch, as one matrix: the chosen
+    variables' elements are one flat input vector (in order, each in C order) and the
+    output is flattened too, so rows are output elements and columns input elements.
+
+    As torch.autograd.functional with vectorize=True: backward passes for a batch of
+    one-hot seeds at once (is_grads_batched), a few batches of TORCH_BATCH_ELEMENTS
+    node-elements each rather than all rows at once. A Jacobian with fewer columns than
+    rows goes forward instead (one tangent per column); a Hessian is the Jacobian of the
+    gradient (reverse over reverse)."""
     import torch
 
     where = resolve_device(torch, device, "float64")
-    names = list(wrt)
+    f, point, width = _torch_flat(torch, graph, env, wrt, where)
+    x = torch.tensor(point, dtype=torch.float64, device=where, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's notes on ops it batches by looping
+        if kind == "hessian":
+            out = f(x)
+            g = torch.autograd.grad(out, x, create_graph=True)[0] if out.requires_grad else None
+            matrix = _torch_rows(torch, g, x, len(point), len(point), 3 * width)
+        else:
+            out = f(x).reshape(-1)
+            m = int(out.numel())
+            tall = _torch_columns(torch, f, point, m, where, width) if len(point) < m else None
+            matrix = _torch_rows(torch, out, x, m, len(point), width) if tall is None else tall
+    return matrix, f"{where} float64, torch {torch.__version__}"
 
-    def f(*inputs: Any) -> Any:
-        leaves = dict(zip(names, inputs, strict=True))
+
+def _torch_flat(
+    torch: Any, graph: Graph, env: dict[str, Any], wrt: list[str], where: Any
+) -> tuple[Any, np.ndarray, int]:
+    """The graph in torch as a function of one flat vector of the chosen variables' elements
+    (the others are data), that vector at the point, and the elements of one evaluation."""
+    cores = engine.input_cores(graph, env)
+    parts = [cores[graph.variables[name]] for name in wrt]
+    sizes = [shapes.size(core) for core in parts]
+
+    def f(flat: Any) -> Any:
+        pieces = torch.split(flat, sizes)
+        leaves = {
+            name: piece.reshape(core) for name, piece, core in zip(wrt, pieces, parts, strict=True)
+        }
         return torch_graph(torch, graph, env, "float64", where, leaves, retain=False)[graph.output]
 
-    given = tuple(
-        torch.tensor(np.asarray(env[name], dtype=np.float64), dtype=torch.float64, device=where)
-        for name in names
+    point = np.concatenate([np.asarray(env[name], dtype=np.float64).ravel() for name in wrt])
+    return f, point, sum(shapes.size(core) for core in cores)
+
+
+def _torch_rows(torch: Any, y: Any, x: Any, m: int, n: int, width: int) -> np.ndarray:
+    """∂y/∂x (m × n) by reverse passes, each over a batch of one-hot seeds of y; one seed a
+    pass where an op cannot be batched."""
+    matrix = np.zeros((m, n))
+    if y is None or not y.requires_grad:
+        return matrix  # y does not depend on x
+    size = max(1, TORCH_BATCH_ELEMENTS // max(1, width))
+    for lo in range(0, m, size):
+        hi = min(m, lo + size)
+        seeds = torch.zeros((hi - lo, m), dtype=y.dtype, device=y.device)
+        seeds[torch.arange(hi - lo), torch.arange(lo, hi)] = 1.0
+        try:
+            rows = _grad(torch, y, x, seeds, True)
+        except RuntimeError:
+            rows = torch.stack([_grad(torch, y, x, seed, False) for seed in seeds])
+        matrix[lo:hi] = rows.detach().cpu().numpy().reshape(hi - lo, n)
+    return matrix
+
+
+def _grad(torch: Any, y: Any, x: Any, seeds: Any, batched: bool) -> Any:
+    (g,) = torch.autograd.grad(
+        y.reshape(-1), x, seeds, retain_graph=True, allow_unused=True, is_grads_batched=batched
     )
-    run: Any = (
-        torch.autograd.functional.jacobian
-        if kind == "jacobian"
-        else torch.autograd.functional.hessian
-    )
-    return run(f, given), f"{where} float64, torch {torch.__version__}"
+    return torch.zeros_like(seeds[..., :1].expand(*seeds.shape[:-1], x.numel())) if g is None else g
+
+
+def _torch_columns(
+    torch: Any, f: Any, point: np.ndarray, m: int, where: Any, width: int
+) -> np.ndarray | None:
+    """∂f/∂x (m × n) by forward passes, each over a batch of unit tangents (vmap of jvp);
+    None where an op has no forward-mode rule in torch."""
+    n = len(point)
+    x = torch.tensor(point, dtype=torch.float64, device=where)
+    size = max(1, TORCH_BATCH_ELEMENTS // max(1, 2 * width))
+
+    def column(tangent: Any) -> Any:
+        return torch.func.jvp(lambda v: f(v).reshape(-1), (x,), (tangent,))[1]
+
+    matrix = np.zeros((m, n))
+    try:
+        for lo in range(0, n, size):
+            hi = min(n, lo + size)
+            tangents = torch.eye(n, dtype=torch.float64, device=where)[lo:hi]
+            columns = torch.func.vmap(column)(tangents)
+            matrix[:, lo:hi] = columns.detach().cpu().numpy().reshape(hi - lo, m).T
+    except (RuntimeError, NotImplementedError):
+        return None
+    return matrix

@@ -1,6 +1,8 @@
-"""Jacobians and Hessians: the engine's reverse sweep once per output element, and forward
+"""Jacobians and Hessians: the engine's reverse sweep once per output element (or its
+forward sweep on dual numbers once per input element, where there are fewer), and forward
 over reverse (the reverse sweep run on dual numbers) for second derivatives, each checked
-against torch.autograd.functional, SymPy and finite differences.
+against torch autograd, SymPy and finite differences. The sweeps run many seeds at once
+along a batch axis, and the work they may take is bounded from the shapes before any runs.
 
 Plain data in, plain data out (the JSON of `backprop jacobian` and `backprop hessian`).
 """
@@ -21,6 +23,13 @@ from .sandbox import Bounded
 MAX_ENTRIES = 250_000  # entries of a Jacobian or Hessian
 MAX_SYMBOLIC_ENTRIES = 400  # entries SymPy works out one by one
 MAX_FD_ENTRIES = 2_500  # entries finite differences estimate
+# Work is counted in node-elements: one evaluation of a graph costs about the larger of its
+# elements over all nodes and its multiply-adds (shapes.cost).
+# Each Jacobian row (reverse) or column (forward), and each Hessian column, is one sweep of
+# the graph: past this many node-elements in all the command is refused before it runs.
+MAX_SWEEP_WORK = 300_000_000
+FD_WORK = 300_000_000  # node-elements finite differences may evaluate, as for grad
+FD_POINTS_PER_ELEMENT = 4 * 90  # a 5-point stencil's 4 outer points × at most ~90 steps
 # Second differences lose about half the digits: their own tolerance.
 FD2_TOLERANCE = (1e-5, 1e-7)
 FD2_STEPS = (-6, -7, -8, -9, -10, -11, -12)  # h = 2^k · max(1, |x|)
@@ -46,43 +55,116 @@ def _plain(x: Any) -> Any:
 
 
 def jacobian(graph: Graph, env: dict[str, Any], wrt: list[str]) -> dict[str, np.ndarray]:
-    """∂output/∂variable for each chosen variable, of shape output + variable: one reverse
-    sweep per output element (a one-hot upstream gradient)."""
+    """∂output/∂variable for each chosen variable, of shape output + variable. Reverse mode
+    takes one sweep per output element, forward mode one per input element: whichever
+    needs fewer (reverse on a tie)."""
     cores = engine.input_cores(graph, env)
+    rows = shapes.size(cores[graph.output])
+    columns = sum(shapes.size(cores[graph.variables[name]]) for name in wrt)
+    if columns < rows:
+        return _jacobian_forward(graph, env, wrt, cores)
+    return _jacobian_reverse(graph, env, wrt, cores)
+
+
+def _jacobian_reverse(
+    graph: Graph, env: dict[str, Any], wrt: list[str], cores: list[tuple[int, ...]]
+) -> dict[str, np.ndarray]:
+    """One reverse sweep per output element (a one-hot upstream gradient), run as one sweep
+    over a batch of such seeds (a batch axis in front of every node's value)."""
     values = engine.evaluate(graph, env, np.float64, cores=cores)
     out_core = cores[graph.output]
-    result = {name: np.zeros(out_core + cores[graph.variables[name]]) for name in wrt}
+    rows = shapes.elements(out_core)
+    result = {name: np.zeros((len(rows), *cores[graph.variables[name]])) for name in wrt}
     with np.errstate(all="ignore"):
-        for k in shapes.elements(out_core):
-            seed = np.zeros(out_core)
-            seed[k] = 1.0
-            grads = engine.backward(graph, values, seed[()], cores=cores)
+        for lo, hi in _batches(len(rows), _width(cores)):
+            seeds = np.zeros((hi - lo, *out_core))
+            for b, k in enumerate(rows[lo:hi]):
+                one = (b, *k)
+                seeds[one] = 1.0
+            # The point is the same for every seed: its values are only broadcast.
+            batch = [np.broadcast_to(v, (hi - lo, *np.shape(v))) for v in values]
+            grads = engine.backward(graph, batch, seeds, cores=cores)
             for name in wrt:
                 g = grads[graph.variables[name]]
-                result[name][k] = 0.0 if g is None else g
-    return result
+                result[name][lo:hi] = 0.0 if g is None else g
+    return {
+        name: block.reshape(out_core + cores[graph.variables[name]])
+        for name, block in result.items()
+    }
+
+
+def _jacobian_forward(
+    graph: Graph, env: dict[str, Any], wrt: list[str], cores: list[tuple[int, ...]]
+) -> dict[str, np.ndarray]:
+    """One forward sweep on duals per input element (its unit direction as the tangent),
+    many at once along a batch axis: the output's tangent is that element's column."""
+    out_core = cores[graph.output]
+    m = shapes.size(out_core)
+    chosen = elements(graph, cores, wrt)
+    matrix = np.zeros((m, len(chosen)))
+    with np.errstate(all="ignore"):
+        for lo, hi in _batches(len(chosen), 2 * _width(cores)):
+            values = engine.evaluate(graph, _unit_tangents(env, chosen[lo:hi]), cores=cores)
+            tangent = np.broadcast_to(tangent_of(values[graph.output]), (hi - lo, *out_core))
+            matrix[:, lo:hi] = np.reshape(tangent, (hi - lo, m)).T
+    blocks, start = {}, 0
+    for name in wrt:
+        core = cores[graph.variables[name]]
+        blocks[name] = matrix[:, start : start + shapes.size(core)].reshape(out_core + core)
+        start += shapes.size(core)
+    return blocks
 
 
 def hessian(graph: Graph, env: dict[str, Any], chosen: list[Element]) -> np.ndarray:
     """∂²output/∂a∂b for every pair of chosen elements: for each element, the reverse
-    sweep on duals whose tangent is that element's unit direction (forward over reverse)."""
+    sweep on duals whose tangent is that element's unit direction (forward over reverse),
+    many elements at once along a batch axis (one column of the Hessian per batch entry)."""
     cores = engine.input_cores(graph, env)
     n = len(chosen)
     result = np.zeros((n, n))
     with np.errstate(all="ignore"):
-        for j, (name, index) in enumerate(chosen):
-            duals = {}
-            for var, value in env.items():
-                tangent = np.zeros(np.shape(value))
-                if var == name:
-                    tangent[index] = 1.0
-                duals[var] = Dual(value, tangent)
+        # A dual holds a value and a tangent: twice the elements of a plain sweep.
+        for lo, hi in _batches(n, 2 * _width(cores)):
+            duals = _unit_tangents(env, chosen[lo:hi])
             values = engine.evaluate(graph, duals, np.float64, cores=cores)
             grads = engine.backward(graph, values, 1.0, cores=cores)
             for i, (row_name, row_index) in enumerate(chosen):
                 g = grads[graph.variables[row_name]]
-                result[i, j] = 0.0 if g is None else np.asarray(tangent_of(g))[row_index]
+                if g is not None:
+                    core = cores[graph.variables[row_name]]
+                    tangent = np.broadcast_to(tangent_of(g), (hi - lo, *core))
+                    column: tuple[Any, ...] = (slice(None), *row_index)
+                    result[i, lo:hi] = tangent[column]
     return result + 0.0  # no -0.0 entries
+
+
+BATCH_ELEMENTS = 2_000_000  # node-elements of one batched sweep (bounds its memory)
+
+
+def _width(cores: list[tuple[int, ...]]) -> int:
+    """Elements over all nodes of one point: what each batch entry adds to a sweep."""
+    return sum(shapes.size(core) for core in cores)
+
+
+def _batches(count: int, width: int) -> list[tuple[int, int]]:
+    """Ranges of at most BATCH_ELEMENTS // width entries (at least one) covering count."""
+    size = max(1, BATCH_ELEMENTS // max(1, width))
+    return [(lo, min(count, lo + size)) for lo in range(0, count, size)]
+
+
+def _unit_tangents(env: dict[str, Any], columns: list[Element]) -> dict[str, Dual]:
+    """Each variable as duals along a batch axis: batch entry b has the point as its value
+    and, as its tangent, the unit direction of the b-th chosen element."""
+    duals = {}
+    for var, value in env.items():
+        point = np.asarray(value, dtype=np.float64)
+        tangent = np.zeros((len(columns), *point.shape))
+        for b, (name, index) in enumerate(columns):
+            if name == var:
+                one = (b, *index)
+                tangent[one] = 1.0
+        duals[var] = Dual(np.broadcast_to(point, tangent.shape), tangent)
+    return duals
 
 
 # ---- finite differences of second order ------------------------------------------------
@@ -103,32 +185,23 @@ def second_differences(
     h = np.ldexp(1.0, np.array(FD2_STEPS))[None, :] * scale[:, None]  # (n, steps)
     pairs = [(i, j) for i in range(n) for j in range(i, n)]
     signs = [(1, 1), (1, -1), (-1, 1), (-1, -1)]
-    count = 1 + len(pairs) * len(FD2_STEPS) * 4
-    batch = {k: np.broadcast_to(v, (count, *v.shape)).copy() for k, v in base.items()}
+    count = fd2_points(n)
+    moves = np.full((count, 2), -1)  # the chosen elements each point moves (-1: none)
+    to = np.zeros((count, 2))  # ... and where to
     offsets = np.zeros((count, 2))
     slot = 1
     for i, j in pairs:
-        name_i, index_i = chosen[i]
-        name_j, index_j = chosen[j]
         for s in range(len(FD2_STEPS)):
             for si, sj in signs:
-                at_i, at_j = (slot, *index_i), (slot, *index_j)
                 if i == j:  # the diagonal: x ± 2h as the corners of a square of side h
                     moved = x[i] + (si + sj) * h[i, s] / 2
-                    batch[name_i][at_i] = moved
+                    moves[slot, 0], to[slot, 0] = i, moved
                     offsets[slot] = (moved - x[i], 0.0)
                 else:
-                    batch[name_i][at_i] = x[i] + si * h[i, s]
-                    batch[name_j][at_j] = x[j] + sj * h[j, s]
-                    offsets[slot] = (batch[name_i][at_i] - x[i], batch[name_j][at_j] - x[j])
+                    moves[slot], to[slot] = (i, j), (x[i] + si * h[i, s], x[j] + sj * h[j, s])
+                    offsets[slot] = (to[slot, 0] - x[i], to[slot, 1] - x[j])
                 slot += 1
-    with np.errstate(all="ignore"):
-        values = engine.evaluate(graph, batch, np.float64, cores=cores)
-        f = np.broadcast_to(np.asarray(values[graph.output], dtype=np.float64), (count,))
-        branches = checks._branches(graph, values, cores, count)
-    same = np.ones(count, dtype=bool)
-    for b in branches.values():
-        same &= (b == b[0]).reshape(count, -1).all(axis=1)
+    f, same = _fd2_values(graph, base, chosen, moves, to, cores)
     estimate = np.full((n, n), np.nan)
     error = np.full((n, n), np.inf)
     slot = 1
@@ -164,7 +237,75 @@ def second_differences(
     return estimate, error
 
 
+def fd2_points(n: int) -> int:
+    """Points second differences evaluate for n elements: the centre, then 4 corners per
+    step size for every pair (i ≤ j)."""
+    return 1 + n * (n + 1) // 2 * len(FD2_STEPS) * 4
+
+
+def _fd2_values(
+    graph: Graph,
+    base: dict[str, np.ndarray],
+    chosen: list[Element],
+    moves: np.ndarray,
+    to: np.ndarray,
+    cores: list[tuple[int, ...]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """The output at every point (point 0 is the centre), evaluated a batch of at most
+    BATCH_ELEMENTS node-elements at a time, and whether each point's branches (the piece
+    of every piecewise node) are the centre's."""
+    count = len(moves)
+    f = np.empty(count)
+    same = np.ones(count, dtype=bool)
+    centre: dict[int, np.ndarray] = {}
+    with np.errstate(all="ignore"):
+        for lo, hi in _batches(count, _width(cores)):
+            batch = {k: np.broadcast_to(v, (hi - lo, *v.shape)).copy() for k, v in base.items()}
+            for slot in range(lo, hi):
+                for k in (0, 1):
+                    if moves[slot, k] >= 0:
+                        name, index = chosen[moves[slot, k]]
+                        at = (slot - lo, *index)
+                        batch[name][at] = to[slot, k]
+            values = engine.evaluate(graph, batch, np.float64, cores=cores)
+            out = np.asarray(values[graph.output], dtype=np.float64)
+            f[lo:hi] = np.broadcast_to(out, (hi - lo,))
+            branches = checks._branches(graph, values, cores, hi - lo)
+            if lo == 0:
+                centre = {node: b[0] for node, b in branches.items()}
+            for node, b in branches.items():
+                same[lo:hi] &= (b == centre[node]).reshape(hi - lo, -1).all(axis=1)
+    return f, same
+
+
 # ---- the reports ------------------------------------------------------------------------
+
+
+def _check_sweeps(what: str, size: str, sweeps: int, along: str, cost: int, hint: str) -> None:
+    """Refuse, before any work, a matrix whose sweeps (one per `along`) would cost more
+    than MAX_SWEEP_WORK node-elements in all."""
+    if sweeps * cost > MAX_SWEEP_WORK:
+        raise BackpropError(
+            f"{what} of {size} entries takes {sweeps:,} sweeps (one per {along}) of a graph "
+            f"of about {cost:,} operations: {sweeps * cost:,} in all, more than "
+            f"{MAX_SWEEP_WORK:,}",
+            hint=hint,
+        )
+
+
+def _fd_reason(wanted: bool, entries: int, points: int, cost: int) -> str | None:
+    """Why finite differences are skipped (None: they run): too many entries, or more
+    evaluations than FD_WORK allows."""
+    if not wanted:
+        return "disabled"
+    if entries > MAX_FD_ENTRIES:
+        return f"{entries:,} entries, more than the {MAX_FD_ENTRIES:,} finite differences estimate"
+    if points * cost > FD_WORK:
+        return (
+            f"{points:,} evaluations of a graph of about {cost:,} operations, more than "
+            f"{FD_WORK:,} in all"
+        )
+    return None
 
 
 def _prepare(graph: Graph, point: dict[str, Any], wrt: list[str] | None) -> tuple[Any, ...]:
@@ -271,6 +412,7 @@ def _summaries(
     sym_state: str,
     sym_reason: str | None,
     fd_tolerance: tuple[float, float] = FD2_TOLERANCE,
+    fd_reason: str | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for check in ("torch", "finite_difference", "symbolic"):
@@ -293,6 +435,7 @@ def _summaries(
             summary["skipped"] = sym_reason
         if check == "finite_difference":
             summary["tolerance"] = list(fd_tolerance)
+            summary["skipped"] = fd_reason
         out[check] = summary
     return out
 
@@ -320,6 +463,11 @@ def hessian_report(
     n = len(chosen)
     if n * n > MAX_ENTRIES:
         raise BackpropError(f"a Hessian of {n:,} × {n:,} entries is more than {MAX_ENTRIES:,}")
+    cost = max(shapes.cost(graph, cores))
+    _check_sweeps(
+        "a Hessian", f"{n:,} × {n:,}", n, "input element", cost, "choose fewer variables with --wrt"
+    )
+    fd_reason = _fd_reason(finite_difference, n * n, fd2_points(n), cost)
     labels = [shapes.element_name(name, index) for name, index in chosen]
     job, sym_reason = (
         (None, "--no-symbolic")
@@ -329,15 +477,10 @@ def hessian_report(
     try:
         trace = engine.run(graph, env)
         matrix = hessian(graph, env, chosen)
-        fd = (
-            second_differences(graph, env, chosen)
-            if finite_difference and n * n <= MAX_FD_ENTRIES
-            else None
-        )
+        fd = second_differences(graph, env, chosen) if fd_reason is None else None
         theirs, torch_note = None, None
         if torch and graph.variables:
-            result, torch_note = checks.torch_functional(graph, env, wrt, "hessian", device)
-            theirs = _flatten_blocks(result, wrt, cores, graph)
+            theirs, torch_note = checks.torch_functional(graph, env, wrt, "hessian", device)
     except BaseException:
         if job is not None:
             job.deadline = 0.0
@@ -401,7 +544,7 @@ def hessian_report(
         "hessian": _plain(matrix),
         "symbolic": [[_formula(found, labels, i, j) for j in range(n)] for i in range(n)],
         "entries": entries,
-        "checks": _summaries(entries, torch_note, state, sym_reason),
+        "checks": _summaries(entries, torch_note, state, sym_reason, fd_reason=fd_reason),
         "warnings": warnings + [{"message": f"node {i.node}: {i.message}"} for i in trace.issues],
     }
     report["ok"] = all(c["ok"] is not False for c in report["checks"].values())
@@ -416,20 +559,6 @@ def _formula(found: dict[str, Any], labels: list[str], i: int, j: int) -> str | 
 
 def _finite_or_none(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
-
-
-def _flatten_blocks(result: Any, wrt: list[str], cores: list[Any], graph: Graph) -> np.ndarray:
-    """torch's tuple-of-tuples Hessian as one matrix over all elements."""
-    sizes = [shapes.size(cores[graph.variables[name]]) for name in wrt]
-    rows = []
-    for i in range(len(wrt)):
-        rows.append(
-            [
-                np.asarray(result[i][j].detach().cpu().numpy()).reshape(sizes[i], sizes[j])
-                for j in range(len(wrt))
-            ]
-        )
-    return np.block(rows)
 
 
 def jacobian_report(
@@ -453,6 +582,11 @@ def jacobian_report(
     m, n = len(rows), len(columns)
     if m * n > MAX_ENTRIES:
         raise BackpropError(f"a Jacobian of {m:,} × {n:,} entries is more than {MAX_ENTRIES:,}")
+    cost = max(shapes.cost(graph, cores))
+    along = "input element" if n < m else "output element"
+    hint = "choose fewer variables with --wrt, or differentiate a smaller output"
+    _check_sweeps("a Jacobian", f"{m:,} × {n:,}", min(m, n), along, cost, hint)
+    fd_reason = _fd_reason(finite_difference, m * n, n * FD_POINTS_PER_ELEMENT, cost)
     job, sym_reason = (
         (None, "--no-symbolic")
         if not symbolic
@@ -466,17 +600,10 @@ def jacobian_report(
             if wrt
             else np.zeros((m, 0))
         )
-        fd = (
-            _jacobian_fd(graph, env, chosen, out_core)
-            if finite_difference and m * n <= MAX_FD_ENTRIES
-            else None
-        )
+        fd = _jacobian_fd(graph, env, chosen, out_core) if fd_reason is None else None
         theirs, torch_note = None, None
         if torch and graph.variables:
-            result, torch_note = checks.torch_functional(graph, env, wrt, "jacobian", device)
-            theirs = np.concatenate(
-                [np.asarray(r.detach().cpu().numpy()).reshape(m, -1) for r in result], axis=1
-            )
+            theirs, torch_note = checks.torch_functional(graph, env, wrt, "jacobian", device)
     except BaseException:
         if job is not None:
             job.deadline = 0.0
@@ -534,6 +661,7 @@ def jacobian_report(
             state,
             sym_reason,
             checks.TOLERANCES["float64"]["finite_difference"],
+            fd_reason,
         ),
         "warnings": warnings + [{"message": f"node {i.node}: {i.message}"} for i in trace.issues],
     }
@@ -549,15 +677,8 @@ def _jacobian_fd(
     trace = engine.run(graph, env, "float64", ones)
     value_spread, _ = engine.spread(graph, env, trace, "float64", ones)
     noise = np.broadcast_to(np.asarray(value_spread[graph.output], dtype=np.float64), out_core)
-    rows = []
-    for k in shapes.elements(out_core):
-        seed = np.zeros(out_core)
-        seed[k] = 1.0
-        estimates = checks.finite_differences(
-            graph, env, chosen, float(noise[k]), seed[()] if out_core else None
-        )
-        rows.append([estimates[e] for e in chosen])
-    return rows
+    columns = checks.output_differences(graph, env, chosen, noise)
+    return [[columns[e][k] for e in chosen] for k in range(shapes.size(out_core))]
 
 
 def _fd1_status(engine_value: float, estimate: Any, slack: float, kink: bool) -> str:

@@ -247,6 +247,8 @@ def _fd_line(fd: dict[str, Any]) -> tuple[str, str]:
     not_compared = fd.get("not_compared") or {}
     aside = ", ".join(f"{v} ({_STATUS_TEXT.get(s, s)})" for v, s in not_compared.items())
     aside = f"; not compared: {aside}" if aside else ""
+    if fd.get("mode") == "directional":
+        return _fd_directional_line(fd, aside)
     if fd["ok"] is None:
         return "·", f"finite differences: {fd['skipped']}{aside}"
     if fd["ok"]:
@@ -256,6 +258,29 @@ def _fd_line(fd: dict[str, Any]) -> tuple[str, str]:
             f"finite differences ({fd['method']}): {n}, max error {error(fd['max_error'])}{aside}",
         )
     return "✗", f"finite differences disagree for {', '.join(fd['mismatches'])}"
+
+
+def _fd_directional_line(fd: dict[str, Any], aside: str) -> tuple[str, str]:
+    """Finite differences of a large graph: the gradient along a few random directions."""
+    what = f"finite differences ({fd['directions']} random directions)"
+    if fd["ok"] is None:
+        return "·", f"{what}: {fd['skipped']}{aside}"
+    if fd["ok"]:
+        n = fd["compared"]
+        agree = (
+            "1 directional derivative agrees" if n == 1 else f"{n} directional derivatives agree"
+        )
+        return (
+            "✓",
+            f"{what}: {agree} (gradient · u over {fd['elements']:,} elements), "
+            f"max error {error(fd['max_error'])}{aside}",
+        )
+    shown = "; ".join(
+        f"{a['direction']}: engine gradient · u {fmt(a['engine'])} vs {fmt(a['finite_difference'])}"
+        for a in fd["along"]
+        if a["status"] == "mismatch"
+    )
+    return "✗", f"{what} disagree: {shown}"
 
 
 def _symbolic_line(sym: dict[str, Any]) -> tuple[str, str]:

@@ -83,6 +83,7 @@ class _Run:
     torch: checks.TorchRun | None
     sym: _Symbolic
     seed: Any  # the output's upstream gradient
+    directional: checks.Directional | None = None  # finite differences of a large graph
 
     @property
     def cores(self) -> list[tuple[int, ...]]:
@@ -190,10 +191,18 @@ def gradient_report(program: Program, point: dict[str, Any], options: Options) -
         job = _start_symbolic(graph, used, elements, options, cores, seed, deadline)
     try:
         value_spread, grad_spread = engine.spread(graph, used, trace, options.dtype, seed)
-        fd = None
+        fd, directional = None, None
         if options.finite_difference:
             noise = _fd_noise(graph, used, options, value_spread[graph.output], seed)
-            fd = checks.finite_differences(graph, used, elements, noise, seed)
+            if checks.directional_wanted(len(elements), max(shapes.cost(graph, cores))):
+                directional = checks.directional_differences(
+                    graph, used, wrt,
+                    {name: trace.grads[graph.variables[name]] for name in wrt},
+                    checks.TOLERANCES[options.dtype]["finite_difference"], noise, seed,
+                    {name: grad_spread[graph.variables[name]] for name in wrt},
+                )  # fmt: skip
+            else:
+                fd = checks.finite_differences(graph, used, elements, noise, seed)
         torch_run = None
         if options.torch and graph.variables:
             torch_seed = seed if cores[graph.output] or options.seed_grad is not None else None
@@ -218,7 +227,7 @@ def gradient_report(program: Program, point: dict[str, Any], options: Options) -
     run = _Run(
         graph, point, used, wrt, elements, options, trace, value_spread, grad_spread,
         {name for node in trace.kinks for name in deps[node]},
-        fd, torch_run, sym, seed,
+        fd, torch_run, sym, seed, directional,
     )  # fmt: skip
     report = _assemble(run, program, warnings)
     if options.order == 2:
@@ -720,6 +729,8 @@ class _Tally:
 
 def _fd_summary(run: _Run, partials: list[dict[str, Any]]) -> dict[str, Any]:
     rtol, atol = run.tol("finite_difference")
+    if run.directional is not None:
+        return checks.directional_summary(run.directional, (rtol, atol))
     summary: dict[str, Any] = {"rtol": rtol, "atol": atol, "method": "5-point central"}
     if run.fd is None:
         summary.update(ok=None, skipped="disabled", max_error=None)
