@@ -1222,6 +1222,8 @@ def train(
         )
         for column in models.unused_columns(built):
             _stderr(f"warning: the data column {column!r} is not used by the model")
+        if hidden is not None and spec != "mlp":
+            _stderr("warning: --hidden does nothing here: it is for the mlp model")
         if init is not None:
             built = inputs.with_init(built, init)
             models.check_size(built, max_params)

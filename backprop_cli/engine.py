@@ -439,13 +439,33 @@ def spread(
     with np.errstate(all="ignore"):
         values = evaluate(graph, batch, dt, jitter=jitter, cores=cores)
         grads = backward(graph, values, seed, jitter=jitter, cores=cores)
-    return (
-        [_moved(v, base) for v, base in zip(values, trace.values, strict=True)],
-        [
-            None if g is None or base is None else _moved(g, base)
-            for g, base in zip(grads, trace.grads, strict=True)
-        ],
-    )
+    return _all_moved(values, trace.values), _all_moved(grads, trace.grads)
+
+
+def _all_moved(perturbed: list[Array], base: list[Array]) -> list[Any]:
+    """`_moved` for every node, the scalar ones (most nodes of a long graph) in one pass."""
+    moved: list[Any] = [None] * len(base)
+    scalars = []
+    for i, (p, b) in enumerate(zip(perturbed, base, strict=True)):
+        if p is None or b is None:
+            continue
+        if np.ndim(b) == 0 and np.ndim(p) <= 1 and not isinstance(p, Dual):
+            scalars.append(i)
+        else:
+            moved[i] = _moved(p, b)
+    if scalars:
+        copies = max(np.size(perturbed[i]) for i in scalars)
+        rows = np.empty((len(scalars), copies))
+        for row, i in zip(rows, scalars, strict=True):
+            row[:] = perturbed[i]  # a scalar (a constant) fills its row
+        bases = np.array([base[i] for i in scalars], dtype=np.float64)
+        with np.errstate(all="ignore"):
+            far = np.abs(rows - bases[:, None]).max(axis=1)
+        far = np.where(np.isfinite(far), far, np.inf)
+        far = np.where(np.isfinite(bases), far, 0.0)
+        for i, value in zip(scalars, far.tolist(), strict=True):
+            moved[i] = value
+    return moved
 
 
 def _moved(perturbed: Array, base: Array) -> Array:

@@ -260,3 +260,10 @@ def test_the_quick_path_and_typer_agree_on_the_warnings():
 def test_a_value_array_is_not_copied_per_node():
     value = parse_constant("arange(10)", what="value")
     assert isinstance(value, np.ndarray) and not value.flags.writeable
+
+
+def test_hidden_for_another_model_is_named():
+    r = run("train", "linear", "--hidden", "5", "--epochs", "1")
+    assert r.code == 0 and "warning: --hidden does nothing here" in r.stderr
+    r = run("train", "mlp", "--hidden", "2", "--epochs", "1", "--x", "1,2", "--y", "0,1")
+    assert r.code == 0 and "--hidden does nothing" not in r.stderr
