@@ -223,7 +223,7 @@ def _points(program: Any, fixed: dict[str, Any], a: GradArgs, unused: list[str])
     stream = inputs.open_text(str(a.points_file), what)
     done: list[points.Summary] = []  # stays empty when the reader stops early (| head)
     try:
-        used = {graph.text(n.id) for n in graph.nodes if n.op == "const"} & set(points.CONSTANTS)
+        used = points.constants_in(graph)
         reader = points.PointReader(stream, what, varying, fixed, a.allow_nonfinite, used, a.dtype)
         try:
             checker = points.TorchCheck(plan, a.device) if a.check_points else None

@@ -2,22 +2,28 @@
 JSON lines), evaluate every chunk's values and gradients in one vectorised forward and
 reverse sweep, and write one row per point, in input order, in bounded memory.
 
+Memory does not grow with the file: a chunk ends at MAX_CHUNK_ROWS rows, at CHUNK_ELEMENTS
+node values, or at about CHUNK_BYTES of text held (a file of 100,000 pass-through columns
+gets chunks of a few rows); a skipped row is counted, and only the first few are kept to be
+named. Columns that are not variables pass through as written: a CSV cell as its text, a
+JSON value as the text of the line it came from (never re-encoded through a float).
+
 A row that cannot be read stops the run after the rows before it have been written, or,
 with on_error="skip", is counted and skipped. Nothing here prints: rows go to `out`,
-everything else to the returned Summary.
+everything else to the returned Summary and the reader's `warnings`.
 """
 
 from __future__ import annotations
 
 import csv
-import io
-import itertools
 import json
 import math
 import re
+import types
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from json.encoder import encode_basestring_ascii as _json_string  # json.dumps of a str
+from typing import Any, TextIO, overload
 
 import numpy as np
 
@@ -29,7 +35,13 @@ from .graph import Graph
 _NUMBER_TEXT = _NUMBER.pattern
 CHUNK_ELEMENTS = 1 << 22  # node-value elements per chunk (bounds memory: ~32 MB a copy)
 MAX_CHUNK_ROWS = 65_536
+CHUNK_BYTES = 1 << 24  # about what the rows of one chunk may hold as text (16 MB)
+CELL_BYTES = 64  # what a cell costs beyond its characters: a Python string and its slot
+OUTPUT_PIECE = 1 << 20  # characters of output written at a time, however wide the rows
 SHOWN_BAD_ROWS = 10  # skipped rows named one by one; the rest are counted
+CONSTANTS = ("e", "pi")
+
+_NO_EXTRA: Mapping[str, str] = types.MappingProxyType({})
 
 
 @dataclass
@@ -42,7 +54,9 @@ class Bad:
 class Chunk:
     lines: list[int]  # the source line of each row
     columns: dict[str, np.ndarray]  # variable -> one value per row
-    extra: dict[str, list[Any]]  # columns that are not variables, passed through
+    # Per row, its columns that are not variables, as written (CSV cells, or JSON texts);
+    # empty when no row of the chunk has any.
+    extra: list[Mapping[str, str]] = field(default_factory=list)
     texts: dict[str, list[str]] | None = None  # the variables' cells as written (CSV)
 
 
@@ -50,8 +64,9 @@ class Chunk:
 class Row:
     line: int
     values: dict[str, float]  # variable -> value
-    extra: dict[str, Any]  # the other columns
+    extra: Mapping[str, str]  # the other columns, as written
     texts: dict[str, str] | None = None  # the variables' cells as written (CSV)
+    size: int = 0  # about the bytes the row holds, for the chunk's bound
 
 
 @dataclass
@@ -64,10 +79,39 @@ class FastBlock:
     texts: dict[str, list[str]]  # each column's cells as written
 
 
+class BadRows:
+    """The rows skipped: `len` is how many, the items are the first SHOWN_BAD_ROWS of them
+    (a file of millions of bad rows is counted, not kept)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: list[Bad] = []
+
+    def append(self, bad: Bad) -> None:
+        self.count += 1
+        if len(self.first) < SHOWN_BAD_ROWS:
+            self.first.append(bad)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[Bad]:
+        return iter(self.first)
+
+    @overload
+    def __getitem__(self, index: int) -> Bad: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Bad]: ...
+
+    def __getitem__(self, index: int | slice) -> Bad | list[Bad]:
+        return self.first[index]
+
+
 @dataclass
 class Summary:
     rows: int = 0
-    skipped: list[Bad] = field(default_factory=list)
+    skipped: BadRows = field(default_factory=BadRows)
     nonfinite: int = 0  # rows whose value or gradient is nan or infinite
     nonfinite_lines: list[int] = field(default_factory=list)
     check_compared: int = 0
@@ -78,7 +122,75 @@ class Summary:
     warnings: list[str] = field(default_factory=list)
 
 
+class _Cells(Mapping[str, str]):
+    """A CSV row's pass-through cells by column name, through one index shared by every row:
+    a dict per row would cost about 100 bytes a cell on a file of 100,000 columns."""
+
+    __slots__ = ("_index", "cells")
+
+    def __init__(self, index: dict[str, int], cells: list[str]) -> None:
+        self._index = index  # column name -> position in the row
+        self.cells = cells  # every cell of the row, the variables' included
+
+    def __getitem__(self, name: str) -> str:
+        return self.cells[self._index[name]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def pairs(self) -> Iterator[tuple[str, str]]:
+        cells = self.cells
+        for name, j in self._index.items():
+            yield name, cells[j]
+
+
+class _Unwritten:
+    """JSON keys first seen after the CSV header was written, which the CSV cannot hold: the
+    first few named with their line, every value counted."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, int] = {}  # key -> the line it was first left out on
+        self.values = 0
+
+    def add(self, line: int, keys: list[str]) -> None:
+        self.values += len(keys)
+        for key in keys:
+            if key not in self.first and len(self.first) < SHOWN_BAD_ROWS:
+                self.first[key] = line
+
+    def message(self, what: str) -> str | None:
+        if not self.values:
+            return None
+        count = f"{self.values:,} value{'s' if self.values > 1 else ''} left out"
+        keep = "--format jsonl keeps every key"
+        if len(self.first) == 1:
+            ((key, line),) = self.first.items()
+            return (
+                f"{what}, line {line}: key {_shown(key)} first appears after the CSV header "
+                f"was written, so it is not a column of the output ({count}); {keep}"
+            )
+        named = ", ".join(f"{_shown(k)} (line {n})" for k, n in self.first.items())
+        return (
+            f"{what}: keys first seen after the CSV header was written are not columns of "
+            f"the output: {named}{', …' if len(self.first) >= SHOWN_BAD_ROWS else ''} "
+            f"({count}); {keep}"
+        )
+
+
+def _shown(key: str) -> str:
+    return repr(key) if len(key) <= 40 else repr(key[:39]) + "…"
+
+
 # ---- reading --------------------------------------------------------------------------------
+
+
+def constants_in(graph: Graph) -> set[str]:
+    """The constants (e, pi) an expression uses: a file column of that name is data, not the
+    constant, and the reader says so."""
+    return {graph.text(n.id) for n in graph.nodes if n.op == "const"} & set(CONSTANTS)
 
 
 class PointReader:
@@ -91,7 +203,7 @@ class PointReader:
         needed: list[str],
         fixed: Mapping[str, Any],
         allow_nonfinite: bool = False,
-        constants: Collection[str] = ("e", "pi"),
+        constants: Collection[str] = CONSTANTS,
         dtype: str = "float64",
     ) -> None:
         self.what = what
@@ -102,13 +214,22 @@ class PointReader:
         self.allow_nonfinite = allow_nonfinite  # nan and inf cells (--allow-nonfinite)
         self.source = lines(stream, what)
         self.needed = needed  # variables without a fixed value: the file must give them
+        self._needed = set(needed)
         self.fixed = fixed
         self.kind = "csv"
         self.delimiter = ","
         self.names: list[str] = []  # the file's columns, in order
+        self._known: set[str] = set()  # the same, to look up
+        # Once a CSV header is written (fix_columns) JSON keys are no longer added to names:
+        # they could not become columns, and a key per row would grow without end.
+        self.frozen = False
+        self.unwritten = _Unwritten()  # keys the CSV output had no column for
         self.notes: list[str] = []  # warnings about the file, for stderr
+        self._noted: set[str] = set()  # constants already warned about
         self.pending: tuple[int, str] | None = None  # a first line that was already data
         self._start()
+        self._needed_at = [(n, j) for j, n in enumerate(self.names) if n in self._needed]
+        self._extra_at = {n: j for j, n in enumerate(self.names) if n not in self._needed}
 
     def _start(self) -> None:
         first = next(((n, t) for n, t in self.source if t.strip()), None)
@@ -130,6 +251,7 @@ class PointReader:
             raise BackpropError(f"{self.what}, line {line}: not a CSV row ({_why(exc)})") from None
         if len(cells) == 1 and len(self.needed) == 1 and _is_number(cells[0], self.allow_nonfinite):
             self.names = list(self.needed)  # one bare column of numbers, no header
+            self._known = set(self.names)
             self.pending = (line, text)
         else:
             self._header(line, cells)
@@ -144,13 +266,26 @@ class PointReader:
                     f"{self.what}, line {line}: {name!r} is not a column name: expected a "
                     f"header row{hint}"
                 )
-        if len(set(cells)) != len(cells):
-            dup = next(n for n in cells if cells.count(n) > 1)
-            raise BackpropError(f"{self.what}, line {line}: column {dup!r} appears twice")
+        seen: set[str] = set()
+        for name in cells:  # one pass: a header may have 100,000 columns
+            if name in seen:
+                raise BackpropError(f"{self.what}, line {line}: column {name!r} appears twice")
+            seen.add(name)
         self.names = cells
+        self._known = set(cells)
         self._check_columns(cells)
         for name in cells:
             self._constant_column(line, name)
+
+    def fix_columns(self) -> list[str]:
+        """The columns as of now, for a CSV header; JSON keys first seen later are not added
+        (the writer counts them in `unwritten`). A variable no row has given yet (the first
+        row was bad) is added, so that every variable has its column."""
+        self.frozen = True
+        missing = [n for n in self.needed if n not in self._known]
+        self.names += missing
+        self._known.update(missing)
+        return list(self.names)
 
     def _in_range(self, value: float, text: str, name: str, line: int) -> float:
         """NAME=VALUE's rules for a cell: beyond float32 with --dtype float32 is an error; a
@@ -172,7 +307,8 @@ class PointReader:
 
     @property
     def warnings(self) -> list[str]:
-        """The notes, and the underflow count, for stderr once the file has been read."""
+        """The notes, the underflow count and the keys left out of a CSV, for stderr once
+        the file has been read."""
         found = list(self.notes)
         if self.underflows:
             kind = "float32" if self.float32 else "float64"
@@ -182,14 +318,29 @@ class PointReader:
                 f"become{'' if self.underflows > 1 else 's'} 0 (the first on line "
                 f"{self.first_underflow})"
             )
+        left_out = self.unwritten.message(self.what)
+        if left_out is not None:
+            found.append(left_out)
         return found
 
     def _constant_column(self, line: int, name: str) -> None:
-        if name in self.constants and name not in self.needed and name not in self.fixed:
+        if (
+            name in self.constants
+            and name not in self._needed
+            and name not in self.fixed
+            and name not in self._noted
+        ):
+            self._noted.add(name)  # once per name, however many rows carry the key
             self.notes.append(
                 f"{self.what}, line {line}: column '{name}' is not a variable ('{name}' is the "
                 "constant in the expression); it is passed through as data"
             )
+
+    def _new_key(self, line: int, name: str) -> None:
+        self._constant_column(line, name)
+        if not self.frozen:
+            self.names.append(name)
+            self._known.add(name)
 
     def _check_columns(self, names: list[str]) -> None:
         both = [n for n in names if n in self.fixed]
@@ -207,7 +358,7 @@ class PointReader:
 
     @property
     def extras(self) -> list[str]:
-        return [n for n in self.names if n not in self.needed]
+        return [n for n in self.names if n not in self._needed]
 
     def rows(self) -> Iterator[Row | Bad]:
         """(line, variable values, extra values) per row, or Bad for a row that cannot be read."""
@@ -236,7 +387,7 @@ class PointReader:
         source = _chain([self.pending] if self.pending is not None else [], self.source)
         self.pending = None
         while True:
-            block = list(itertools.islice(source, size))
+            block = self._take(source, size)
             if not block:
                 return
             start = 0
@@ -254,6 +405,19 @@ class PointReader:
                     )
             if start < len(block):
                 yield from self._fast(block[start:])
+
+    def _take(self, source: Iterator[tuple[int, str]], size: int) -> list[tuple[int, str]]:
+        """Up to `size` lines, fewer once they hold about CHUNK_BYTES: lines of a million
+        characters each must not be gathered 65,536 at a time."""
+        block: list[tuple[int, str]] = []
+        held = 0
+        per_line = CELL_BYTES * (len(self.names) + 1)
+        for item in source:
+            block.append(item)
+            held += len(item[1]) + per_line
+            if len(block) >= size or held >= CHUNK_BYTES:
+                break
+        return block
 
     def _fast(self, block: list[tuple[int, str]]) -> Iterator[FastBlock | Row | Bad]:
         text = self.delimiter.join(t for _, t in block)
@@ -283,61 +447,162 @@ class PointReader:
             return Bad(line, f"not a CSV row ({_why(exc)})")
         if len(cells) != len(self.names):
             return Bad(line, f"{len(cells)} fields, but the header has {len(self.names)}")
-        values, extra, texts = {}, {}, {}
-        for name, cell in zip(self.names, cells, strict=True):
-            if name in self.needed:
-                try:
-                    values[name] = self._in_range(
-                        number(cell, f"column {name}", self.allow_nonfinite), cell, name, line
-                    )
-                except BackpropError as exc:
-                    return Bad(line, exc.message)
-                texts[name] = cell.strip()
-            else:
-                extra[name] = cell
-        return Row(line, values, extra, texts)
+        values, texts = {}, {}
+        for name, j in self._needed_at:  # only the variables: a row may have 100,000 cells
+            cell = cells[j]
+            try:
+                values[name] = self._in_range(
+                    number(cell, f"column {name}", self.allow_nonfinite), cell, name, line
+                )
+            except BackpropError as exc:
+                return Bad(line, exc.message)
+            texts[name] = cell.strip()
+        extra = _Cells(self._extra_at, cells) if self._extra_at else _NO_EXTRA
+        return Row(line, values, extra, texts, len(text) + CELL_BYTES * (len(cells) + 1))
 
     def _json_row(self, line: int, text: str) -> Row | Bad:
         try:
-            obj = json.loads(text, parse_int=json_int, object_pairs_hook=unique_keys)
+            given = _members(text)  # key -> its value as written
+            values = {name: _DECODER.decode(given[name]) for name in self.needed if name in given}
+        except _NotAnObject:
+            return Bad(line, "expected a JSON object name → number")
         except DuplicateKey as exc:
             return Bad(line, f"the key {exc}")
         except (ValueError, RecursionError) as exc:
             return Bad(line, f"not valid JSON ({getattr(exc, 'msg', 'nested too deeply')})")
-        if not isinstance(obj, dict):
-            return Bad(line, "expected a JSON object name → number")
-        if not self.names:
-            self.names = list(obj)  # a missing variable is this row's problem, not the file's
-            for name in self.names:
-                self._constant_column(line, name)
-        values, extra = {}, {}
+        if not self._known.issuperset(given):  # the first row (even a bad one) names columns
+            for name in given:
+                if name not in self._known:
+                    self._new_key(line, name)
         for name in self.needed:
-            if name not in obj:
+            if name not in values:
                 return Bad(line, f"no value for {name}")
-            v = obj[name]
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                return Bad(line, f"{name}: expected a number, got {json.dumps(v)[:40]}")
-            if not math.isfinite(float(v)) and not self.allow_nonfinite:
-                return Bad(
-                    line, f"{name}: {v} is not a finite number (pass --allow-nonfinite to give it)"
-                )
-            try:
-                values[name] = self._in_range(float(v), str(v), name, line)
-            except BackpropError as exc:
-                return Bad(line, exc.message)
-        for name, v in obj.items():
-            if name not in self.needed:
-                if name in self.fixed:
-                    return Bad(line, f"{name} is also given as {name}=VALUE")
-                extra[name] = v
-                if name not in self.names:
-                    self.names.append(name)
-                    self._constant_column(line, name)
-        return Row(line, values, extra)
+            problem = self._json_number(values, name, line)
+            if problem is not None:
+                return Bad(line, problem)
+        extra = dict(given)
+        for name in self.needed:
+            del extra[name]
+        if self.fixed and not extra.keys().isdisjoint(self.fixed):
+            name = next(n for n in extra if n in self.fixed)
+            return Bad(line, f"{name} is also given as {name}=VALUE")
+        size = len(text) + 2 * CELL_BYTES * len(extra)
+        return Row(line, values, extra or _NO_EXTRA, None, size)
+
+    def _json_number(self, values: dict[str, Any], name: str, line: int) -> str | None:
+        """The variable's JSON value checked and made a float in `values`, or the problem."""
+        v = values[name]
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return f"{name}: expected a number, got {json.dumps(v)[:40]}"
+        if not math.isfinite(float(v)) and not self.allow_nonfinite:
+            return f"{name}: {v} is not a finite number (pass --allow-nonfinite to give it)"
+        try:
+            values[name] = self._in_range(float(v), str(v), name, line)
+        except BackpropError as exc:
+            return exc.message
+        return None
 
 
-CONSTANTS = ("e", "pi")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+# A JSON object read member by member, so that each value's text as written can be passed
+# through. A member whose value is a string, a number or a literal is matched by one pattern
+# (JSON's own grammar, as the standard decoder reads it, NaN and Infinity included); any
+# other member (an array, an object, an error) goes through the standard decoder.
+_DECODER = json.JSONDecoder(parse_int=json_int, object_pairs_hook=unique_keys)
+_SPACE = re.compile(r"[ \t\n\r]*")
+_WS = r"[ \t\n\r]*+"  # possessive: a long run of characters is matched at once
+_STRING = r'"(?:[^"\\\x00-\x1f]++|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*+"'
+_JSON_NUMBER = r"-?+(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?+(?:[eE][-+]?+[0-9]++)?+"
+_VALUE = rf"(?:{_STRING}|{_JSON_NUMBER}|true|false|null|NaN|-?Infinity)"
+_BODY = rf"{_STRING}{_WS}:{_WS}{_VALUE}{_WS}"
+# A whole line of such members, checked first: anchored and possessive, so linear in the
+# line; only then are the members found one after another with findall (which, on a line
+# it does not tile, would retry at every position).
+_SIMPLE_OBJECT = re.compile(rf"{_WS}\{{{_WS}(?:{_BODY},{_WS})*+{_BODY}\}}{_WS}")
+_MEMBER = re.compile(rf"({_STRING}){_WS}:{_WS}({_VALUE}){_WS}([,}}]){_WS}")
+
+
+class _NotAnObject(Exception):
+    pass
+
+
+def _skip(text: str, i: int) -> int:
+    """Past the JSON whitespace at i."""
+    found = _SPACE.match(text, i)
+    return found.end() if found is not None else i
+
+
+def _members(text: str) -> dict[str, str]:
+    """key -> the value's text as written, for each member of the JSON object on `text`;
+    invalid JSON raises as json.loads does, valid JSON that is not an object raises
+    _NotAnObject."""
+    i = _skip(text, 0)
+    if not text.startswith("{", i):
+        json.loads(text, parse_int=json_int, object_pairs_hook=unique_keys)  # its own error
+        raise _NotAnObject
+    found: list[tuple[str, str]] = []
+    i = _skip(text, i + 1)
+    if text.startswith("}", i):
+        return _object_end(text, i + 1, found)
+    simple = _simple_members(text, i)
+    if simple is not None:
+        return _object_end(text, len(text), simple)
+    member = _MEMBER.match
+    while True:
+        m = member(text, i)
+        if m is not None:
+            key, written, end = m.group(1, 2, 3)
+            key = _key(key)
+            i = m.end()
+        else:
+            key, written, end, i = _member(text, i)
+        found.append((key, written))
+        if end == "}":
+            return _object_end(text, i, found)
+
+
+def _simple_members(text: str, i: int) -> list[tuple[str, str]] | None:
+    """Every member at once, where each value is a string, a number or a literal (a line
+    with a nested value is read member by member)."""
+    if _SIMPLE_OBJECT.fullmatch(text) is None:
+        return None
+    found = _MEMBER.findall(text, i)
+    if "\\" not in text:  # no escapes: each key is the text between its quotes
+        return [(key[1:-1], written) for key, written, _ in found]
+    return [(_key(key), written) for key, written, _ in found]
+
+
+def _key(written: str) -> str:
+    return written[1:-1] if "\\" not in written else str(json.loads(written))
+
+
+def _member(text: str, i: int) -> tuple[str, str, str, int]:
+    """One member the pattern does not match, through the standard decoder: (key, value as
+    written, the ',' or '}' after it, where the next member starts)."""
+    if not text.startswith('"', i):
+        raise json.JSONDecodeError("Expecting property name enclosed in double quotes", text, i)
+    key, i = _DECODER.raw_decode(text, i)
+    i = _skip(text, i)
+    if not text.startswith(":", i):
+        raise json.JSONDecodeError("Expecting ':' delimiter", text, i)
+    start = _skip(text, i + 1)
+    _, i = _DECODER.raw_decode(text, start)
+    written = text[start:i]
+    i = _skip(text, i)
+    end = text[i : i + 1]
+    if end not in (",", "}"):
+        raise json.JSONDecodeError("Expecting ',' delimiter", text, i)
+    return str(key), written, end, _skip(text, i + 1)
+
+
+def _object_end(text: str, i: int, found: list[tuple[str, str]]) -> dict[str, str]:
+    if _skip(text, i) != len(text):
+        raise json.JSONDecodeError("Extra data", text, i)
+    members = dict(found)
+    if len(members) != len(found):
+        unique_keys(found)  # a key given twice: named as before
+    return members
 
 
 def _overflows(value: float) -> bool:
@@ -386,74 +651,88 @@ def _is_number(text: str, allow_nonfinite: bool = False) -> bool:
     return True
 
 
+class _Pending:
+    """The rows of the chunk being gathered, and about how much memory they hold."""
+
+    def __init__(self, reader: PointReader) -> None:
+        self.needed = reader.needed
+        self.csv = reader.kind == "csv"
+        self._reset()
+
+    def _reset(self) -> None:
+        self.lines: list[int] = []
+        self.values: dict[str, list[float]] = {name: [] for name in self.needed}
+        self.texts: dict[str, list[str]] | None = (
+            {name: [] for name in self.needed} if self.csv else None
+        )
+        self.extra: list[Mapping[str, str]] = []
+        self.any_extra = False
+        self.size = 0
+
+    def add(self, row: Row) -> None:
+        self.lines.append(row.line)
+        for name, v in row.values.items():
+            self.values[name].append(v)
+        if self.texts is not None and row.texts is not None:
+            for name, t in row.texts.items():
+                self.texts[name].append(t)
+        self.extra.append(row.extra)
+        self.any_extra = self.any_extra or bool(row.extra)
+        self.size += row.size or CELL_BYTES * (len(row.values) + 1)
+
+    def add_fast(self, block: FastBlock, k: int) -> None:
+        self.lines.append(block.lines[k])
+        for j, name in enumerate(block.names):
+            self.values[name].append(float(block.array[k, j]))
+            if self.texts is not None:
+                self.texts[name].append(block.texts[name][k])
+        self.extra.append(_NO_EXTRA)
+        self.size += CELL_BYTES * (len(block.names) + 1)
+
+    def full(self, rows_per_chunk: int) -> bool:
+        return len(self.lines) >= rows_per_chunk or self.size >= CHUNK_BYTES
+
+    def flush(self) -> Chunk:
+        chunk = Chunk(
+            self.lines,
+            {name: np.array(v, dtype=np.float64) for name, v in self.values.items()},
+            self.extra if self.any_extra else [],
+            self.texts,
+        )
+        self._reset()
+        return chunk
+
+
 def chunks(
     reader: PointReader, rows_per_chunk: int, on_error: str, summary: Summary
 ) -> Iterator[Chunk]:
-    """Chunks of good rows. A bad row ends the run (after the rows before it) or, with
-    on_error="skip", is recorded in `summary` and skipped."""
-    lines: list[int] = []
-    values: dict[str, list[float]] = {name: [] for name in reader.needed}
-    texts: dict[str, list[str]] | None = (
-        {name: [] for name in reader.needed} if reader.kind == "csv" else None
-    )
-    extra: dict[str, list[Any]] = {}
-
-    def flush() -> Chunk:
-        chunk = Chunk(
-            list(lines),
-            {name: np.array(v, dtype=np.float64) for name, v in values.items()},
-            {name: list(v) for name, v in extra.items()},
-            None if texts is None else {name: list(v) for name, v in texts.items()},
-        )
-        lines.clear()
-        for v in values.values():
-            v.clear()
-        for t in (texts or {}).values():
-            t.clear()
-        extra.clear()
-        return chunk
-
+    """Chunks of good rows, each at most rows_per_chunk rows and about CHUNK_BYTES of text.
+    A bad row ends the run (after the rows before it) or, with on_error="skip", is counted
+    in `summary` and dropped."""
+    pending = _Pending(reader)
     for row in reader.batches(rows_per_chunk):
-        if isinstance(row, FastBlock):
-            if not lines:  # nothing pending: the block is a chunk of its own
-                yield Chunk(
-                    row.lines,
-                    {name: row.array[:, j] for j, name in enumerate(row.names)},
-                    {},
-                    row.texts,
-                )
-                continue
-            for k, line in enumerate(row.lines):
-                for j, name in enumerate(row.names):
-                    values[name].append(float(row.array[k, j]))
-                    if texts is not None:
-                        texts[name].append(row.texts[name][k])
-                lines.append(line)
-                if len(lines) >= rows_per_chunk:
-                    yield flush()
-            continue
         if isinstance(row, Bad):
             if on_error == "skip":
                 summary.skipped.append(row)
                 continue
-            if lines:
-                yield flush()
+            if pending.lines:
+                yield pending.flush()
             raise BackpropError(f"{reader.what}, line {row.line}: {row.message}")
-        line, vals, ext = row.line, row.values, row.extra
-        for name, v in vals.items():
-            values[name].append(v)
-            if texts is not None and row.texts is not None:
-                texts[name].append(row.texts[name])
-        for name in ext:
-            if name not in extra:
-                extra[name] = [None] * len(lines)
-        for name, column in extra.items():
-            column.append(ext.get(name))
-        lines.append(line)
-        if len(lines) >= rows_per_chunk:
-            yield flush()
-    if lines:
-        yield flush()
+        if isinstance(row, FastBlock):
+            if not pending.lines:  # nothing pending: the block is a chunk of its own
+                columns = {name: row.array[:, j] for j, name in enumerate(row.names)}
+                yield Chunk(row.lines, columns, [], row.texts)
+                continue
+            for k in range(len(row.lines)):
+                pending.add_fast(row, k)
+                if pending.full(rows_per_chunk):
+                    yield pending.flush()
+            continue
+        pending.add(row)
+        if pending.full(rows_per_chunk):
+            yield pending.flush()
+    if pending.lines:
+        yield pending.flush()
 
 
 # ---- evaluating -----------------------------------------------------------------------------
@@ -540,17 +819,26 @@ def _flat_names(name: str, core: tuple[int, ...]) -> list[str]:
 
 class Writer:
     """CSV/TSV columns: the file's columns in order, the fixed values, value, d_<var>; or one
-    JSON object per point: line, point, extra (when the file has other columns), value and
-    gradient."""
+    JSON object per point: line, point, extra (the row's other columns, when it has any),
+    value and gradient. Other columns are copied as written: a CSV cell as its text; a JSON
+    value as its text in the input line (in CSV, a JSON string as the string itself)."""
 
     def __init__(self, kind: str, p: Plan, reader: PointReader) -> None:
         self.kind, self.p, self.reader = kind, p, reader
+        self.sep = "\t" if kind == "tsv" else ","
         self.names: list[str] = []  # the file's columns, as of the header
         self.fixed_names = [n for n in sorted(p.fixed) if n not in reader.names]
+        self._columns: set[str] = set()
+        self._variables = set(reader.needed)
+        self._variables_at: list[tuple[str, int]] = []
+        self._special = re.compile(f'[{re.escape(self.sep)}"\\n\\r]')
 
     def header(self) -> str:
-        # The columns are fixed here: a JSON key first seen later goes only to JSONL's extra.
-        self.names = list(self.reader.names)
+        # The columns are fixed here: a JSON key first seen later cannot be a CSV column, so
+        # each of its values is counted and named in the reader's warnings (JSONL keeps it).
+        self.names = self.reader.fix_columns()
+        self._columns = set(self.names)
+        self._variables_at = [(n, j) for j, n in enumerate(self.names) if n in self._variables]
         if self.kind == "jsonl":
             return ""
         p = self.p
@@ -560,68 +848,124 @@ class Writer:
         cols += _flat_names("value", p.cores[p.graph.output])
         for name in p.wrt:
             cols += _flat_names(f"d_{name}", p.cores[p.graph.variables[name]])
-        if len(set(cols)) != len(cols):
-            clash = next(c for c in cols if cols.count(c) > 1)
-            raise BackpropError(
-                f"the output would have two columns called {clash!r}: rename that column, "
-                "or use --format jsonl"
-            )
-        return self._csv([cols])
+        seen: set[str] = set()
+        for col in cols:
+            if col in seen:
+                raise BackpropError(
+                    f"the output would have two columns called {col!r}: rename that column, "
+                    "or use --format jsonl"
+                )
+            seen.add(col)
+        return self.sep.join(map(self._quote, cols)) + "\n"
 
-    def _csv(self, rows: list[list[Any]]) -> str:
-        buffer = io.StringIO()
-        delimiter = "\t" if self.kind == "tsv" else ","
-        csv.writer(buffer, delimiter=delimiter, lineterminator="\n").writerows(rows)
-        return buffer.getvalue()
-
-    def rows(self, chunk: Chunk, result: Result) -> str:
+    def rows(self, chunk: Chunk, result: Result) -> Iterator[str]:
+        """The chunk's rows as text, in pieces of about OUTPUT_PIECE characters."""
         n = len(chunk.lines)
-        p = self.p
         if self.kind == "jsonl":
-            return self._jsonl(chunk, result, n)
+            yield from _pieces(self._jsonl(chunk, result, n))
+        else:
+            yield from _pieces(self._csv_rows(chunk, result, n))
+
+    def _csv_rows(self, chunk: Chunk, result: Result, n: int) -> Iterator[str]:
+        p, sep = self.p, self.sep
         numbers = _numbers(p.dtype)
-        columns: list[list[str]] = []
-        for name in self.names:
-            if chunk.texts is not None and name in chunk.texts:
-                columns.append(chunk.texts[name])  # as written: what the user gave
-            elif name in chunk.columns:
-                columns.append(_numbers("float64")(chunk.columns[name]))
-            else:
-                quote = self._quote
-                columns.append([quote(_cell(v)) for v in chunk.extra.get(name, [None] * n)])
+        after: list[list[str]] = []  # the fixed values, value and gradient: one list a column
         for name in self.fixed_names:
             for v in _numbers("float64")(p.fixed[name].reshape(-1)):
-                columns.append([v] * n)
+                after.append([v] * n)
         for array in (result.value, *(result.grads[name] for name in p.wrt)):
             flat = np.asarray(array).reshape(n, -1)
-            columns += [numbers(flat[:, j]) for j in range(flat.shape[1])]
-        sep = "\t" if self.kind == "tsv" else ","
-        return "\n".join(map(sep.join, zip(*columns, strict=True))) + "\n"
+            after += [numbers(flat[:, j]) for j in range(flat.shape[1])]
+        tails = map(sep.join, zip(*after, strict=True))
+        for head, tail in zip(self._file_cells(chunk, n), tails, strict=True):
+            yield f"{head}{sep}{tail}"
+
+    def _file_cells(self, chunk: Chunk, n: int) -> Iterator[str]:
+        """Each row's cells of the file's columns, joined."""
+        sep = self.sep
+        variables: dict[str, list[str]] = {}
+        for name in self.names:
+            if chunk.texts is not None and name in chunk.texts:
+                variables[name] = chunk.texts[name]  # as written: what the user gave
+            elif name in chunk.columns:
+                variables[name] = _numbers("float64")(chunk.columns[name])
+        if not chunk.extra:  # no other cells in this chunk: the variables side by side
+            empty = [""] * n
+            yield from map(
+                sep.join, zip(*(variables.get(c, empty) for c in self.names), strict=True)
+            )
+            return
+        for k, extra in enumerate(chunk.extra):
+            if isinstance(extra, _Cells):  # a CSV row: its own cells, in the header's order
+                cells = [self._quote(c) for c in extra.cells]
+                for name, j in self._variables_at:
+                    cells[j] = variables[name][k]
+            else:
+                cells = self._json_cells(extra, variables, k, chunk.lines[k])
+            yield sep.join(cells)
+
+    def _json_cells(
+        self, extra: Mapping[str, str], variables: dict[str, list[str]], k: int, line: int
+    ) -> list[str]:
+        late = [key for key in extra if key not in self._columns]
+        if late:
+            self.reader.unwritten.add(line, late)
+        quote = self._quote
+        return [
+            variables[name][k] if name in variables else quote(_json_cell(extra.get(name)))
+            for name in self.names
+        ]
 
     def _quote(self, text: str) -> str:
-        sep = "\t" if self.kind == "tsv" else ","
-        if any(c in text for c in (sep, '"', "\n", "\r")):
+        if self._special.search(text):
             return '"' + text.replace('"', '""') + '"'
         return text
 
-    def _jsonl(self, chunk: Chunk, result: Result, n: int) -> str:
+    def _jsonl(self, chunk: Chunk, result: Result, n: int) -> Iterator[str]:
         p = self.p
-        lines = []
         value = result.value.tolist()
         grads = {name: result.grads[name].tolist() for name in p.wrt}
         fixed = {name: _json_safe(p.fixed[name].tolist()) for name in self.fixed_names}
         cols = {name: chunk.columns[name].tolist() for name in chunk.columns}
         for k in range(n):
-            obj: dict[str, Any] = {
-                "line": chunk.lines[k],
-                "point": {**{name: cols[name][k] for name in cols}, **fixed},
-            }
-            if chunk.extra:
-                obj["extra"] = {name: vals[k] for name, vals in chunk.extra.items()}
-            obj["value"] = _json_safe(value[k])
-            obj["gradient"] = {name: _json_safe(grads[name][k]) for name in p.wrt}
-            lines.append(json.dumps(obj, allow_nan=False))
-        return "\n".join(lines) + "\n"
+            point = {**{name: _json_safe(cols[name][k]) for name in cols}, **fixed}
+            parts = [f'"line": {chunk.lines[k]}', f'"point": {json.dumps(point, allow_nan=False)}']
+            if chunk.extra and chunk.extra[k]:
+                parts.append(f'"extra": {_extra_object(chunk.extra[k])}')
+            parts.append(f'"value": {json.dumps(_json_safe(value[k]), allow_nan=False)}')
+            gradient = {name: _json_safe(grads[name][k]) for name in p.wrt}
+            parts.append(f'"gradient": {json.dumps(gradient, allow_nan=False)}')
+            yield "{" + ", ".join(parts) + "}"  # as json.dumps spaces an object
+
+
+def _extra_object(extra: Mapping[str, str]) -> str:
+    """A row's other columns as a JSON object: a CSV cell as a JSON string, a JSON value as
+    the text it was written as (NaN, a 400-digit integer, 1.50 stay as they are)."""
+    quote = _json_string
+    if isinstance(extra, _Cells):
+        return "{" + ", ".join(f"{quote(k)}: {quote(v)}" for k, v in extra.pairs()) + "}"
+    return "{" + ", ".join(f"{quote(k)}: {v}" for k, v in extra.items()) + "}"
+
+
+def _json_cell(written: str | None) -> str:
+    """A JSON value as a CSV cell: a string as its text, anything else as written."""
+    if written is None:
+        return ""
+    return str(json.loads(written)) if written.startswith('"') else written
+
+
+def _pieces(rows: Iterator[str]) -> Iterator[str]:
+    """Rows joined into pieces of about OUTPUT_PIECE characters, each line ending with \\n."""
+    piece: list[str] = []
+    held = 0
+    for row in rows:
+        piece.append(row)
+        held += len(row) + 1
+        if held >= OUTPUT_PIECE:
+            yield "\n".join(piece) + "\n"
+            piece, held = [], 0
+    if piece:
+        yield "\n".join(piece) + "\n"
 
 
 def _numbers(dtype: str) -> Any:
@@ -629,12 +973,6 @@ def _numbers(dtype: str) -> Any:
     if dtype == "float32":
         return lambda column: [str(v) for v in np.asarray(column, dtype=np.float32)]
     return lambda column: list(map(repr, np.asarray(column, dtype=np.float64).tolist()))
-
-
-def _cell(v: Any) -> str:
-    if v is None:
-        return ""
-    return v if isinstance(v, str) else json.dumps(v)
 
 
 def _json_safe(x: Any) -> Any:
@@ -667,7 +1005,8 @@ def run(
             wrote_header = True
         result = evaluate(p, chunk)
         _count_nonfinite(chunk, result, summary)
-        out.write(writer.rows(chunk, result))
+        for piece in writer.rows(chunk, result):
+            out.write(piece)
         summary.rows += len(chunk.lines)
         if check is not None:
             check(chunk, result, summary)

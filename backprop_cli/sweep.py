@@ -10,7 +10,7 @@ at every point while the numeric checks run.
 from __future__ import annotations
 
 import math
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,7 @@ from . import checks, points, shapes
 from .errors import BackpropError
 from .parse import Program
 from .report import (
+    FD_EVALUATIONS_PER_ELEMENT,
     MAX_SYMBOLIC_ELEMENTS,
     Options,
     _plain,
@@ -36,6 +37,21 @@ MAX_POINTS = 100_000
 SAMPLING_ROUNDS = 50  # draws of `samples` candidates to find points inside the domain
 SHOWN_MISMATCHES = 20
 
+# A check is refused before it starts when its points would take longer than this, by the
+# estimate below: each point gets the full single-point comparison, a few milliseconds for
+# a small graph, so --samples 100000 would otherwise run for minutes without a word. One
+# point is always allowed (it costs what `backprop grad` costs).
+MAX_CHECK_SECONDS = 60.0
+# What one point costs, measured on one core: fixed, per graph node, per node-element
+# evaluation of finite differences, per array element held; and what torch adds.
+POINT_SECONDS = 2e-3
+NODE_SECONDS = 1.5e-4
+FD_ELEMENT_SECONDS = 1.2e-9
+ELEMENT_SECONDS = 1e-8
+TORCH_POINT_SECONDS = 2.5e-3
+TORCH_NODE_SECONDS = 6e-5
+TORCH_ELEMENT_SECONDS = 1.2e-6
+
 
 @dataclass
 class Settings:
@@ -51,6 +67,16 @@ class Settings:
     device: str = "cpu"
     symbolic: bool = True
     symbolic_timeout: float = 20.0
+    max_seconds: float = MAX_CHECK_SECONDS  # the estimated time a check may take
+
+
+class GivenPoints(list[dict[str, float]]):
+    """The points of a file, with the reader's warnings about it (a column named like a
+    constant the expression uses, cells too small for float64) for the report."""
+
+    def __init__(self, found: list[dict[str, float]], warnings: list[str]) -> None:
+        super().__init__(found)
+        self.warnings = warnings
 
 
 @dataclass
@@ -90,23 +116,81 @@ def sample(
         )
     if not varying:
         return [dict(fixed)], 0
+    refuse_long_checks(graph, plan.cores, s.samples, resolve_wrt(graph, s.wrt), s)
     found: list[dict[str, Any]] = []
     outside = 0
     for _ in range(SAMPLING_ROUNDS):
         n = s.samples - len(found)
         draws = {name: rng.uniform(s.low, s.high, size=n) for name in varying}
-        chunk = points.Chunk(list(range(n)), draws, {})
-        result = points.evaluate(plan, chunk)
-        with np.errstate(all="ignore"):
-            good = np.isfinite(result.value.reshape(n, -1)).all(axis=1)
-            for g in result.grads.values():
-                good &= np.isfinite(np.asarray(g).reshape(n, -1)).all(axis=1)
+        good = _inside(plan, draws, n)
         outside += int((~good).sum())
         for k in np.flatnonzero(good):
             found.append({**fixed, **{name: float(draws[name][k]) for name in varying}})
         if len(found) >= s.samples:
             break
     return found, outside
+
+
+def _inside(plan: points.Plan, draws: dict[str, np.ndarray], n: int) -> np.ndarray:
+    """Which draws have a finite value and gradient, evaluated a chunk of rows at a time (so
+    that 100,000 draws of a large graph are not held at once)."""
+    good = np.empty(n, dtype=bool)
+    for start in range(0, n, plan.rows_per_chunk):
+        stop = min(n, start + plan.rows_per_chunk)
+        rows = {name: column[start:stop] for name, column in draws.items()}
+        result = points.evaluate(plan, points.Chunk(list(range(start, stop)), rows))
+        m = stop - start
+        with np.errstate(all="ignore"):
+            ok = np.isfinite(result.value.reshape(m, -1)).all(axis=1)
+            for g in result.grads.values():
+                ok &= np.isfinite(np.asarray(g).reshape(m, -1)).all(axis=1)
+        good[start:stop] = ok
+    return good
+
+
+def point_seconds(graph: Any, cores: list[tuple[int, ...]], wrt: list[str], torch: bool) -> float:
+    """About how long one point's full comparison takes (see POINT_SECONDS)."""
+    total, work = shapes.cost(graph, cores)
+    checked = len(checked_elements(graph, cores, wrt))
+    fd = FD_EVALUATIONS_PER_ELEMENT * checked * max(total, work)
+    nodes = len(graph.nodes)
+    seconds = POINT_SECONDS + NODE_SECONDS * nodes + FD_ELEMENT_SECONDS * fd
+    seconds += ELEMENT_SECONDS * total
+    if torch:
+        seconds += TORCH_POINT_SECONDS + TORCH_NODE_SECONDS * nodes + TORCH_ELEMENT_SECONDS * total
+    return seconds
+
+
+def refuse_long_checks(
+    graph: Any, cores: list[tuple[int, ...]], n: int, wrt: list[str], s: Settings
+) -> None:
+    """Refuse, before any work, a check of n points whose estimate passes s.max_seconds."""
+    each = point_seconds(graph, cores, wrt, s.torch)
+    if n <= 1 or n * each <= s.max_seconds:
+        return
+    fit = max(1, int(s.max_seconds / each))
+    if s.given is None:
+        hint = f"use --samples {fit} or fewer"
+    else:
+        hint = f"check at most {fit:,} points at a time: split {s.source}"
+    if s.torch:
+        hint += "; --no-torch makes each point cheaper"
+    raise BackpropError(
+        f"checking {n:,} points would take about {_duration(n * each)} (about "
+        f"{_duration(each)} a point for this graph of {len(graph.nodes):,} nodes); a check may "
+        f"take about {_duration(s.max_seconds)}, {fit:,} points here",
+        hint=hint,
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.3g} ms"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{seconds / 3600:.1f} hours"
 
 
 def check(program: Program, fixed: dict[str, Any], s: Settings) -> dict[str, Any]:
@@ -140,6 +224,10 @@ def check(program: Program, fixed: dict[str, Any], s: Settings) -> dict[str, Any
         raise BackpropError(
             "backprop check needs a scalar output", hint="reduce it with sum(...) or mean(...)"
         )
+    if s.given is not None:
+        refuse_long_checks(graph, cores, len(chosen), wrt, s)
+        if isinstance(s.given, GivenPoints):
+            warnings += s.given.warnings
     elements = checked_elements(graph, cores, wrt)
     source = _symbolic_source(graph, chosen, elements, cores, s)
     tallies = {c: _Tally() for c in CHECKS}
@@ -263,50 +351,46 @@ def _tally(
     tallies: dict[str, _Tally],
     mismatches: list[dict[str, Any]],
 ) -> None:
-    for row in report["partials"]:
-        for check_name in CHECKS:
-            status = row["status"][check_name]
-            t = tallies[check_name]
-            if status == "skipped":
-                continue
-            key = "symbolic_value" if check_name == "symbolic" else check_name
-            other = row.get(key)
-            if status in ("ok", "mismatch"):
-                t.compared += 1
-                error = checks.abs_error(row["engine"], other)
-                if math.isfinite(error):
-                    t.max_error = max(t.max_error, error)
-                ratio = _ratio(row["engine"], other, report, check_name)
-                if status == "mismatch":
-                    t.mismatch += 1
-                    ratio = math.inf if not math.isfinite(ratio) else ratio + 1e300
-                    mismatches.append(
-                        {
-                            "point": {n: _plain(v) for n, v in point.items()},
-                            "index": k,
-                            "partial": row["element"],
-                            "check": check_name,
-                            "engine": row["engine"],
-                            "other": other,
-                        }
-                    )
-                else:
-                    t.agree += 1
-                if ratio > t.worst_ratio:
-                    t.worst_ratio = ratio
-                    t.worst = {
-                        "check": check_name,
+    for check_name, element, engine_value, other, status in _comparisons(report):
+        t = tallies[check_name]
+        if status == "skipped":
+            continue
+        if status in ("ok", "mismatch"):
+            t.compared += 1
+            error = checks.abs_error(engine_value, other)
+            if math.isfinite(error):
+                t.max_error = max(t.max_error, error)
+            ratio = _ratio(engine_value, other, report, check_name)
+            if status == "mismatch":
+                t.mismatch += 1
+                ratio = math.inf if not math.isfinite(ratio) else ratio + 1e300
+                mismatches.append(
+                    {
                         "point": {n: _plain(v) for n, v in point.items()},
                         "index": k,
-                        "partial": row["element"],
-                        "engine": row["engine"],
+                        "partial": element,
+                        "check": check_name,
+                        "engine": engine_value,
                         "other": other,
-                        "error": None if not math.isfinite(error) else error,
-                        "ratio": ratio if math.isfinite(ratio) else 1e308,
-                        "status": status,
                     }
+                )
             else:
-                t.other[status] = t.other.get(status, 0) + 1
+                t.agree += 1
+            if ratio > t.worst_ratio:
+                t.worst_ratio = ratio
+                t.worst = {
+                    "check": check_name,
+                    "point": {n: _plain(v) for n, v in point.items()},
+                    "index": k,
+                    "partial": element,
+                    "engine": engine_value,
+                    "other": other,
+                    "error": None if not math.isfinite(error) else error,
+                    "ratio": ratio if math.isfinite(ratio) else 1e308,
+                    "status": status,
+                }
+        else:
+            t.other[status] = t.other.get(status, 0) + 1
     torch = report["checks"]["torch"]
     if torch.get("ok") is False and not any(
         m["check"] == "torch" and m["index"] == k for m in mismatches
@@ -323,6 +407,29 @@ def _tally(
                 "other": torch.get("mismatches", [])[:3],
             }
         )
+
+
+def _comparisons(report: dict[str, Any]) -> Iterator[tuple[str, Any, Any, Any, str]]:
+    """(check, what was compared, engine, other, status) for every comparison of one point:
+    each partial per check, and for finite differences of a large graph (random
+    directions) each direction instead."""
+    fd = report["checks"]["finite_difference"]
+    directional = fd.get("mode") == "directional"
+    for row in report["partials"]:
+        for check_name in CHECKS:
+            if directional and check_name == "finite_difference":
+                continue
+            key = "symbolic_value" if check_name == "symbolic" else check_name
+            yield check_name, row["element"], row["engine"], row.get(key), row["status"][check_name]
+    if directional:
+        for along in fd.get("along", []):
+            yield (
+                "finite_difference",
+                along["direction"].replace("direction ", "u"),  # ∂/∂u1: along direction 1
+                along["engine"],
+                along["finite_difference"],
+                along["status"],
+            )
 
 
 def _ratio(a: Any, b: Any, report: dict[str, Any], check_name: str) -> float:
@@ -351,15 +458,17 @@ def _summary(t: _Tally) -> dict[str, Any]:
 
 def read_points(
     path: str, what: str, program: Program, fixed: dict[str, Any], allow_nonfinite: bool = False
-) -> list[dict[str, float]]:
-    """The points of a CSV/TSV/JSON-lines file (see grad --points), all of them."""
+) -> GivenPoints:
+    """The points of a CSV/TSV/JSON-lines file (see grad --points), all of them, with the
+    reader's warnings."""
     from .inputs import open_text
 
     graph = program.graph
     varying = [name for name in graph.variables if name not in fixed]
+    used = points.constants_in(graph)  # a column named e or pi is data: said as grad says it
     stream = open_text(path, what)
     try:
-        reader = points.PointReader(stream, what, varying, fixed, allow_nonfinite)
+        reader = points.PointReader(stream, what, varying, fixed, allow_nonfinite, used)
         summary = points.Summary()
         found: list[dict[str, float]] = []
         for chunk in points.chunks(reader, 4096, "stop", summary):
@@ -371,4 +480,4 @@ def read_points(
         stream.close()
     if not found:
         raise BackpropError(f"{what} has a header but no points")
-    return found
+    return GivenPoints(found, reader.warnings)

@@ -4,6 +4,8 @@ slow path it replaces (one sweep per row, one finite-difference run per output e
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -354,3 +356,14 @@ def test_small_jacobians_and_hessians_still_check_finite_differences():
     assert r.code == 0, r.stderr
     fd = r.json()["checks"]["finite_difference"]
     assert fd["skipped"] is None and fd["compared"] == 3
+
+
+def test_check_counts_random_directions_as_finite_difference_comparisons():
+    expression = "+".join(f"sin(v{i})" for i in range(800))
+    r = run(
+        "check", expression, "--samples", "2", "--no-torch", "--no-symbolic", "--format", "json"
+    )
+    assert r.code == 0, r.stderr
+    fd = json.loads(r.stdout)["checks"]["finite_difference"]
+    assert fd["compared"] == 6 and fd["mismatches"] == 0  # 3 directions at 2 points
+    assert fd["worst"]["partial"] in ("u1", "u2", "u3")
