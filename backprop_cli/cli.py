@@ -63,6 +63,7 @@ class _Group(TyperGroup):
         if args is None:
             args = sys.argv[1:]
         terminal.quiet_broken_pipes()  # --help into | head -c5 ends with exit 0
+        self.repeated: list[str] = []
         try:
             code = super().main(
                 args=self._positionals_last(list(args)),
@@ -110,6 +111,9 @@ class _Group(TyperGroup):
             _stderr(f"internal error: {type(exc).__name__}: {exc}")
             _stderr("this is a bug in backprop-cli; BACKPROP_DEBUG=1 shows the traceback")
             code = EXIT_INTERNAL
+        if code in (None, 0, 1, EXIT_DISAGREE):  # bad input's first line stays its error
+            for warning in self.repeated:
+                _stderr(warning)
         return _exit(code, standalone_mode)
 
     def _positionals_last(self, args: list[str]) -> list[str]:
@@ -154,17 +158,19 @@ class _Group(TyperGroup):
             if name in owner:
                 given.setdefault(owner[name].name, []).append(arg)
             j += 1
-        _warn_repeated(given)
+        self.repeated = _repeated(given)
         return [*args[: i + 1], *options, "--", *positionals]
 
 
-def _warn_repeated(given: dict[str, list[str]]) -> None:
+def _repeated(given: dict[str, list[str]]) -> list[str]:
     """An option given more than once keeps its last value, as in most command lines; a
     script that repeats one by mistake is told which value counts."""
-    for spelled in given.values():
-        if len(spelled) > 1:
-            shown = ", ".join(terminal.visible(s) for s in spelled)
-            _stderr(f"warning: an option is given {len(spelled)} times ({shown}); the last counts")
+    return [
+        f"warning: an option is given {len(spelled)} times "
+        f"({', '.join(terminal.visible(s) for s in spelled)}); the last counts"
+        for spelled in given.values()
+        if len(spelled) > 1
+    ]
 
 
 app = typer.Typer(
@@ -1222,8 +1228,6 @@ def train(
         )
         for column in models.unused_columns(built):
             _stderr(f"warning: the data column {column!r} is not used by the model")
-        if hidden is not None and spec != "mlp":
-            _stderr("warning: --hidden does nothing here: it is for the mlp model")
         if init is not None:
             built = inputs.with_init(built, init)
             models.check_size(built, max_params)
@@ -1269,6 +1273,8 @@ def train(
         )
         if device != "cpu" and engine_name is Engine.graph and not check:
             raise BackpropError("--device is for --engine torch or --check")
+        if hidden is not None and spec != "mlp":  # said once the input is known to be good
+            _stderr("warning: --hidden does nothing here: it is for the mlp model")
         with _output():
             result = _run_training(built, data, settings, note, points, fmt, verbose)
         _finish_training(built, result, settings, points, plot, save, fmt)

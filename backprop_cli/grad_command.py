@@ -136,8 +136,6 @@ def run(a: GradArgs) -> int:
             reads += [("--values", a.values_file), ("--points", a.points_file)]
             refuse_inputs_as_outputs([("--graph", a.picture_file)], reads)
             pictures.check_layout(pictures.picture(program.graph, None, GRAPH_NODES))
-        for warning in unused:
-            stderr(f"warning: {warning}")
         report = gradient_report(program, point, options)
         if a.picture_file is not None:
             pic = pictures.picture(program.graph, report["variables_used"], GRAPH_NODES)
@@ -149,6 +147,8 @@ def run(a: GradArgs) -> int:
     except BackpropError as exc:
         error_lines(exc)
         return exc.exit_code
+    for warning in unused:  # said once the input was good, so an error comes first
+        stderr(f"warning: {warning}")
     if not report["ok"]:
         report_disagreement(report)
         return EXIT_DISAGREE
@@ -231,8 +231,6 @@ def _points(program: Any, fixed: dict[str, Any], a: GradArgs, unused: list[str])
                 from .checks import check_device
 
                 check_device(a.device, a.dtype)
-            for warning in unused:
-                stderr(f"warning: {warning}")
             with output():
                 done.append(points.run(plan, reader, fmt, sys.stdout, a.on_error, checker))
         finally:
@@ -240,6 +238,8 @@ def _points(program: Any, fixed: dict[str, Any], a: GradArgs, unused: list[str])
                 stderr(f"warning: {note}")
     finally:
         stream.close()
+    for warning in unused:
+        stderr(f"warning: {warning}")
     return _points_summary(done[0], checker) if done else 0
 
 

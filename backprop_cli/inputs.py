@@ -8,8 +8,11 @@ import os
 import sys
 from typing import Any
 
+import numpy as np
+
 from .errors import BackpropError
 from .parse import Limits, Program, parse_binding, parse_program
+from .shapes import MAX_TOTAL_ELEMENTS
 
 
 def open_text(path: str, what: str) -> Any:
@@ -98,6 +101,12 @@ def parse_values(args: list[str], limits: Limits, warnings: list[str]) -> dict[s
         if name in point:
             raise BackpropError(f"{name} is given twice ({name}={point[name]!r} and {arg!r})")
         point[name] = value
+        held = sum(int(np.size(v)) for v in point.values())
+        if held > MAX_TOTAL_ELEMENTS:  # each value is bounded; together they are too
+            raise BackpropError(
+                f"the values hold {held:,} elements in all, more than {MAX_TOTAL_ELEMENTS:,}",
+                hint="use smaller arrays",
+            )
     return point
 
 

@@ -734,7 +734,7 @@ class _Parser:
                 lists[-1].append((done, bracket))
             else:
                 leaf = self.literal_leaf()
-                elements += 1
+                elements += int(np.size(leaf))  # type: ignore[arg-type]  # may be an array
                 if elements > self.limits.max_elements:
                     raise self.error(
                         f"more than {self.limits.max_elements:,} elements in one list", tok.start
@@ -799,10 +799,9 @@ class _Parser:
                 hint="write the array as a value (W=[[1, 2], [3, 4]]) and use its name",
             )
         graph = Graph(tuple(sub.nodes), operand.node, self.source)
+        _check_size(graph, self.what, self.limits, "one list element")
         if self.constants is ops.CONSTANTS:  # else nan and inf were asked for
             check_constants(graph, what=self.what)
-        else:
-            shapes.check_constants_budget(graph, [False] * len(graph.nodes), self.what)
         self.warnings += sub.warnings
         with np.errstate(all="ignore"):
             value = evaluate(graph, {})[operand.node]
@@ -867,6 +866,18 @@ def _stack(items: list[tuple[Any, Token]], parser: _Parser) -> Any:
     array = np.array([value for value, _ in items], dtype=np.float64)
     array.flags.writeable = False
     return array
+
+
+def _check_size(graph: Graph, what: str, limits: Limits, one: str) -> None:
+    """A constant expression's shapes against the budget, and its result against the
+    elements one value may hold, before any of it is computed."""
+    cores = shapes.check_constants_budget(graph, [False] * len(graph.nodes), what)
+    elements = shapes.size(cores[graph.output])
+    if elements > limits.max_elements:
+        raise BackpropError(
+            f"{what} would have {elements:,} elements, more than the "
+            f"{limits.max_elements:,} {one} may hold"
+        )
 
 
 def _line_col(source: str, offset: int) -> tuple[int, int]:
@@ -945,10 +956,9 @@ def parse_constant(
         constants = {**ops.CONSTANTS, "nan": math.nan, "inf": math.inf}
     program = _Parser(_prepare(text, limits, what), limits, what, constants).program()
     graph = program.graph
+    _check_size(graph, what, limits, "one value")
     if not found:
         check_constants(graph, what=what)
-    else:
-        shapes.check_constants_budget(graph, [False] * len(graph.nodes), what)
     if program.statements != 1:
         raise BackpropError(f"{what} must be one expression, not {program.statements} statements")
     if warnings is not None:

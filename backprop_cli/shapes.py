@@ -70,9 +70,10 @@ def check_budget(total: int, work: int, what: str) -> None:
         )
 
 
-def check_constants_budget(graph: Graph, needs: list[bool], what: str) -> None:
+def check_constants_budget(graph: Graph, needs: list[bool], what: str) -> list[Shape]:
     """The constant part of a graph (the nodes that do not depend on a variable, evaluated
-    while reading) against the budget, from its shapes alone, before any of it is computed."""
+    while reading) against the budget, from its shapes alone, before any of it is computed;
+    the constant nodes' shapes come back."""
     cores: list[Shape] = []
     for node in graph.nodes:
         if needs[node.id] or node.op == "input":
@@ -83,6 +84,7 @@ def check_constants_budget(graph: Graph, needs: list[bool], what: str) -> None:
             cores.append(of_node(graph, node.id, [cores[i] for i in node.inputs], what))
     kept = [not n for n in needs]
     check_budget(*cost(graph, cores, kept), what)
+    return cores
 
 
 def cost(graph: Graph, cores: list[Shape], kept: list[bool] | None = None) -> tuple[int, int]:

@@ -267,3 +267,40 @@ def test_hidden_for_another_model_is_named():
     assert r.code == 0 and "warning: --hidden does nothing here" in r.stderr
     r = run("train", "mlp", "--hidden", "2", "--epochs", "1", "--x", "1,2", "--y", "0,1")
     assert r.code == 0 and "--hidden does nothing" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("grad", "x*", "x=1", "--format", "json", "--format", "json"),
+        ("grad", "x*y", "x=1", "--on-error", "skip"),
+        ("grad", "x@y", "x=[1,2]", "y=[1,2,3]", "--check"),
+        ("grad", "x*y", "x=1", "y=2", "--wrt", "z", "--check"),
+        ("grad", "x*y", "--points", "-", "--max-rows", "5"),
+        ("train", "linear", "--hidden", "3", "--init", "w=abc", "--epochs", "1"),
+        ("train", "linear", "--hidden", "3", "--epochs", "1", "--max-step-elements", "1"),
+    ],
+)
+def test_warnings_never_come_before_an_error(args):
+    r = run(*args, stdin="x,y\n1,a\n")
+    assert r.code == 2
+    assert r.stderr.startswith("error: ") and "warning" not in r.stderr
+
+
+def test_a_list_of_arrays_counts_every_element():
+    items = ", ".join(["ones(1000000)"] * 11)
+    with pytest.raises(BackpropError, match="more than 10,000,000 elements in one list"):
+        parse(f"sum([{items}]*x)")
+
+
+@pytest.mark.parametrize("value", ["ones(3400,1)*ones(1,3400)", "[ones(3400,1)*ones(1,3400)]"])
+def test_one_value_holds_at_most_the_element_limit_from_its_shape(value):
+    error, peak = _peak_mb(parse_binding, f"x={value}")
+    assert "11,560,000 elements, more than the 10,000,000" in error.message
+    assert peak < 50
+
+
+def test_all_values_together_hold_at_most_the_total_budget():
+    values = [f"{name}=ones(9000000)" for name in "abcd"]
+    r = run("grad", "x", "x=1", *values, *FAST)
+    assert r.code == 2 and "the values hold 36,000,001 elements in all" in r.stderr
