@@ -85,11 +85,14 @@ def unused_options(a: GradArgs) -> list[str]:
         if a.points_file is None
         else (_ONE_POINT, "with --points")
     )
-    return [
+    unused = [
         f"{flag} does nothing {where}"
         for field, (flag, asks) in table.items()
         if field in a.given and (asks is None or getattr(a, field) == asks)
     ]
+    if a.points_file is not None and "device" in a.given and not a.check_points:
+        unused.append("--device does nothing with --points without --check")
+    return unused
 
 
 def run(a: GradArgs) -> int:

@@ -304,3 +304,8 @@ def test_all_values_together_hold_at_most_the_total_budget():
     values = [f"{name}=ones(9000000)" for name in "abcd"]
     r = run("grad", "x", "x=1", *values, *FAST)
     assert r.code == 2 and "the values hold 36,000,001 elements in all" in r.stderr
+
+
+def test_device_with_points_needs_check():
+    r = run("grad", "x*y", "y=2", "--points", "-", "--device", "cpu", stdin="x\n1\n")
+    assert r.code == 0 and "--device does nothing with --points without --check" in r.stderr
