@@ -1,5 +1,5 @@
 """`python -m backprop_cli` runs the command line."""
 
-from .entry import main
+from .cli.entry import main
 
 main()

@@ -33,9 +33,9 @@ import numpy as np
 from inprocess import median, table, time_calls, write_json
 from timing import ENV, measure
 
-from backprop_cli import engine
-from backprop_cli.graph import Graph
-from backprop_cli.parse import DEFAULT_LIMITS, Limits, parse
+from backprop_cli.core import engine
+from backprop_cli.core.graph import Graph
+from backprop_cli.core.parse import DEFAULT_LIMITS, Limits, parse
 
 PY = sys.executable
 POINT = {"x": 0.7, "y": -0.3, "z": 0.4}
@@ -52,8 +52,8 @@ TEMPLATES = [
 SYMBOLIC_CHILD = """\
 import json, sys, time
 import sympy as sp  # imported before the clock starts, as the CLI's worker has it
-from backprop_cli import symbolic
-from backprop_cli.parse import Limits, parse
+from backprop_cli.checks import symbolic
+from backprop_cli.core.parse import Limits, parse
 
 mode = sys.argv[1]
 graph = parse(open(sys.argv[2]).read(), limits=Limits(max_length=int(sys.argv[4])))

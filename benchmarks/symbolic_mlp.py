@@ -36,8 +36,8 @@ CHILD = """\
 import json, sys, time
 import numpy as np
 import sympy as sp  # imported before the clock starts, as the CLI's worker has it
-from backprop_cli import symbolic
-from backprop_cli.parse import parse
+from backprop_cli.checks import symbolic
+from backprop_cli.core.parse import parse
 
 mode, n_in, n_hidden = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 form = "expanded"
@@ -94,7 +94,7 @@ MODES = {
 
 def modes() -> dict[str, str]:
     """Ours with its expanded form too, where this version of the package has one."""
-    from backprop_cli import symbolic
+    from backprop_cli.checks import symbolic
 
     expand = "expand" in inspect.signature(symbolic.partials).parameters
     return {k: v for k, v in MODES.items() if expand or k != "ours-expanded"}

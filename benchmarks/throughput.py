@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 from inprocess import median, table, time_calls, write_json
 
-from backprop_cli import points
-from backprop_cli.parse import parse
+from backprop_cli.analyses import points
+from backprop_cli.core.parse import parse
 
 EXPR = "1/(1+exp(-(w0*x0+w1*x1+w2)))"
 NAMES = ["w0", "w1", "w2", "x0", "x1"]

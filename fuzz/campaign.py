@@ -245,7 +245,7 @@ def _peak_kb() -> int:
 def worker() -> None:
     from typer.testing import CliRunner
 
-    from backprop_cli.cli import app
+    from backprop_cli.cli.app import app
 
     runner = CliRunner()
     here = tempfile.mkdtemp(prefix="bp-fuzz-")

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from typer.testing import CliRunner
 
-from backprop_cli.cli import app
+from backprop_cli.cli.app import app
 
 settings.register_profile(
     "ci", derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -55,7 +55,7 @@ def cli_in_fresh_python(args: list[str], then: str) -> subprocess.CompletedProce
     """Run `backprop ARGS` in a new interpreter, then the assertions in `then` (Python code)."""
     code = (
         "import sys\n"
-        "from backprop_cli.cli import main\n"
+        "from backprop_cli.cli.app import main\n"
         f"sys.argv = ['backprop', *{args!r}]\n"
         "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
         f"{then}\n"

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from backprop_cli import sandbox, symbolic
-from backprop_cli.sandbox import Bounded, Deadline
+from backprop_cli.checks import sandbox, symbolic
+from backprop_cli.checks.sandbox import Bounded, Deadline
 from tests.conftest import run
 
 SLACK = 0.25  # seconds between reading what is left of a budget and starting the child

@@ -10,9 +10,10 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from backprop_cli import engine, picture, shapes
-from backprop_cli.errors import BackpropError
-from backprop_cli.parse import Limits, parse, parse_binding, parse_constant
+from backprop_cli.core import engine, shapes
+from backprop_cli.core.errors import BackpropError
+from backprop_cli.core.parse import Limits, parse, parse_binding, parse_constant
+from backprop_cli.render import picture
 from tests.conftest import run
 
 FAST = ("--no-torch", "--no-symbolic")

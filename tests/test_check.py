@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from backprop_cli import ops
+from backprop_cli.core import ops
 from tests.conftest import cli_in_fresh_python, run
 
 
@@ -105,7 +105,7 @@ def test_bad_usage_is_exit_2(args, fragment):
 def test_symbolic_budget_cut_keeps_the_numeric_checks(monkeypatch):
     import time
 
-    from backprop_cli import symbolic
+    from backprop_cli.checks import symbolic
 
     def three_then_stall(graph, points, wrt, cores, *, emit):
         emit({"stage": "formulas", "partials": {"x": {"formula": "y"}, "y": {"formula": "x"}}})

@@ -9,14 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from backprop_cli import checks, engine
-from backprop_cli.errors import BackpropError
-from backprop_cli.parse import parse
+from backprop_cli.checks import autograd, compare, finite
+from backprop_cli.core import engine
+from backprop_cli.core.errors import BackpropError
+from backprop_cli.core.parse import parse
 
 
-def fd(source: str, **env: float) -> dict[str, checks.FiniteDifference]:
+def fd(source: str, **env: float) -> dict[str, finite.FiniteDifference]:
     graph = parse(source)
-    return checks.finite_differences(graph, env, list(graph.variables))
+    return finite.finite_differences(graph, env, list(graph.variables))
 
 
 @pytest.mark.parametrize(
@@ -56,22 +57,22 @@ def test_finite_differences_undefined_where_the_function_is():
 
 
 def test_agree_semantics():
-    assert checks.agree(1.0, 1.0 + 1e-12, 1e-9, 0.0)
-    assert not checks.agree(1.0, 1.1, 1e-9, 0.0)
-    assert checks.agree(math.nan, math.nan, 0, 0)
-    assert not checks.agree(math.nan, 1.0, 0, 0)
-    assert not checks.agree(1e300, math.inf, 1e-9, 0)
-    assert checks.agree(math.inf, math.inf, 0, 0)
-    assert checks.agree(math.inf, math.nan, 0, 0)  # both undefined at a singular point
-    assert checks.agree(None, None, 0, 0)
-    assert not checks.agree(None, 0.0, 0, 0)
+    assert compare.agree(1.0, 1.0 + 1e-12, 1e-9, 0.0)
+    assert not compare.agree(1.0, 1.1, 1e-9, 0.0)
+    assert compare.agree(math.nan, math.nan, 0, 0)
+    assert not compare.agree(math.nan, 1.0, 0, 0)
+    assert not compare.agree(1e300, math.inf, 1e-9, 0)
+    assert compare.agree(math.inf, math.inf, 0, 0)
+    assert compare.agree(math.inf, math.nan, 0, 0)  # both undefined at a singular point
+    assert compare.agree(None, None, 0, 0)
+    assert not compare.agree(None, 0.0, 0, 0)
 
 
 def test_torch_run_matches_the_engine_node_by_node():
     graph = parse("a = sigmoid(w*x + b); loss = (a - y)**2 + relu(a - 0.5)")
     env = {"w": 0.3, "x": -1.2, "b": 0.1, "y": 1.0}
     trace = engine.run(graph, env)
-    run = checks.torch_run(graph, env, "float64", "cpu")
+    run = autograd.torch_run(graph, env, "float64", "cpu")
     for i in range(len(graph.nodes)):
         assert float(run.values[i]) == pytest.approx(float(trace.values[i]), rel=1e-14)
         if trace.grads[i] is None:
@@ -82,7 +83,7 @@ def test_torch_run_matches_the_engine_node_by_node():
 
 def test_torch_run_retains_gradients_of_repeated_and_copied_nodes():
     graph = parse("b = a; c = +b; d = c * c + b")
-    run = checks.torch_run(graph, {"a": 3.0}, "float64", "cpu")
+    run = autograd.torch_run(graph, {"a": 3.0}, "float64", "cpu")
     trace = engine.run(graph, {"a": 3.0})
     assert [float(g) for g in run.grads] == [float(g) for g in trace.grads]
 
@@ -97,16 +98,16 @@ def _fake_torch(cuda: bool, count: int = 1):
 def test_cuda_unavailable_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(BackpropError, match="CUDA is not available"):
-        checks.resolve_device(torch, "cuda", "float64")
+        autograd.resolve_device(torch, "cuda", "float64")
 
 
 def test_cuda_index_out_of_range():
     with pytest.raises(BackpropError, match="only 1 CUDA device"):
-        checks.resolve_device(_fake_torch(True, 1), "cuda:3", "float64")
+        autograd.resolve_device(_fake_torch(True, 1), "cuda:3", "float64")
 
 
 def test_cuda_available_is_accepted():
-    device = checks.resolve_device(_fake_torch(True, 2), "cuda:1", "float64")
+    device = autograd.resolve_device(_fake_torch(True, 2), "cuda:1", "float64")
     assert str(device) == "cuda:1"
 
 
@@ -116,18 +117,18 @@ def test_cuda_available_is_accepted():
 )
 def test_bad_devices(name, fragment):
     with pytest.raises(BackpropError, match=fragment):
-        checks.resolve_device(_fake_torch(False), name, "float64")
+        autograd.resolve_device(_fake_torch(False), name, "float64")
 
 
 def test_tolerances_cover_both_dtypes():
     for dtype in ("float64", "float32"):
-        assert set(checks.TOLERANCES[dtype]) == {"torch", "finite_difference", "symbolic"}
-        for rtol, atol in checks.TOLERANCES[dtype].values():
+        assert set(compare.TOLERANCES[dtype]) == {"torch", "finite_difference", "symbolic"}
+        for rtol, atol in compare.TOLERANCES[dtype].values():
             assert 0 < rtol < 1e-2 and 0 < atol < 1e-4
 
 
 def test_float32_engine_is_checked_against_float32_torch():
     graph = parse("exp(x) * sin(x)")
     env = {"x": 0.7}
-    run = checks.torch_run(graph, env, "float32", "cpu")
+    run = autograd.torch_run(graph, env, "float32", "cpu")
     assert all(np.result_type(v) == np.float32 for v in run.values)

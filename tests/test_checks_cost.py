@@ -13,12 +13,14 @@ from numpy.testing import assert_allclose, assert_array_equal
 from torch.autograd.functional import hessian as torch_hessian
 from torch.autograd.functional import jacobian as torch_jacobian
 
-from backprop_cli import checks, engine, higher, shapes
-from backprop_cli.dual import Dual, tangent_of
-from backprop_cli.parse import parse
+from backprop_cli.analyses import higher
+from backprop_cli.checks import autograd, compare, finite
+from backprop_cli.core import engine, shapes
+from backprop_cli.core.dual import Dual, tangent_of
+from backprop_cli.core.parse import parse
 from tests.conftest import run
 
-TOL = checks.TOLERANCES["float64"]["finite_difference"]
+TOL = compare.TOLERANCES["float64"]["finite_difference"]
 
 
 def chain(n: int) -> str:
@@ -35,8 +37,8 @@ def engine_gradient(graph, env) -> dict[str, object]:
 
 
 def directional(graph, env, gradient) -> dict:
-    found = checks.directional_differences(graph, env, list(graph.variables), gradient, TOL)
-    return checks.directional_summary(found, TOL)
+    found = finite.directional_differences(graph, env, list(graph.variables), gradient, TOL)
+    return finite.directional_summary(found, TOL)
 
 
 def wrong_engine(monkeypatch, variable: str, by: float) -> None:
@@ -59,11 +61,11 @@ def wrong_engine(monkeypatch, variable: str, by: float) -> None:
 
 def test_directional_mode_starts_past_the_threshold():
     # a sum of n scalars has 2n - 1 nodes: 700 is below the limit, 2,000 past it
-    assert not checks.directional_wanted(700, 2 * 700 - 1)
-    assert checks.directional_wanted(2000, 2 * 2000 - 1)
-    assert checks.directional_wanted(10_000, 101)
+    assert not finite.directional_wanted(700, 2 * 700 - 1)
+    assert finite.directional_wanted(2000, 2 * 2000 - 1)
+    assert finite.directional_wanted(10_000, 101)
     # a few elements are cheaper one by one than along as many directions
-    assert not checks.directional_wanted(checks.FD_DIRECTIONS, 10**9)
+    assert not finite.directional_wanted(finite.FD_DIRECTIONS, 10**9)
 
 
 def test_small_graphs_stay_element_by_element():
@@ -81,7 +83,7 @@ def test_a_large_chain_agrees_along_random_directions():
     graph, env = parse(chain(1000)), point(1000)
     summary = directional(graph, env, engine_gradient(graph, env))
     assert summary["mode"] == "directional"
-    assert summary["directions"] == checks.FD_DIRECTIONS == summary["compared"]
+    assert summary["directions"] == finite.FD_DIRECTIONS == summary["compared"]
     assert summary["elements"] == 1000
     assert summary["ok"] is True and summary["mismatches"] == []
     for along in summary["along"]:
@@ -124,8 +126,8 @@ def test_an_upstream_gradient_weights_the_output():
     seed = np.array([1.0, -2.0, 0.5])
     trace = engine.run(graph, env, seed=seed)
     gradient = {name: trace.grads[graph.variables[name]] for name in graph.variables}
-    found = checks.directional_differences(graph, env, ["W", "x"], gradient, TOL, seed=seed)
-    assert [d.status for d in found.directions] == ["ok"] * checks.FD_DIRECTIONS
+    found = finite.directional_differences(graph, env, ["W", "x"], gradient, TOL, seed=seed)
+    assert [d.status for d in found.directions] == ["ok"] * finite.FD_DIRECTIONS
 
 
 def test_a_variable_on_a_kink_stays_put():
@@ -146,7 +148,7 @@ def test_undefined_along_every_direction_is_not_a_failure():
 
 
 def test_the_verdict_line_names_the_directions():
-    from backprop_cli.render import check_lines
+    from backprop_cli.render.gradient import check_lines
 
     graph, env = parse(chain(100)), point(100)
     fd = directional(graph, env, engine_gradient(graph, env))
@@ -239,7 +241,7 @@ def slow_hessian(graph, env, chosen):
 @pytest.fixture(params=[higher.BATCH_ELEMENTS, 50], ids=["one batch", "many batches"])
 def batch(request, monkeypatch):
     monkeypatch.setattr(higher, "BATCH_ELEMENTS", request.param)
-    monkeypatch.setattr(checks, "TORCH_BATCH_ELEMENTS", request.param)
+    monkeypatch.setattr(autograd, "TORCH_BATCH_ELEMENTS", request.param)
     return request.param
 
 
@@ -268,11 +270,11 @@ def test_jacobian_differences_of_all_rows_at_once_are_the_row_by_row_ones(source
     chosen = higher.elements(graph, cores, list(graph.variables))
     out = cores[graph.output]
     noise = np.full(out, 1e-15)
-    columns = checks.output_differences(graph, env, chosen, noise)
+    columns = finite.output_differences(graph, env, chosen, noise)
     for r, k in enumerate(shapes.elements(out)):
         seed = np.zeros(out)
         seed[k] = 1.0
-        one = checks.finite_differences(graph, env, chosen, 1e-15, seed[()] if out else None)
+        one = finite.finite_differences(graph, env, chosen, 1e-15, seed[()] if out else None)
         assert [columns[e][r] for e in chosen] == [one[e] for e in chosen]
 
 
@@ -289,7 +291,7 @@ def test_chunked_second_differences_are_the_whole_batch_ones(monkeypatch):
 def torch_function(graph, env, wrt):
     def f(*inputs):
         leaves = dict(zip(wrt, inputs, strict=True))
-        out = checks.torch_graph(torch, graph, env, "float64", "cpu", leaves, retain=False)
+        out = autograd.torch_graph(torch, graph, env, "float64", "cpu", leaves, retain=False)
         return out[graph.output]
 
     return f, tuple(torch.tensor(np.asarray(env[n], dtype=np.float64)) for n in wrt)
@@ -299,7 +301,7 @@ def torch_function(graph, env, wrt):
 def test_torch_jacobian_in_batches_is_torch_functional(source, env, batch):
     graph = parse(source)
     wrt = list(graph.variables)
-    ours, _ = checks.torch_functional(graph, env, wrt, "jacobian", "cpu")
+    ours, _ = autograd.torch_functional(graph, env, wrt, "jacobian", "cpu")
     f, given = torch_function(graph, env, wrt)
     m = ours.shape[0]
     theirs = np.concatenate([t.numpy().reshape(m, -1) for t in torch_jacobian(f, given)], axis=1)
@@ -310,7 +312,7 @@ def test_torch_jacobian_in_batches_is_torch_functional(source, env, batch):
 def test_torch_hessian_in_batches_is_torch_functional(source, env, batch):
     graph = parse(source)
     wrt = list(graph.variables)
-    ours, _ = checks.torch_functional(graph, env, wrt, "hessian", "cpu")
+    ours, _ = autograd.torch_functional(graph, env, wrt, "hessian", "cpu")
     f, given = torch_function(graph, env, wrt)
     blocks = torch_hessian(f, given)
     sizes = [int(np.size(env[n])) for n in wrt]

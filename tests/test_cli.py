@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from backprop_cli import __version__, ops
+from backprop_cli import __version__
+from backprop_cli.core import ops
 from tests.conftest import cli_in_fresh_python, run
 
 CS231N = ["grad", "(x+y)*z", "x=-2", "y=5", "z=-4"]

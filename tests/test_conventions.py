@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from backprop_cli import engine
-from backprop_cli.parse import parse
+from backprop_cli.core import engine
+from backprop_cli.core.parse import parse
 from tests.conftest import run
 
 torch = pytest.importorskip("torch")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backprop_cli import engine
-from backprop_cli.graph import Graph, Node, validate
-from backprop_cli.parse import Limits, parse
+from backprop_cli.core import engine
+from backprop_cli.core.graph import Graph, Node, validate
+from backprop_cli.core.parse import Limits, parse
 
 
 def grads_by_label(source: str, **env: float) -> dict[str, float]:

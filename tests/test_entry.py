@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from backprop_cli.entry import quick_grad_args
+from backprop_cli.cli.entry import quick_grad_args
 from tests.conftest import run
 
 SAME = [
@@ -31,7 +31,7 @@ SAME = [
 def quick(args, tmp_path):
     code = (
         "import sys\n"
-        "from backprop_cli.entry import main\n"
+        "from backprop_cli.cli.entry import main\n"
         f"sys.argv = ['backprop', *{args!r}]\n"
         "main()\n"
     )
@@ -98,8 +98,8 @@ def test_a_dead_early_child_is_replaced_by_a_fresh_one():
     import os
     import signal
 
-    from backprop_cli import sandbox, symbolic
-    from backprop_cli.parse import parse
+    from backprop_cli.checks import sandbox, symbolic
+    from backprop_cli.core.parse import parse
 
     sandbox.prestart()
     assert sandbox._spare is not None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from backprop_cli import picture
+from backprop_cli.render import picture
 from tests.conftest import run
 from tests.transcripts import differences
 
@@ -193,7 +193,7 @@ def test_png_and_grad_graph_shortcut(tmp_path):
 
 
 def test_picture_nodes_are_the_ancestors_of_the_output():
-    from backprop_cli.parse import parse
+    from backprop_cli.core.parse import parse
 
     pic = picture.picture(parse("a = x*2; y*3"), {"x": 1.0, "y": 1.0}, 0)
     assert [pic.graph.nodes[i].op for i in pic.keep] == ["input", "const", "mul"]

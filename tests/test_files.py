@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from backprop_cli import files
-from backprop_cli.errors import BackpropError
+from backprop_cli.core.errors import BackpropError
+from backprop_cli.io import files
 from tests.conftest import run
 
 HERE = Path(__file__).parent.parent
@@ -198,7 +198,7 @@ def test_init_is_file_rule():
 
 
 def files_rule(text: str) -> bool:
-    from backprop_cli.inputs import init_is_file
+    from backprop_cli.io.inputs import init_is_file
 
     return init_is_file(text)
 
@@ -231,7 +231,7 @@ def test_sympys_early_child_dies_when_its_parent_is_killed(tmp_path):
     script = textwrap.dedent(
         """
         import sys, time
-        from backprop_cli import sandbox
+        from backprop_cli.checks import sandbox
         sandbox.prestart()
         print(sandbox._spare[0], flush=True)
         time.sleep(60)

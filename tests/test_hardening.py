@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backprop_cli import checks, ops, shapes
-from backprop_cli.errors import BackpropError
-from backprop_cli.parse import Limits, parse, parse_binding
-from backprop_cli.render import to_json
+from backprop_cli.checks import finite
+from backprop_cli.core import ops, shapes
+from backprop_cli.core.errors import BackpropError
+from backprop_cli.core.parse import Limits, parse, parse_binding
+from backprop_cli.render.gradient import to_json
 from tests.conftest import run
 
 FAST = ("--no-torch", "--no-symbolic")
@@ -129,7 +130,7 @@ def test_values_files_read_numbers_as_float64(tmp_path):
 
 
 def test_values_files_hold_at_most_ten_million_elements(tmp_path):
-    from backprop_cli.data import json_value
+    from backprop_cli.io.data import json_value
 
     with pytest.raises(BackpropError, match="more than 10,000,000 elements"):
         json_value([[0.0] * 1000] * 10_001, "x")
@@ -191,7 +192,7 @@ def test_a_graph_too_costly_to_run_is_refused_by_its_work():
 
 
 def test_training_data_is_not_held_to_the_report_budget():
-    from backprop_cli import engine
+    from backprop_cli.core import engine
 
     graph = parse("sum(sigmoid(X @ W))")
     env = {"X": np.zeros((20_000_000, 2)), "W": np.zeros(2)}
@@ -231,9 +232,9 @@ def test_finite_differences_split_into_passes_give_the_same_estimates(monkeypatc
     graph = parse("sum(tanh(W @ x) * x[:3])")
     env = {"W": np.arange(12.0).reshape(3, 4) / 10, "x": np.array([0.5, -1.0, 2.0, 0.25])}
     wrt = [("W", (1, 2)), ("x", (0,)), ("x", (3,))]
-    whole = checks.finite_differences(graph, env, wrt)
-    monkeypatch.setattr(checks, "FD_POINTS_PER_PASS", 50)  # a few points a pass
-    split = checks.finite_differences(graph, env, wrt)
+    whole = finite.finite_differences(graph, env, wrt)
+    monkeypatch.setattr(finite, "FD_POINTS_PER_PASS", 50)  # a few points a pass
+    split = finite.finite_differences(graph, env, wrt)
     for e in wrt:
         assert split[e].value == pytest.approx(whole[e].value, rel=1e-12, abs=1e-15)
         assert split[e].kink == whole[e].kink

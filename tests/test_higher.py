@@ -1,5 +1,5 @@
 """Higher-order derivatives: `grad --order 2`, `backprop jacobian`, `backprop hessian` and the
-module behind them (backprop_cli.higher), each checked against torch.autograd.functional
+module behind them (backprop_cli.analyses.higher), each checked against torch.autograd.functional
 computed here, analytic derivatives, and the registry of ops."""
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from numpy.testing import assert_allclose
 from torch.autograd.functional import hessian as torch_hessian
 from torch.autograd.functional import jacobian as torch_jacobian
 
-from backprop_cli import engine, higher, ops
-from backprop_cli.errors import BackpropError
-from backprop_cli.parse import parse
+from backprop_cli.analyses import higher
+from backprop_cli.core import engine, ops
+from backprop_cli.core.errors import BackpropError
+from backprop_cli.core.parse import parse
 from tests.conftest import cli_in_fresh_python, run
 
 JAX_POLY = "x**3 + 2*x**2 - 3*x + 1"  # the JAX autodiff cookbook's f: f'(1) = 4, f''(1) = 10

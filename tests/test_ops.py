@@ -10,7 +10,7 @@ import pytest
 import sympy
 import torch
 
-from backprop_cli import ops
+from backprop_cli.core import ops
 
 CASES = [(op, point) for op in ops.OPS.values() for point in op.samples]
 IDS = [f"{op.name}{point}" for op, point in CASES]

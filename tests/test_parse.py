@@ -7,10 +7,10 @@ import os
 
 import pytest
 
-from backprop_cli import engine
-from backprop_cli.errors import BackpropError, ParseError
-from backprop_cli.graph import validate
-from backprop_cli.parse import Limits, parse, parse_binding, parse_constant, parse_program
+from backprop_cli.core import engine
+from backprop_cli.core.errors import BackpropError, ParseError
+from backprop_cli.core.graph import validate
+from backprop_cli.core.parse import Limits, parse, parse_binding, parse_constant, parse_program
 
 
 def value(source: str, **env: float) -> float:

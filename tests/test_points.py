@@ -13,7 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backprop_cli import points
+from backprop_cli.analyses import points
 from tests.conftest import cli_in_fresh_python, run
 
 NEURON = "1/(1+exp(-(w0*x0+w1*x1+w2)))"
@@ -168,16 +168,16 @@ def test_check_compares_every_point_with_torch():
 
 
 def test_check_reports_a_disagreement(monkeypatch):
-    from backprop_cli import checks
+    from backprop_cli.checks import autograd
 
-    real = checks.torch_batch
+    real = autograd.torch_batch
 
     def off_by_one(*args, **kwargs):
         value, grads, about = real(*args, **kwargs)
         grads["x"] = grads["x"] + 1.0
         return value, grads, about
 
-    monkeypatch.setattr(checks, "torch_batch", off_by_one)
+    monkeypatch.setattr(autograd, "torch_batch", off_by_one)
     result = run("grad", "x*x", "--points", "-", "--check", stdin="x\n1\n2\n")
     assert result.code == 1
     assert "disagreement" in result.stderr and "line 2 (x)" in result.stderr
@@ -199,7 +199,7 @@ def test_chunks_give_the_same_rows_as_one_pass():
     graph_args = ("grad", "x*y + exp(x)", "--points", "-", "--format", "jsonl")
     stdin = "x,y\n" + "\n".join(f"{i},{-i}" for i in range(100)) + "\n"
     whole = run(*graph_args, stdin=stdin).stdout
-    from backprop_cli.parse import parse
+    from backprop_cli.core.parse import parse
 
     graph = parse("x*y + exp(x)")
     plan = points.plan(graph, {}, ["x", "y"], ["x", "y"], "float64", 1.0, rows_per_chunk=7)

@@ -12,8 +12,9 @@ import tracemalloc
 
 import pytest
 
-from backprop_cli import points, sweep
-from backprop_cli.parse import parse
+from backprop_cli.analyses import check as sweep
+from backprop_cli.analyses import points
+from backprop_cli.core.parse import parse
 from tests.conftest import run
 
 

@@ -11,9 +11,10 @@ import numpy as np
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from backprop_cli import checks, engine
-from backprop_cli.errors import BackpropError
-from backprop_cli.parse import parse
+from backprop_cli.checks import autograd, compare, finite
+from backprop_cli.core import engine
+from backprop_cli.core.errors import BackpropError
+from backprop_cli.core.parse import parse
 from tests.conftest import run
 
 # BACKPROP_FUZZ_SCALE=100 turns the suite's bounded runs into a long campaign.
@@ -73,14 +74,14 @@ def _traced(source: str, point: dict[str, float]):
 @given(expressions, points)
 def test_engine_agrees_with_torch_on_every_node(source, point):
     graph, env, trace = _traced(source, point)
-    torch_run = checks.torch_run(graph, env, "float64", "cpu")
-    rtol, atol = checks.TOLERANCES["float64"]["torch"]
+    torch_run = autograd.torch_run(graph, env, "float64", "cpu")
+    rtol, atol = compare.TOLERANCES["float64"]["torch"]
     for node in graph.nodes:
         ours, theirs = float(trace.values[node.id]), float(torch_run.values[node.id])
-        assert checks.agree(ours, theirs, rtol, atol), (source, node.id, "value", ours, theirs)
+        assert compare.agree(ours, theirs, rtol, atol), (source, node.id, "value", ours, theirs)
         if trace.grads[node.id] is not None:
             ours, theirs = float(trace.grads[node.id]), float(torch_run.grads[node.id])
-            assert checks.agree(ours, theirs, rtol, atol), (source, node.id, "grad", ours, theirs)
+            assert compare.agree(ours, theirs, rtol, atol), (source, node.id, "grad", ours, theirs)
 
 
 @examples(150)
@@ -90,8 +91,8 @@ def test_engine_agrees_with_finite_differences_where_smooth(source, point):
     value = float(trace.values[graph.output])
     assume(math.isfinite(value) and abs(value) < 1e6)
     noise = engine.spread(graph, env, trace)[0][graph.output]  # as the report does
-    estimates = checks.finite_differences(graph, env, list(graph.variables), noise)
-    rtol, atol = checks.TOLERANCES["float64"]["finite_difference"]
+    estimates = finite.finite_differences(graph, env, list(graph.variables), noise)
+    rtol, atol = compare.TOLERANCES["float64"]["finite_difference"]
     for name, estimate in estimates.items():
         grad = float(trace.grads[graph.variables[name]])
         if estimate.kink or estimate.value is None or not math.isfinite(grad) or abs(grad) > 1e6:
@@ -99,7 +100,7 @@ def test_engine_agrees_with_finite_differences_where_smooth(source, point):
         if estimate.error_estimate is None or estimate.error_estimate > 1e-4 * max(1, abs(grad)):
             continue  # the function is too rough here for differences to say anything
         slack = 2 * estimate.error_estimate
-        assert checks.agree(grad, estimate.value, rtol, atol + slack), (
+        assert compare.agree(grad, estimate.value, rtol, atol + slack), (
             source,
             name,
             grad,
@@ -169,7 +170,7 @@ def test_batched_forward_equals_pointwise(source, point):
     out = np.broadcast_to(values[graph.output], (2,))
     for k in range(2):
         single = engine.evaluate(graph, {n: float(batch[n][k]) for n in names})[graph.output]
-        assert checks.agree(float(out[k]), float(single), 0.0, 0.0)
+        assert compare.agree(float(out[k]), float(single), 0.0, 0.0)
 
 
 @examples(25)
@@ -178,8 +179,8 @@ def test_engine_agrees_with_sympy_where_sympy_has_a_value(source, point):
     """SymPy differentiates our graph's counterpart (in its bounded child, as the report
     does); where its partial has a real value at the point, the report does not call it a
     disagreement, and the engine's gradient equals it to the sweep's rounding spread."""
-    from backprop_cli.parse import parse_program
-    from backprop_cli.report import OK_STATUSES, Options, gradient_report
+    from backprop_cli.analyses.gradient import OK_STATUSES, Options, gradient_report
+    from backprop_cli.core.parse import parse_program
 
     try:
         program = parse_program(source)

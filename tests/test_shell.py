@@ -54,14 +54,14 @@ def _example_lines(text: str) -> list[str]:
 
 def epilogue_commands() -> list[str]:
     """The example lines of every command's --help, as written in the source."""
-    from backprop_cli.cli import app
+    from backprop_cli.cli.app import app
 
     epilogs = [app.info.epilog, *(c.epilog for c in app.registered_commands)]
     return list(dict.fromkeys(line for e in epilogs if e for line in _example_lines(e)))
 
 
 def help_pages(columns: int) -> str:
-    from backprop_cli.cli import app
+    from backprop_cli.cli.app import app
 
     names = [c.name or c.callback.__name__ for c in app.registered_commands]  # type: ignore[union-attr]
     saved = dict(os.environ)

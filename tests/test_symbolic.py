@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from backprop_cli import symbolic
-from backprop_cli.parse import parse
-from backprop_cli.sandbox import Bounded
+from backprop_cli.checks import symbolic
+from backprop_cli.checks.sandbox import Bounded
+from backprop_cli.core.parse import parse
 from tests.conftest import run
 
 
@@ -160,8 +160,9 @@ def test_mlp_loss_partials_read_like_the_backprop_derivation(tmp_path):
 
 
 def test_sweep_values_match_the_engine_on_shared_intermediates():
-    from backprop_cli import engine, symbolic
-    from backprop_cli.parse import parse_program
+    from backprop_cli.checks import symbolic
+    from backprop_cli.core import engine
+    from backprop_cli.core.parse import parse_program
 
     # fan-out, reuse and long chains: adjoints are summed, named where they grow
     steps = ["a0 = x*y + sin(x)"]
@@ -201,8 +202,8 @@ def test_expand_gives_one_expanded_formula_per_partial(tmp_path):
 
 
 def test_adjoint_names_never_take_a_name_the_program_uses():
-    from backprop_cli import engine
-    from backprop_cli.parse import parse_program
+    from backprop_cli.core import engine
+    from backprop_cli.core.parse import parse_program
 
     lines = ["d_a = x*0 + 1", "a = x*y"]
     lines += [f"a = a*x + sin(a) + y/({k} + a**2)" for k in range(20)]

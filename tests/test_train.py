@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from backprop_cli import data as data_mod
-from backprop_cli import models, train
+from backprop_cli.analyses import models, train
+from backprop_cli.io import data as data_mod
 from tests.conftest import run
 
 COURSE_LOG = """\

@@ -12,8 +12,10 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from backprop_cli import cli, data, models, train
-from backprop_cli.errors import BackpropError
+from backprop_cli.analyses import models, train
+from backprop_cli.cli import train as cli_train
+from backprop_cli.core.errors import BackpropError
+from backprop_cli.io import data
 from tests.conftest import run
 
 
@@ -35,7 +37,7 @@ def csv_text(rows: int) -> str:
 
 
 def test_the_defaults_are_the_modules_limits():
-    options = inspect.signature(cli.train).parameters
+    options = inspect.signature(cli_train.train).parameters
     assert options["max_data"].default == data.MAX_DATA_VALUES
     assert options["max_params"].default == models.MAX_PARAMS
     assert options["max_step_elements"].default == train.MAX_STEP_ELEMENTS

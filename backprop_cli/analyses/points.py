@@ -1,0 +1,1088 @@
+"""Many points through one graph (`grad --points`): read the points in chunks (CSV, TSV or
+JSON lines), evaluate every chunk's values and gradients in one vectorised forward and
+reverse sweep, and write one row per point, in input order, in bounded memory.
+
+Memory does not grow with the file: a chunk ends at MAX_CHUNK_ROWS rows, at CHUNK_ELEMENTS
+node values, or at about CHUNK_BYTES of text held (a file of 100,000 pass-through columns
+gets chunks of a few rows); a skipped row is counted, and only the first few are kept to be
+named. Columns that are not variables pass through as written: a CSV cell as its text, a
+JSON value as the text of the line it came from (never re-encoded through a float).
+
+A row that cannot be read stops the run after the rows before it have been written, or,
+with on_error="skip", is counted and skipped. Nothing here prints: rows go to `out`,
+everything else to the returned Summary and the reader's `warnings`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import types
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii as _json_string  # json.dumps of a str
+from typing import Any, TextIO, overload
+
+import numpy as np
+
+from ..checks import autograd, compare
+from ..core import engine, shapes
+from ..core.errors import BackpropError
+from ..core.graph import Graph
+from ..io.data import _NUMBER, MAX_LINE_CHARS, DuplicateKey, json_int, lines, number, unique_keys
+
+_NUMBER_TEXT = _NUMBER.pattern
+CHUNK_ELEMENTS = 1 << 22  # node-value elements per chunk (bounds memory: ~32 MB a copy)
+MAX_CHUNK_ROWS = 65_536
+CHUNK_BYTES = 1 << 24  # about what the rows of one chunk may hold as text (16 MB)
+CELL_BYTES = 64  # what a cell costs beyond its characters: a Python string and its slot
+OUTPUT_PIECE = 1 << 20  # characters of output written at a time, however wide the rows
+SHOWN_BAD_ROWS = 10  # skipped rows named one by one; the rest are counted
+CONSTANTS = ("e", "pi")
+
+_NO_EXTRA: Mapping[str, str] = types.MappingProxyType({})
+
+
+@dataclass
+class Bad:
+    line: int
+    message: str
+
+
+@dataclass
+class Chunk:
+    lines: list[int]  # the source line of each row
+    columns: dict[str, np.ndarray]  # variable -> one value per row
+    # Per row, its columns that are not variables, as written (CSV cells, or JSON texts);
+    # empty when no row of the chunk has any.
+    extra: list[Mapping[str, str]] = field(default_factory=list)
+    texts: dict[str, list[str]] | None = None  # the variables' cells as written (CSV)
+
+
+@dataclass
+class Row:
+    line: int
+    values: dict[str, float]  # variable -> value
+    extra: Mapping[str, str]  # the other columns, as written
+    texts: dict[str, str] | None = None  # the variables' cells as written (CSV)
+    size: int = 0  # about the bytes the row holds, for the chunk's bound
+
+
+@dataclass
+class FastBlock:
+    """Consecutive rows read at once: their lines and one column per file column."""
+
+    lines: list[int]
+    array: np.ndarray
+    names: list[str]
+    texts: dict[str, list[str]]  # each column's cells as written
+
+
+class BadRows:
+    """The rows skipped: `len` is how many, the items are the first SHOWN_BAD_ROWS of them
+    (a file of millions of bad rows is counted, not kept)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: list[Bad] = []
+
+    def append(self, bad: Bad) -> None:
+        self.count += 1
+        if len(self.first) < SHOWN_BAD_ROWS:
+            self.first.append(bad)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[Bad]:
+        return iter(self.first)
+
+    @overload
+    def __getitem__(self, index: int) -> Bad: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Bad]: ...
+
+    def __getitem__(self, index: int | slice) -> Bad | list[Bad]:
+        return self.first[index]
+
+
+@dataclass
+class Summary:
+    rows: int = 0
+    skipped: BadRows = field(default_factory=BadRows)
+    nonfinite: int = 0  # rows whose value or gradient is nan or infinite
+    nonfinite_lines: list[int] = field(default_factory=list)
+    check_compared: int = 0
+    check_max_error: float = 0.0
+    check_mismatches: list[str] = field(default_factory=list)  # the first few
+    check_mismatch_count: int = 0
+    check_inconclusive: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+class _Cells(Mapping[str, str]):
+    """A CSV row's pass-through cells by column name, through one index shared by every row:
+    a dict per row would cost about 100 bytes a cell on a file of 100,000 columns."""
+
+    __slots__ = ("_index", "cells")
+
+    def __init__(self, index: dict[str, int], cells: list[str]) -> None:
+        self._index = index  # column name -> position in the row
+        self.cells = cells  # every cell of the row, the variables' included
+
+    def __getitem__(self, name: str) -> str:
+        return self.cells[self._index[name]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def pairs(self) -> Iterator[tuple[str, str]]:
+        cells = self.cells
+        for name, j in self._index.items():
+            yield name, cells[j]
+
+
+class _Unwritten:
+    """JSON keys first seen after the CSV header was written, which the CSV cannot hold: the
+    first few named with their line, every value counted."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, int] = {}  # key -> the line it was first left out on
+        self.values = 0
+
+    def add(self, line: int, keys: list[str]) -> None:
+        self.values += len(keys)
+        for key in keys:
+            if key not in self.first and len(self.first) < SHOWN_BAD_ROWS:
+                self.first[key] = line
+
+    def message(self, what: str) -> str | None:
+        if not self.values:
+            return None
+        count = f"{self.values:,} value{'s' if self.values > 1 else ''} left out"
+        keep = "--format jsonl keeps every key"
+        if len(self.first) == 1:
+            ((key, line),) = self.first.items()
+            return (
+                f"{what}, line {line}: key {_shown(key)} first appears after the CSV header "
+                f"was written, so it is not a column of the output ({count}); {keep}"
+            )
+        named = ", ".join(f"{_shown(k)} (line {n})" for k, n in self.first.items())
+        return (
+            f"{what}: keys first seen after the CSV header was written are not columns of "
+            f"the output: {named}{', …' if len(self.first) >= SHOWN_BAD_ROWS else ''} "
+            f"({count}); {keep}"
+        )
+
+
+def _shown(key: str) -> str:
+    return repr(key) if len(key) <= 40 else repr(key[:39]) + "…"
+
+
+# ---- reading --------------------------------------------------------------------------------
+
+
+def constants_in(graph: Graph) -> set[str]:
+    """The constants (e, pi) an expression uses: a file column of that name is data, not the
+    constant, and the reader says so."""
+    return {graph.text(n.id) for n in graph.nodes if n.op == "const"} & set(CONSTANTS)
+
+
+class PointReader:
+    """The rows of a CSV/TSV file with a header (or one bare column), or of JSON lines."""
+
+    def __init__(
+        self,
+        stream: Any,
+        what: str,
+        needed: list[str],
+        fixed: Mapping[str, Any],
+        allow_nonfinite: bool = False,
+        constants: Collection[str] = CONSTANTS,
+        dtype: str = "float64",
+    ) -> None:
+        self.what = what
+        self.float32 = dtype == "float32"  # cells beyond float32's range are bad rows
+        self.underflows = 0  # nonzero cells that become 0 in the engine's dtype
+        self.first_underflow = 0
+        self.constants = constants  # the constants (e, pi) the expression uses
+        self.allow_nonfinite = allow_nonfinite  # nan and inf cells (--allow-nonfinite)
+        self.source = lines(stream, what)
+        self.needed = needed  # variables without a fixed value: the file must give them
+        self._needed = set(needed)
+        self.fixed = fixed
+        self.kind = "csv"
+        self.delimiter = ","
+        self.names: list[str] = []  # the file's columns, in order
+        self._known: set[str] = set()  # the same, to look up
+        # Once a CSV header is written (fix_columns) JSON keys are no longer added to names:
+        # they could not become columns, and a key per row would grow without end.
+        self.frozen = False
+        self.unwritten = _Unwritten()  # keys the CSV output had no column for
+        self.notes: list[str] = []  # warnings about the file, for stderr
+        self._noted: set[str] = set()  # constants already warned about
+        self.pending: tuple[int, str] | None = None  # a first line that was already data
+        self._start()
+        self._needed_at = [(n, j) for j, n in enumerate(self.names) if n in self._needed]
+        self._extra_at = {n: j for j, n in enumerate(self.names) if n not in self._needed}
+
+    def _start(self) -> None:
+        first = next(((n, t) for n, t in self.source if t.strip()), None)
+        if first is None:
+            raise BackpropError(f"{self.what} is empty: expected a header row and points")
+        line, text = first
+        if len(text) > MAX_LINE_CHARS:
+            raise BackpropError(
+                f"{self.what}, line {line}: longer than {MAX_LINE_CHARS:,} characters"
+            )
+        if text.lstrip().startswith("{"):
+            self.kind = "jsonl"
+            self.pending = (line, text)
+            return
+        self.delimiter = "\t" if "\t" in text and "," not in text else ","
+        try:
+            cells = [c.strip() for c in next(_csv([text], self.delimiter))]
+        except csv.Error as exc:
+            raise BackpropError(f"{self.what}, line {line}: not a CSV row ({_why(exc)})") from None
+        if len(cells) == 1 and len(self.needed) == 1 and _is_number(cells[0], self.allow_nonfinite):
+            self.names = list(self.needed)  # one bare column of numbers, no header
+            self._known = set(self.names)
+            self.pending = (line, text)
+        else:
+            self._header(line, cells)
+
+    def _header(self, line: int, cells: list[str]) -> None:
+        from ..io.data import _NAME
+
+        for name in cells:
+            if not _NAME.fullmatch(name):
+                hint = f" (a header naming {', '.join(self.needed)})" if self.needed else ""
+                raise BackpropError(
+                    f"{self.what}, line {line}: {name!r} is not a column name: expected a "
+                    f"header row{hint}"
+                )
+        seen: set[str] = set()
+        for name in cells:  # one pass: a header may have 100,000 columns
+            if name in seen:
+                raise BackpropError(f"{self.what}, line {line}: column {name!r} appears twice")
+            seen.add(name)
+        self.names = cells
+        self._known = set(cells)
+        self._check_columns(cells)
+        for name in cells:
+            self._constant_column(line, name)
+
+    def fix_columns(self) -> list[str]:
+        """The columns as of now, for a CSV header; JSON keys first seen later are not added
+        (the writer counts them in `unwritten`). A variable no row has given yet (the first
+        row was bad) is added, so that every variable has its column."""
+        self.frozen = True
+        missing = [n for n in self.needed if n not in self._known]
+        self.names += missing
+        self._known.update(missing)
+        return list(self.names)
+
+    def _in_range(self, value: float, text: str, name: str, line: int) -> float:
+        """NAME=VALUE's rules for a cell: beyond float32 with --dtype float32 is an error; a
+        nonzero number that becomes 0 (1e-400; 1e-46 in float32) is counted for a warning."""
+        if self.float32 and math.isfinite(value) and abs(value) > FLOAT32_MAX and _overflows(value):
+            raise BackpropError(
+                f"column {name}: {text.strip()} overflows float32 (largest 3.4e+38; "
+                "use --dtype float64)"
+            )
+        stored = float(np.float32(value)) if self.float32 else value
+        if stored == 0 and _nonzero_text(text):
+            self._underflow(line)
+        return value
+
+    def _underflow(self, line: int) -> None:
+        self.underflows += 1
+        if self.underflows == 1:
+            self.first_underflow = line
+
+    @property
+    def warnings(self) -> list[str]:
+        """The notes, the underflow count and the keys left out of a CSV, for stderr once
+        the file has been read."""
+        found = list(self.notes)
+        if self.underflows:
+            kind = "float32" if self.float32 else "float64"
+            found.append(
+                f"{self.what}: {self.underflows:,} nonzero cell"
+                f"{'s are' if self.underflows > 1 else ' is'} too small for {kind} and "
+                f"become{'' if self.underflows > 1 else 's'} 0 (the first on line "
+                f"{self.first_underflow})"
+            )
+        left_out = self.unwritten.message(self.what)
+        if left_out is not None:
+            found.append(left_out)
+        return found
+
+    def _constant_column(self, line: int, name: str) -> None:
+        if (
+            name in self.constants
+            and name not in self._needed
+            and name not in self.fixed
+            and name not in self._noted
+        ):
+            self._noted.add(name)  # once per name, however many rows carry the key
+            self.notes.append(
+                f"{self.what}, line {line}: column '{name}' is not a variable ('{name}' is the "
+                "constant in the expression); it is passed through as data"
+            )
+
+    def _new_key(self, line: int, name: str) -> None:
+        self._constant_column(line, name)
+        if not self.frozen:
+            self.names.append(name)
+            self._known.add(name)
+
+    def _check_columns(self, names: list[str]) -> None:
+        both = [n for n in names if n in self.fixed]
+        if both:
+            raise BackpropError(
+                f"{both[0]} is given both as a column of {self.what} and as {both[0]}=VALUE: "
+                "drop one"
+            )
+        missing = [n for n in self.needed if n not in names]
+        if missing:
+            raise BackpropError(
+                f"{self.what} has no column for {', '.join(missing)}",
+                hint=f"add the column, or give {missing[0]}=VALUE for every point",
+            )
+
+    @property
+    def extras(self) -> list[str]:
+        return [n for n in self.names if n not in self._needed]
+
+    def rows(self) -> Iterator[Row | Bad]:
+        """(line, variable values, extra values) per row, or Bad for a row that cannot be read."""
+        first = [self.pending] if self.pending is not None else []
+        for line, text in _chain(first, self.source):
+            if not text.strip():
+                continue
+            if len(text) > MAX_LINE_CHARS:
+                yield Bad(line, f"longer than {MAX_LINE_CHARS:,} characters")
+                continue
+            if self.kind == "jsonl":
+                yield self._json_row(line, text)
+            else:
+                yield self._csv_row(line, text)
+
+    def batches(self, size: int) -> Iterator[FastBlock | Row | Bad]:
+        """`rows`, with runs of plain numeric CSV lines converted at once (FastBlock): the
+        same strict number syntax, checked by one pattern per line instead of one per cell."""
+        if self.kind != "csv" or self.extras:
+            yield from self.rows()
+            return
+        d = re.escape(self.delimiter)
+        space = "[ ]*" if self.delimiter == "\t" else "[ \t]*"
+        cell = f"{space}{_NUMBER_TEXT}{space}"
+        row = re.compile(f"{cell}(?:{d}{cell}){{{len(self.names) - 1}}}", re.ASCII)
+        source = _chain([self.pending] if self.pending is not None else [], self.source)
+        self.pending = None
+        while True:
+            block = self._take(source, size)
+            if not block:
+                return
+            start = 0
+            for k, (line, text) in enumerate(block):
+                if len(text) <= MAX_LINE_CHARS and row.fullmatch(text):
+                    continue
+                if k > start:
+                    yield from self._fast(block[start:k])
+                start = k + 1
+                if text.strip():
+                    yield (
+                        Bad(line, f"longer than {MAX_LINE_CHARS:,} characters")
+                        if len(text) > MAX_LINE_CHARS
+                        else self._csv_row(line, text)
+                    )
+            if start < len(block):
+                yield from self._fast(block[start:])
+
+    def _take(self, source: Iterator[tuple[int, str]], size: int) -> list[tuple[int, str]]:
+        """Up to `size` lines, fewer once they hold about CHUNK_BYTES: lines of a million
+        characters each must not be gathered 65,536 at a time."""
+        block: list[tuple[int, str]] = []
+        held = 0
+        per_line = CELL_BYTES * (len(self.names) + 1)
+        for item in source:
+            block.append(item)
+            held += len(item[1]) + per_line
+            if len(block) >= size or held >= CHUNK_BYTES:
+                break
+        return block
+
+    def _fast(self, block: list[tuple[int, str]]) -> Iterator[FastBlock | Row | Bad]:
+        text = self.delimiter.join(t for _, t in block)
+        array = np.array(text.split(self.delimiter), dtype=np.float64).reshape(len(block), -1)
+        limit = FLOAT32_MAX if self.float32 else math.inf
+        if (np.abs(array) > limit).any() or np.isinf(array).any():  # let the strict path name it
+            for line, t in block:
+                yield self._csv_row(line, t)
+            return
+        cells = text.split(self.delimiter)
+        if " " in text or ("\t" in text and self.delimiter != "\t"):
+            cells = [c.strip() for c in cells]
+        k = len(self.names)
+        texts = {name: cells[j::k] for j, name in enumerate(self.names)}
+        zero = array == 0 if not self.float32 else array.astype(np.float32) == 0
+        if zero.any():
+            flat = np.flatnonzero(zero)
+            for index in flat:
+                if _nonzero_text(cells[index]):
+                    self._underflow(block[index // k][0])
+        yield FastBlock([line for line, _ in block], array, list(self.names), texts)
+
+    def _csv_row(self, line: int, text: str) -> Row | Bad:
+        try:
+            cells = next(_csv([text], self.delimiter))
+        except csv.Error as exc:
+            return Bad(line, f"not a CSV row ({_why(exc)})")
+        if len(cells) != len(self.names):
+            return Bad(line, f"{len(cells)} fields, but the header has {len(self.names)}")
+        values, texts = {}, {}
+        for name, j in self._needed_at:  # only the variables: a row may have 100,000 cells
+            cell = cells[j]
+            try:
+                values[name] = self._in_range(
+                    number(cell, f"column {name}", self.allow_nonfinite), cell, name, line
+                )
+            except BackpropError as exc:
+                return Bad(line, exc.message)
+            texts[name] = cell.strip()
+        extra = _Cells(self._extra_at, cells) if self._extra_at else _NO_EXTRA
+        return Row(line, values, extra, texts, len(text) + CELL_BYTES * (len(cells) + 1))
+
+    def _json_row(self, line: int, text: str) -> Row | Bad:
+        try:
+            given = _members(text)  # key -> its value as written
+            values = {name: _DECODER.decode(given[name]) for name in self.needed if name in given}
+        except _NotAnObject:
+            return Bad(line, "expected a JSON object name → number")
+        except DuplicateKey as exc:
+            return Bad(line, f"the key {exc}")
+        except (ValueError, RecursionError) as exc:
+            return Bad(line, f"not valid JSON ({getattr(exc, 'msg', 'nested too deeply')})")
+        if not self._known.issuperset(given):  # the first row (even a bad one) names columns
+            for name in given:
+                if name not in self._known:
+                    self._new_key(line, name)
+        for name in self.needed:
+            if name not in values:
+                return Bad(line, f"no value for {name}")
+            problem = self._json_number(values, name, line)
+            if problem is not None:
+                return Bad(line, problem)
+        extra = dict(given)
+        for name in self.needed:
+            del extra[name]
+        if self.fixed and not extra.keys().isdisjoint(self.fixed):
+            name = next(n for n in extra if n in self.fixed)
+            return Bad(line, f"{name} is also given as {name}=VALUE")
+        size = len(text) + 2 * CELL_BYTES * len(extra)
+        return Row(line, values, extra or _NO_EXTRA, None, size)
+
+    def _json_number(self, values: dict[str, Any], name: str, line: int) -> str | None:
+        """The variable's JSON value checked and made a float in `values`, or the problem."""
+        v = values[name]
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return f"{name}: expected a number, got {json.dumps(v)[:40]}"
+        if not math.isfinite(float(v)) and not self.allow_nonfinite:
+            return f"{name}: {v} is not a finite number (pass --allow-nonfinite to give it)"
+        try:
+            values[name] = self._in_range(float(v), str(v), name, line)
+        except BackpropError as exc:
+            return exc.message
+        return None
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+# A JSON object read member by member, so that each value's text as written can be passed
+# through. A member whose value is a string, a number or a literal is matched by one pattern
+# (JSON's own grammar, as the standard decoder reads it, NaN and Infinity included); any
+# other member (an array, an object, an error) goes through the standard decoder.
+_DECODER = json.JSONDecoder(parse_int=json_int, object_pairs_hook=unique_keys)
+_SPACE = re.compile(r"[ \t\n\r]*")
+_WS = r"[ \t\n\r]*+"  # possessive: a long run of characters is matched at once
+_STRING = r'"(?:[^"\\\x00-\x1f]++|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*+"'
+_JSON_NUMBER = r"-?+(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?+(?:[eE][-+]?+[0-9]++)?+"
+_VALUE = rf"(?:{_STRING}|{_JSON_NUMBER}|true|false|null|NaN|-?Infinity)"
+_BODY = rf"{_STRING}{_WS}:{_WS}{_VALUE}{_WS}"
+# A whole line of such members, checked first: anchored and possessive, so linear in the
+# line; only then are the members found one after another with findall (which, on a line
+# it does not tile, would retry at every position).
+_SIMPLE_OBJECT = re.compile(rf"{_WS}\{{{_WS}(?:{_BODY},{_WS})*+{_BODY}\}}{_WS}")
+_MEMBER = re.compile(rf"({_STRING}){_WS}:{_WS}({_VALUE}){_WS}([,}}]){_WS}")
+
+
+class _NotAnObject(Exception):
+    pass
+
+
+def _skip(text: str, i: int) -> int:
+    """Past the JSON whitespace at i."""
+    found = _SPACE.match(text, i)
+    return found.end() if found is not None else i
+
+
+def _members(text: str) -> dict[str, str]:
+    """key -> the value's text as written, for each member of the JSON object on `text`;
+    invalid JSON raises as json.loads does, valid JSON that is not an object raises
+    _NotAnObject."""
+    i = _skip(text, 0)
+    if not text.startswith("{", i):
+        json.loads(text, parse_int=json_int, object_pairs_hook=unique_keys)  # its own error
+        raise _NotAnObject
+    found: list[tuple[str, str]] = []
+    i = _skip(text, i + 1)
+    if text.startswith("}", i):
+        return _object_end(text, i + 1, found)
+    simple = _simple_members(text, i)
+    if simple is not None:
+        return _object_end(text, len(text), simple)
+    member = _MEMBER.match
+    while True:
+        m = member(text, i)
+        if m is not None:
+            key, written, end = m.group(1, 2, 3)
+            key = _key(key)
+            i = m.end()
+        else:
+            key, written, end, i = _member(text, i)
+        found.append((key, written))
+        if end == "}":
+            return _object_end(text, i, found)
+
+
+def _simple_members(text: str, i: int) -> list[tuple[str, str]] | None:
+    """Every member at once, where each value is a string, a number or a literal (a line
+    with a nested value is read member by member)."""
+    if _SIMPLE_OBJECT.fullmatch(text) is None:
+        return None
+    found = _MEMBER.findall(text, i)
+    if "\\" not in text:  # no escapes: each key is the text between its quotes
+        return [(key[1:-1], written) for key, written, _ in found]
+    return [(_key(key), written) for key, written, _ in found]
+
+
+def _key(written: str) -> str:
+    return written[1:-1] if "\\" not in written else str(json.loads(written))
+
+
+def _member(text: str, i: int) -> tuple[str, str, str, int]:
+    """One member the pattern does not match, through the standard decoder: (key, value as
+    written, the ',' or '}' after it, where the next member starts)."""
+    if not text.startswith('"', i):
+        raise json.JSONDecodeError("Expecting property name enclosed in double quotes", text, i)
+    key, i = _DECODER.raw_decode(text, i)
+    i = _skip(text, i)
+    if not text.startswith(":", i):
+        raise json.JSONDecodeError("Expecting ':' delimiter", text, i)
+    start = _skip(text, i + 1)
+    _, i = _DECODER.raw_decode(text, start)
+    written = text[start:i]
+    i = _skip(text, i)
+    end = text[i : i + 1]
+    if end not in (",", "}"):
+        raise json.JSONDecodeError("Expecting ',' delimiter", text, i)
+    return str(key), written, end, _skip(text, i + 1)
+
+
+def _object_end(text: str, i: int, found: list[tuple[str, str]]) -> dict[str, str]:
+    if _skip(text, i) != len(text):
+        raise json.JSONDecodeError("Extra data", text, i)
+    members = dict(found)
+    if len(members) != len(found):
+        unique_keys(found)  # a key given twice: named as before
+    return members
+
+
+def _overflows(value: float) -> bool:
+    """Beyond float32: rounds to infinity (3.4028235e38 still rounds to the largest)."""
+    with np.errstate(over="ignore"):
+        return bool(np.isinf(np.float32(value)))
+
+
+def _nonzero_text(text: str) -> bool:
+    """A number written with a nonzero digit before its exponent (1e-400, not 0.0e5)."""
+    return any(c in "123456789" for c in text.strip().lower().partition("e")[0])
+
+
+def _csv(lines: list[str], delimiter: str) -> Iterator[list[str]]:
+    """CSV rows, where a quote left open at the end of its line is an error, not a field
+    silently cut (a quoted field may not span lines here); otherwise as lenient as Python's
+    reader (`"x" ,"y"` is two fields)."""
+    for text in lines:
+        try:
+            yield next(csv.reader([text], delimiter=delimiter, strict=True))
+        except csv.Error as exc:
+            if "unexpected end of data" in str(exc):
+                raise
+            yield next(csv.reader([text], delimiter=delimiter))
+
+
+def _why(exc: csv.Error) -> str:
+    text = str(exc)
+    if "unexpected end of data" in text:
+        return "a quote is not closed on this line; a quoted field may not span lines"
+    return text
+
+
+def _chain(
+    first: list[tuple[int, str]], rest: Iterator[tuple[int, str]]
+) -> Iterator[tuple[int, str]]:
+    yield from first
+    yield from rest
+
+
+def _is_number(text: str, allow_nonfinite: bool = False) -> bool:
+    try:
+        number(text, "", allow_nonfinite)
+    except BackpropError:
+        return False
+    return True
+
+
+class _Pending:
+    """The rows of the chunk being gathered, and about how much memory they hold."""
+
+    def __init__(self, reader: PointReader) -> None:
+        self.needed = reader.needed
+        self.csv = reader.kind == "csv"
+        self._reset()
+
+    def _reset(self) -> None:
+        self.lines: list[int] = []
+        self.values: dict[str, list[float]] = {name: [] for name in self.needed}
+        self.texts: dict[str, list[str]] | None = (
+            {name: [] for name in self.needed} if self.csv else None
+        )
+        self.extra: list[Mapping[str, str]] = []
+        self.any_extra = False
+        self.size = 0
+
+    def add(self, row: Row) -> None:
+        self.lines.append(row.line)
+        for name, v in row.values.items():
+            self.values[name].append(v)
+        if self.texts is not None and row.texts is not None:
+            for name, t in row.texts.items():
+                self.texts[name].append(t)
+        self.extra.append(row.extra)
+        self.any_extra = self.any_extra or bool(row.extra)
+        self.size += row.size or CELL_BYTES * (len(row.values) + 1)
+
+    def add_fast(self, block: FastBlock, k: int) -> None:
+        self.lines.append(block.lines[k])
+        for j, name in enumerate(block.names):
+            self.values[name].append(float(block.array[k, j]))
+            if self.texts is not None:
+                self.texts[name].append(block.texts[name][k])
+        self.extra.append(_NO_EXTRA)
+        self.size += CELL_BYTES * (len(block.names) + 1)
+
+    def full(self, rows_per_chunk: int) -> bool:
+        return len(self.lines) >= rows_per_chunk or self.size >= CHUNK_BYTES
+
+    def flush(self) -> Chunk:
+        chunk = Chunk(
+            self.lines,
+            {name: np.array(v, dtype=np.float64) for name, v in self.values.items()},
+            self.extra if self.any_extra else [],
+            self.texts,
+        )
+        self._reset()
+        return chunk
+
+
+def chunks(
+    reader: PointReader, rows_per_chunk: int, on_error: str, summary: Summary
+) -> Iterator[Chunk]:
+    """Chunks of good rows, each at most rows_per_chunk rows and about CHUNK_BYTES of text.
+    A bad row ends the run (after the rows before it) or, with on_error="skip", is counted
+    in `summary` and dropped."""
+    pending = _Pending(reader)
+    for row in reader.batches(rows_per_chunk):
+        if isinstance(row, Bad):
+            if on_error == "skip":
+                summary.skipped.append(row)
+                continue
+            if pending.lines:
+                yield pending.flush()
+            raise BackpropError(f"{reader.what}, line {row.line}: {row.message}")
+        if isinstance(row, FastBlock):
+            if not pending.lines:  # nothing pending: the block is a chunk of its own
+                columns = {name: row.array[:, j] for j, name in enumerate(row.names)}
+                yield Chunk(row.lines, columns, [], row.texts)
+                continue
+            for k in range(len(row.lines)):
+                pending.add_fast(row, k)
+                if pending.full(rows_per_chunk):
+                    yield pending.flush()
+            continue
+        pending.add(row)
+        if pending.full(rows_per_chunk):
+            yield pending.flush()
+    if pending.lines:
+        yield pending.flush()
+
+
+# ---- evaluating -----------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    """What stays the same for every chunk."""
+
+    graph: Graph
+    cores: list[tuple[int, ...]]
+    fixed: dict[str, np.ndarray]
+    wrt: list[str]
+    dtype: str
+    seed: Any
+    rows_per_chunk: int
+
+
+def plan(
+    graph: Graph,
+    fixed: Mapping[str, Any],
+    varying: list[str],
+    wrt: list[str],
+    dtype: str,
+    seed: Any,
+    rows_per_chunk: int | None = None,
+) -> Plan:
+    given = {name: np.shape(v) for name, v in fixed.items() if name in graph.variables}
+    given.update({name: () for name in varying})
+    cores = shapes.infer(graph, given)
+    per_point = sum(max(1, shapes.size(core)) for core in cores)
+    rows = rows_per_chunk or max(1, min(MAX_CHUNK_ROWS, CHUNK_ELEMENTS // per_point))
+    return Plan(
+        graph,
+        cores,
+        {n: np.asarray(v, dtype=np.float64) for n, v in fixed.items() if n in graph.variables},
+        wrt,
+        dtype,
+        seed,
+        rows,
+    )
+
+
+@dataclass
+class Result:
+    value: np.ndarray  # (n, *output core)
+    grads: dict[str, np.ndarray]  # variable -> (n, *its core)
+    env: dict[str, np.ndarray]
+
+
+def evaluate(p: Plan, chunk: Chunk) -> Result:
+    """One forward and one reverse sweep over the whole chunk."""
+    dt = engine.DTYPES[p.dtype]
+    n = len(chunk.lines)
+    graph = p.graph
+    env: dict[str, np.ndarray] = {}
+    for name, node_id in graph.variables.items():
+        core = p.cores[node_id]
+        if name in chunk.columns:
+            env[name] = chunk.columns[name].astype(dt)
+        else:  # every point gets its own copy, so that each gets its own gradient
+            env[name] = np.broadcast_to(p.fixed[name].astype(dt), (n, *core)).copy()
+    out_core = p.cores[graph.output]
+    with np.errstate(all="ignore"):
+        values = engine.evaluate(graph, env, dt, cores=p.cores)
+        seed = np.broadcast_to(np.asarray(p.seed, dtype=dt), (n, *out_core)).copy()
+        grads = engine.backward(graph, values, seed, cores=p.cores)
+    value = np.broadcast_to(values[graph.output], (n, *out_core))
+    found = {}
+    for name in p.wrt:
+        node_id = graph.variables[name]
+        g = grads[node_id]
+        shape = (n, *p.cores[node_id])
+        found[name] = np.zeros(shape, dtype=dt) if g is None else np.broadcast_to(g, shape)
+    return Result(value, found, env)
+
+
+# ---- writing --------------------------------------------------------------------------------
+
+
+def _flat_names(name: str, core: tuple[int, ...]) -> list[str]:
+    return [name] if not core else [shapes.element_name(name, i) for i in shapes.elements(core)]
+
+
+class Writer:
+    """CSV/TSV columns: the file's columns in order, the fixed values, value, d_<var>; or one
+    JSON object per point: line, point, extra (the row's other columns, when it has any),
+    value and gradient. Other columns are copied as written: a CSV cell as its text; a JSON
+    value as its text in the input line (in CSV, a JSON string as the string itself)."""
+
+    def __init__(self, kind: str, p: Plan, reader: PointReader) -> None:
+        self.kind, self.p, self.reader = kind, p, reader
+        self.sep = "\t" if kind == "tsv" else ","
+        self.names: list[str] = []  # the file's columns, as of the header
+        self.fixed_names = [n for n in sorted(p.fixed) if n not in reader.names]
+        self._columns: set[str] = set()
+        self._variables = set(reader.needed)
+        self._variables_at: list[tuple[str, int]] = []
+        self._special = re.compile(f'[{re.escape(self.sep)}"\\n\\r]')
+
+    def header(self) -> str:
+        # The columns are fixed here: a JSON key first seen later cannot be a CSV column, so
+        # each of its values is counted and named in the reader's warnings (JSONL keeps it).
+        self.names = self.reader.fix_columns()
+        self._columns = set(self.names)
+        self._variables_at = [(n, j) for j, n in enumerate(self.names) if n in self._variables]
+        if self.kind == "jsonl":
+            return ""
+        p = self.p
+        cols = list(self.names)
+        for name in self.fixed_names:
+            cols += _flat_names(name, p.cores[p.graph.variables[name]])
+        cols += _flat_names("value", p.cores[p.graph.output])
+        for name in p.wrt:
+            cols += _flat_names(f"d_{name}", p.cores[p.graph.variables[name]])
+        seen: set[str] = set()
+        for col in cols:
+            if col in seen:
+                raise BackpropError(
+                    f"the output would have two columns called {col!r}: rename that column, "
+                    "or use --format jsonl"
+                )
+            seen.add(col)
+        return self.sep.join(map(self._quote, cols)) + "\n"
+
+    def rows(self, chunk: Chunk, result: Result) -> Iterator[str]:
+        """The chunk's rows as text, in pieces of about OUTPUT_PIECE characters."""
+        n = len(chunk.lines)
+        if self.kind == "jsonl":
+            yield from _pieces(self._jsonl(chunk, result, n))
+        else:
+            yield from _pieces(self._csv_rows(chunk, result, n))
+
+    def _csv_rows(self, chunk: Chunk, result: Result, n: int) -> Iterator[str]:
+        p, sep = self.p, self.sep
+        numbers = _numbers(p.dtype)
+        after: list[list[str]] = []  # the fixed values, value and gradient: one list a column
+        for name in self.fixed_names:
+            for v in _numbers("float64")(p.fixed[name].reshape(-1)):
+                after.append([v] * n)
+        for array in (result.value, *(result.grads[name] for name in p.wrt)):
+            flat = np.asarray(array).reshape(n, -1)
+            after += [numbers(flat[:, j]) for j in range(flat.shape[1])]
+        tails = map(sep.join, zip(*after, strict=True))
+        for head, tail in zip(self._file_cells(chunk, n), tails, strict=True):
+            yield f"{head}{sep}{tail}"
+
+    def _file_cells(self, chunk: Chunk, n: int) -> Iterator[str]:
+        """Each row's cells of the file's columns, joined."""
+        sep = self.sep
+        variables: dict[str, list[str]] = {}
+        for name in self.names:
+            if chunk.texts is not None and name in chunk.texts:
+                variables[name] = chunk.texts[name]  # as written: what the user gave
+            elif name in chunk.columns:
+                variables[name] = _numbers("float64")(chunk.columns[name])
+        if not chunk.extra:  # no other cells in this chunk: the variables side by side
+            empty = [""] * n
+            yield from map(
+                sep.join, zip(*(variables.get(c, empty) for c in self.names), strict=True)
+            )
+            return
+        for k, extra in enumerate(chunk.extra):
+            if isinstance(extra, _Cells):  # a CSV row: its own cells, in the header's order
+                cells = [self._quote(c) for c in extra.cells]
+                for name, j in self._variables_at:
+                    cells[j] = variables[name][k]
+            else:
+                cells = self._json_cells(extra, variables, k, chunk.lines[k])
+            yield sep.join(cells)
+
+    def _json_cells(
+        self, extra: Mapping[str, str], variables: dict[str, list[str]], k: int, line: int
+    ) -> list[str]:
+        late = [key for key in extra if key not in self._columns]
+        if late:
+            self.reader.unwritten.add(line, late)
+        quote = self._quote
+        return [
+            variables[name][k] if name in variables else quote(_json_cell(extra.get(name)))
+            for name in self.names
+        ]
+
+    def _quote(self, text: str) -> str:
+        if self._special.search(text):
+            return '"' + text.replace('"', '""') + '"'
+        return text
+
+    def _jsonl(self, chunk: Chunk, result: Result, n: int) -> Iterator[str]:
+        p = self.p
+        value = result.value.tolist()
+        grads = {name: result.grads[name].tolist() for name in p.wrt}
+        fixed = {name: _json_safe(p.fixed[name].tolist()) for name in self.fixed_names}
+        cols = {name: chunk.columns[name].tolist() for name in chunk.columns}
+        for k in range(n):
+            point = {**{name: _json_safe(cols[name][k]) for name in cols}, **fixed}
+            parts = [f'"line": {chunk.lines[k]}', f'"point": {json.dumps(point, allow_nan=False)}']
+            if chunk.extra and chunk.extra[k]:
+                parts.append(f'"extra": {_extra_object(chunk.extra[k])}')
+            parts.append(f'"value": {json.dumps(_json_safe(value[k]), allow_nan=False)}')
+            gradient = {name: _json_safe(grads[name][k]) for name in p.wrt}
+            parts.append(f'"gradient": {json.dumps(gradient, allow_nan=False)}')
+            yield "{" + ", ".join(parts) + "}"  # as json.dumps spaces an object
+
+
+def _extra_object(extra: Mapping[str, str]) -> str:
+    """A row's other columns as a JSON object: a CSV cell as a JSON string, a JSON value as
+    the text it was written as (NaN, a 400-digit integer, 1.50 stay as they are)."""
+    quote = _json_string
+    if isinstance(extra, _Cells):
+        return "{" + ", ".join(f"{quote(k)}: {quote(v)}" for k, v in extra.pairs()) + "}"
+    return "{" + ", ".join(f"{quote(k)}: {v}" for k, v in extra.items()) + "}"
+
+
+def _json_cell(written: str | None) -> str:
+    """A JSON value as a CSV cell: a string as its text, anything else as written."""
+    if written is None:
+        return ""
+    return str(json.loads(written)) if written.startswith('"') else written
+
+
+def _pieces(rows: Iterator[str]) -> Iterator[str]:
+    """Rows joined into pieces of about OUTPUT_PIECE characters, each line ending with \\n."""
+    piece: list[str] = []
+    held = 0
+    for row in rows:
+        piece.append(row)
+        held += len(row) + 1
+        if held >= OUTPUT_PIECE:
+            yield "\n".join(piece) + "\n"
+            piece, held = [], 0
+    if piece:
+        yield "\n".join(piece) + "\n"
+
+
+def _numbers(dtype: str) -> Any:
+    """Column of numbers -> their shortest round-trip texts (nan, inf, -inf as such)."""
+    if dtype == "float32":
+        return lambda column: [str(v) for v in np.asarray(column, dtype=np.float32)]
+    return lambda column: list(map(repr, np.asarray(column, dtype=np.float64).tolist()))
+
+
+def _json_safe(x: Any) -> Any:
+    if isinstance(x, list):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+# ---- the whole run --------------------------------------------------------------------------
+
+
+def run(
+    p: Plan,
+    reader: PointReader,
+    kind: str,
+    out: TextIO,
+    on_error: str = "stop",
+    check: Any = None,
+) -> Summary:
+    """Stream every point through the graph; `check(chunk, result, summary)` compares a
+    chunk with an independent computation."""
+    summary = Summary()
+    writer = Writer(kind, p, reader)
+    wrote_header = False
+    for chunk in chunks(reader, p.rows_per_chunk, on_error, summary):
+        if not wrote_header:
+            out.write(writer.header())
+            wrote_header = True
+        result = evaluate(p, chunk)
+        _count_nonfinite(chunk, result, summary)
+        for piece in writer.rows(chunk, result):
+            out.write(piece)
+        summary.rows += len(chunk.lines)
+        if check is not None:
+            check(chunk, result, summary)
+    if not wrote_header:
+        out.write(writer.header())
+    return summary
+
+
+def _count_nonfinite(chunk: Chunk, result: Result, summary: Summary) -> None:
+    n = len(chunk.lines)
+    with np.errstate(all="ignore"):
+        bad = ~np.isfinite(result.value.reshape(n, -1)).all(axis=1)
+        for g in result.grads.values():
+            bad |= ~np.isfinite(np.asarray(g).reshape(n, -1)).all(axis=1)
+    if bad.any():
+        where = np.flatnonzero(bad)
+        summary.nonfinite += int(where.size)
+        room = SHOWN_BAD_ROWS - len(summary.nonfinite_lines)
+        summary.nonfinite_lines += [chunk.lines[int(k)] for k in where[: max(0, room)]]
+
+
+# ---- the torch check ------------------------------------------------------------------------
+
+MAX_RECHECKS = 200  # disagreeing points re-judged one by one with their rounding spread
+
+
+class TorchCheck:
+    """Each chunk's gradients recomputed by torch autograd on the whole chunk at once. A
+    point that disagrees beyond the tolerance is re-judged alone, allowing for how far
+    rounding can move its gradient (its spread), as the single-point report does."""
+
+    def __init__(self, p: Plan, device: str) -> None:
+        self.p, self.device = p, device
+        self.rtol, self.atol = compare.TOLERANCES[p.dtype]["torch"]
+        self.rechecked = 0
+        self.about = ""
+
+    def __call__(self, chunk: Chunk, result: Result, summary: Summary) -> None:
+        p = self.p
+        _, theirs, self.about = autograd.torch_batch(
+            p.graph, result.env, p.cores, p.dtype, self.device, p.seed, p.wrt
+        )
+        n = len(chunk.lines)
+        for name in p.wrt:
+            mine = np.asarray(result.grads[name], dtype=np.float64).reshape(n, -1)
+            other = np.asarray(theirs[name], dtype=np.float64).reshape(n, -1)
+            verdict = compare.judge_many(mine, other, self.rtol, self.atol, 0.0)
+            errors = compare.abs_errors(mine, other)
+            summary.check_compared += mine.size
+            for k in np.flatnonzero((verdict != "ok").any(axis=1)):
+                state = self._alone(chunk, result, int(k), name, other[k])
+                if state == "mismatch":
+                    summary.check_mismatch_count += 1
+                    if len(summary.check_mismatches) < SHOWN_BAD_ROWS:
+                        summary.check_mismatches.append(f"line {chunk.lines[int(k)]} ({name})")
+                elif state == "inconclusive":
+                    summary.check_inconclusive += 1
+                errors[k] = 0.0 if state != "mismatch" else errors[k]
+            finite = errors[np.isfinite(errors)]
+            if finite.size:
+                summary.check_max_error = max(summary.check_max_error, float(finite.max()))
+
+    def _alone(self, chunk: Chunk, result: Result, k: int, name: str, theirs: np.ndarray) -> str:
+        if self.rechecked >= MAX_RECHECKS:
+            return "mismatch"
+        self.rechecked += 1
+        p = self.p
+        env = {v: np.asarray(result.env[v][k]) for v in result.env}
+        trace = engine.run(p.graph, env, p.dtype, p.seed)
+        _, grad_spread = engine.spread(p.graph, env, trace, p.dtype, p.seed)
+        node = p.graph.variables[name]
+        mine = np.asarray(trace.grads[node], dtype=np.float64).reshape(-1)
+        slack = 4 * np.asarray(grad_spread[node], dtype=np.float64).reshape(-1)
+        slack = np.broadcast_to(slack, mine.shape)
+        verdicts = compare.judge_many(mine, theirs, self.rtol, self.atol, slack)
+        if (verdicts == "mismatch").any():
+            return "mismatch"
+        return "inconclusive" if (verdicts == "inconclusive").any() else "ok"

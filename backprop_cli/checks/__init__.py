@@ -1,0 +1,2 @@
+"""The independent checks of the engine: tolerances, finite differences, torch autograd,
+and SymPy (run in a bounded child process)."""

@@ -1,0 +1,292 @@
+"""`backprop grad` itself, apart from how its arguments were parsed: typer's command (grad.py)
+and the quick path that skips typer (entry.py) both call `run`, which returns the exit code.
+No typer here."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from ..core.errors import BackpropError
+from ..core.parse import DEFAULT_LIMITS, Limits
+from ..io import inputs
+from ..io.files import open_text
+from .terminal import EXIT_DISAGREE, error_lines, output, print_rich, report_disagreement, stderr
+
+FORMATS = ("table", "json", "csv", "markdown", "tsv", "jsonl")
+ROW_FORMATS = ("csv", "tsv", "jsonl")
+GRAPH_NODES = 200  # nodes --graph draws (the nearest the output), as `graph` by default
+
+
+@dataclass
+class GradArgs:
+    """Every option of `backprop grad`, with its default."""
+
+    expression: str | None = None
+    values: list[str] | None = None
+    file: str | None = None
+    values_file: str | None = None
+    wrt: str | None = None
+    seed_grad: str | None = None
+    order: int = 1
+    fmt: str | None = None  # table; csv with --points
+    points_file: str | None = None
+    on_error: str = "stop"
+    check_points: bool = False
+    dtype: str = "float64"
+    torch_check: bool = True
+    device: str = "cpu"
+    symbolic: bool = True
+    simplify: bool = True
+    latex: bool = False
+    symbolic_timeout: float = 5.0
+    expand: bool = False
+    picture_file: str | None = None
+    max_rows: int = 200
+    max_length: int = DEFAULT_LIMITS.max_length
+    allow_nonfinite: bool = False
+    # A model spec (linear, mlp:2-3-1, ...) where the expression goes; None: not given.
+    loss: str | None = None
+    form: str | None = None  # named (the default) or matrix
+    seed: int | None = None  # of the mlp's initialisation (0)
+    init: str | None = None  # the spec's parameters: name=value pairs or a JSON file
+    show_program: bool = False  # print the program (a spec's expansion) and stop
+    given: frozenset[str] = frozenset()  # the fields set on the command line
+
+
+# Options of one point that --points does not use, and those only --points uses, with their
+# spelling and the value that asks for something: given so in the other mode, each is a
+# warning (it would do nothing). Turning off what does not run anyway (--no-torch,
+# --no-symbolic with --points) is harmless and passes quietly.
+_ONE_POINT: dict[str, tuple[str, object]] = {
+    "torch_check": ("--torch (--check is the torch check of --points)", True),
+    "symbolic": ("--symbolic", True), "simplify": ("--simplify", True),
+    "latex": ("--latex", True), "expand": ("--expand", True),
+    "symbolic_timeout": ("--symbolic-timeout", None), "max_rows": ("--max-rows", None),
+}  # fmt: skip
+_POINTS_ONLY: dict[str, tuple[str, object]] = {
+    "on_error": ("--on-error", None),
+    "check_points": ("--check", True),
+}
+
+
+def unused_options(a: GradArgs) -> list[str]:
+    """Warnings for options that do nothing in this mode; an output that would not be
+    written (--graph with --points) is an error instead."""
+    if a.points_file is not None and a.picture_file is not None:
+        raise BackpropError(
+            "--graph draws the graph at one point, and --points gives many",
+            hint="draw it at one of them with backprop graph EXPR NAME=VALUE... -o FILE",
+        )
+    table, where = (
+        (_POINTS_ONLY, "without --points")
+        if a.points_file is None
+        else (_ONE_POINT, "with --points")
+    )
+    unused = [
+        f"{flag} does nothing {where}"
+        for field, (flag, asks) in table.items()
+        if field in a.given and (asks is None or getattr(a, field) == asks)
+    ]
+    if a.points_file is not None and "device" in a.given and not a.check_points:
+        unused.append("--device does nothing with --points without --check")
+    return unused
+
+
+def run(a: GradArgs) -> int:
+    """Differentiate, check, print; the exit code (0, 1 a check disagreed, 2 bad input)."""
+    from .. import api
+    from ..core.parse import parse_constant
+    from ..io.files import refuse_inputs_as_outputs
+
+    limits = Limits(max_length=a.max_length, allow_nonfinite=a.allow_nonfinite)
+    try:
+        unused = unused_options(a)  # said once the input is known to be good
+        if a.points_file == "-" and "-" in (a.expression, a.file):
+            raise BackpropError("stdin can hold the program or the points, not both")
+        model = inputs.ModelOptions(loss=a.loss, form=a.form, seed=a.seed, init=a.init)
+        program, rest, expansion = inputs.load_model(
+            a.expression, list(a.values or []), a.file, limits, model
+        )
+        if a.show_program:
+            with output():
+                sys.stdout.write(inputs.program_listing(program, expansion))
+            return 0
+        point = inputs.parse_values(rest, limits, program.warnings)
+        if a.values_file is not None:
+            from ..io.data import read_values
+
+            point = {**read_values(a.values_file, "--values", a.allow_nonfinite), **point}
+        if expansion is not None:
+            point = inputs.spec_point(program, expansion, point, model)
+        if a.points_file is not None:
+            return _points(program, point, a, unused)
+        if not a.torch_check and a.device != "cpu":
+            raise BackpropError("--device needs the torch check; drop --no-torch")
+        seed_grad = (
+            None
+            if a.seed_grad is None
+            else parse_constant(a.seed_grad, what="--seed-grad", limits=limits)
+        )
+        if a.picture_file is not None:
+            from ..render import picture as pictures
+
+            pictures.check_output(a.picture_file)
+            reads = [("the program", a.expression), ("--file", a.file)]
+            reads += [("--values", a.values_file), ("--points", a.points_file)]
+            if a.init is not None and inputs.init_is_file(a.init):
+                reads.append(("--init", a.init))
+            refuse_inputs_as_outputs([("--graph", a.picture_file)], reads)
+            pictures.check_layout(pictures.picture(program.graph, None, GRAPH_NODES))
+        with api.quiet():  # the warnings are printed below, after the checks of the input
+            report = api.grad(
+                program, point, wrt=_names(a.wrt), seed_grad=seed_grad, order=a.order,
+                dtype=a.dtype, torch=a.torch_check, device=a.device, symbolic=a.symbolic,
+                simplify=a.simplify, latex=a.latex, symbolic_timeout=a.symbolic_timeout,
+                expand=a.expand, allow_nonfinite=a.allow_nonfinite,
+            ).report  # fmt: skip
+        if a.picture_file is not None:
+            pic = pictures.picture(program.graph, report["variables_used"], GRAPH_NODES)
+            for note in pictures.render(pic, a.picture_file):
+                stderr(f"note: {note}")
+        for warning in report["warnings"]:
+            stderr(f"warning: {warning['message']}")
+        _write(report, a.fmt or "table", a.max_rows)
+    except BackpropError as exc:
+        error_lines(exc)
+        return exc.exit_code
+    for warning in unused:  # said once the input was good, so an error comes first
+        stderr(f"warning: {warning}")
+    if not report["ok"]:
+        report_disagreement(report)
+        return EXIT_DISAGREE
+    return 0
+
+
+def _names(text: str | None) -> list[str] | None:
+    return None if text is None else [w.strip() for w in text.split(",") if w.strip()]
+
+
+def _write(report: dict[str, Any], fmt: str, max_rows: int) -> None:
+    from ..render.gradient import to_csv, to_json, to_markdown
+
+    with output():
+        if fmt == "json":
+            sys.stdout.write(to_json(report) + "\n")
+        elif fmt == "jsonl":
+            sys.stdout.write(json.dumps(json.loads(to_json(report)), ensure_ascii=False) + "\n")
+        elif fmt == "csv":
+            sys.stdout.write(to_csv(report))
+        elif fmt == "tsv":
+            sys.stdout.write(to_csv(report, delimiter="\t"))
+        elif fmt == "markdown":
+            sys.stdout.write(to_markdown(report))
+        else:
+            print_rich(report, max_rows)
+
+
+def _points(program: Any, fixed: dict[str, Any], a: GradArgs, unused: list[str]) -> int:
+    """`grad --points`: one row per point, streamed; problems on stderr, then the exit code."""
+    from ..analyses import points
+    from ..analyses.gradient import upstream
+    from ..analyses.point import resolve_wrt
+    from ..core.parse import parse_constant
+
+    fmt = a.fmt or "csv"
+    if fmt not in ROW_FORMATS:
+        raise BackpropError(
+            f"--points writes one row per point: use --format csv, tsv or jsonl, not {fmt}"
+        )
+    if a.order != 1:
+        raise BackpropError("--order 2 is for one point; use backprop hessian per point")
+    graph = program.graph
+    for warning in program.warnings:
+        stderr(f"warning: {warning}")
+    for name in fixed:
+        if name not in graph.variables:
+            stderr(f"warning: a value was given for '{name}', but the expression does not use it")
+    varying = [name for name in graph.variables if name not in fixed]
+    if not varying:
+        raise BackpropError(
+            "every variable has a value, so --points has nothing to vary",
+            hint="drop NAME=VALUE for the variables the file gives",
+        )
+    chosen = resolve_wrt(graph, _names(a.wrt))
+    plan = points.plan(graph, fixed, varying, chosen, a.dtype, 1.0)
+    plan.seed = upstream(
+        graph,
+        plan.cores[graph.output],
+        None
+        if a.seed_grad is None
+        else parse_constant(
+            a.seed_grad,
+            what="--seed-grad",
+            limits=Limits(max_length=a.max_length, allow_nonfinite=a.allow_nonfinite),
+        ),
+    )
+    if a.dtype != "float64":
+        from ..core import engine
+
+        engine.check_constants(graph, dtype=a.dtype)
+    what = "stdin" if a.points_file == "-" else str(a.points_file)
+    stream = open_text(str(a.points_file), what)
+    done: list[points.Summary] = []  # stays empty when the reader stops early (| head)
+    try:
+        used = points.constants_in(graph)
+        reader = points.PointReader(stream, what, varying, fixed, a.allow_nonfinite, used, a.dtype)
+        try:
+            checker = points.TorchCheck(plan, a.device) if a.check_points else None
+            if checker is not None and a.device != "cpu":
+                from ..checks.autograd import check_device
+
+                check_device(a.device, a.dtype)
+            with output():
+                done.append(points.run(plan, reader, fmt, sys.stdout, a.on_error, checker))
+        finally:
+            for note in reader.warnings:
+                stderr(f"warning: {note}")
+    finally:
+        stream.close()
+    for warning in unused:
+        stderr(f"warning: {warning}")
+    return _points_summary(done[0], checker) if done else 0
+
+
+def _points_summary(summary: Any, checker: Any) -> int:
+    for bad in summary.skipped[:10]:
+        stderr(f"skipped: line {bad.line}: {bad.message}")
+    if summary.skipped:
+        more = len(summary.skipped) - 10
+        stderr(
+            f"skipped {len(summary.skipped):,} bad row{'s' if len(summary.skipped) > 1 else ''}"
+            + (f" ({more:,} more not shown)" if more > 0 else "")
+            + f"; wrote {summary.rows:,}"
+        )
+    if summary.nonfinite:
+        lines = ", ".join(map(str, summary.nonfinite_lines))
+        stderr(
+            f"warning: {summary.nonfinite:,} point{'s have' if summary.nonfinite > 1 else ' has'} "
+            f"a nan or infinite value or gradient (line {lines}"
+            + (", …)" if summary.nonfinite > len(summary.nonfinite_lines) else ")")
+        )
+    if checker is None:
+        return 0
+    if summary.check_mismatch_count:
+        stderr(
+            f"disagreement: torch autograd ({checker.about}): {summary.check_mismatch_count:,} "
+            f"gradient{'s' if summary.check_mismatch_count > 1 else ''} disagree, first at "
+            + ", ".join(summary.check_mismatches)
+        )
+        return EXIT_DISAGREE
+    inconclusive = (
+        f"; {summary.check_inconclusive:,} too ill-conditioned to compare"
+        if summary.check_inconclusive
+        else ""
+    )
+    stderr(
+        f"✓ torch autograd ({checker.about}): {summary.check_compared:,} gradients of "
+        f"{summary.rows:,} points agree, max error {summary.check_max_error:.2g}{inconclusive}"
+    )
+    return 0

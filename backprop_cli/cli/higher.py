@@ -1,0 +1,167 @@
+"""`backprop jacobian` and `backprop hessian`."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from ..core.errors import BackpropError
+from ..core.parse import DEFAULT_LIMITS, Limits
+from .common import (
+    Format,
+    _AllowNonfinite,
+    _console,
+    _Device,
+    _Expression,
+    _fail,
+    _File,
+    _MaxLength,
+    _names,
+    _output,
+    _program_and_point,
+    _stderr,
+    _Symbolic,
+    _Timeout,
+    _TorchCheck,
+    _Values,
+    _ValuesFile,
+    _Wrt,
+)
+from .terminal import EXIT_DISAGREE
+
+JACOBIAN_EXAMPLES = """\
+[bold]Examples[/bold]
+
+  Every partial of every output element:
+    backprop jacobian "sigmoid(W @ x)" "W=[[1,2],[3,4]]" "x=[1,-1]"
+
+  One variable's block, from the JSON:
+    backprop jacobian "x * y" "x=[1,2]" y=2 --wrt x --format json | jq .matrix
+"""
+
+HESSIAN_EXAMPLES = """\
+[bold]Examples[/bold]
+
+  JAX's example:
+    backprop hessian "x1**2*x2 + exp(x1*x2)" x1=1 x2=2
+
+  Second derivatives over every element of two arrays:
+    backprop hessian "sum(sigmoid(W @ x))" "W=[[1,2],[3,4]]" "x=[1,-1]"
+"""
+
+
+def _higher(
+    kind: str,
+    expression: str | None,
+    values: list[str] | None,
+    file: str | None,
+    values_file: str | None,
+    wrt: str | None,
+    fmt: Format,
+    torch_check: bool,
+    device: str,
+    symbolic: bool,
+    symbolic_timeout: float,
+    max_length: int,
+    allow_nonfinite: bool,
+) -> None:
+    from .. import api
+    from ..render.gradient import higher_csv, higher_markdown, higher_tables, to_json
+
+    limits = Limits(max_length=max_length, allow_nonfinite=allow_nonfinite)
+    try:
+        program, point = _program_and_point(expression, values, file, values_file, limits)
+        if not torch_check and device != "cpu":
+            raise BackpropError("--device needs the torch check; drop --no-torch")
+        build = api.hessian if kind == "hessian" else api.jacobian
+        with api.quiet():  # the warnings are printed below
+            report = build(
+                program, point, wrt=_names(wrt), torch=torch_check, device=device,
+                symbolic=symbolic, symbolic_timeout=symbolic_timeout,
+                allow_nonfinite=allow_nonfinite,
+            ).report  # fmt: skip
+    except BackpropError as exc:
+        _fail(exc)
+    for warning in [*program.warnings, *(w["message"] for w in report["warnings"])]:
+        _stderr(f"warning: {warning}")
+    with _output():
+        if fmt is Format.json:
+            sys.stdout.write(to_json(report) + "\n")
+        elif fmt is Format.csv:
+            sys.stdout.write(higher_csv(report, kind))
+        elif fmt is Format.markdown:
+            sys.stdout.write(higher_markdown(report, kind))
+        else:
+            console = _console()
+            for i, renderable in enumerate(higher_tables(report, kind, console.width)):
+                if i:
+                    console.print()
+                console.print(renderable)
+    if not report["ok"]:
+        from ..render.gradient import higher_lines
+
+        for mark, line in higher_lines(report, kind):
+            if mark == "✗":
+                _stderr(f"disagreement: {line}")
+        raise typer.Exit(EXIT_DISAGREE)
+
+
+def jacobian(
+    expression: _Expression = None,
+    values: _Values = None,
+    file: _File = None,
+    values_file: _ValuesFile = None,
+    wrt: _Wrt = None,
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+    torch_check: _TorchCheck = True,
+    device: _Device = "cpu",
+    symbolic: _Symbolic = True,
+    symbolic_timeout: _Timeout = 5.0,
+    max_length: _MaxLength = DEFAULT_LIMITS.max_length,
+    allow_nonfinite: _AllowNonfinite = False,
+) -> None:
+    """Every partial derivative of every element of the output (an array or a number) with
+    respect to every element of the variables, checked against torch.autograd.functional,
+    SymPy and finite differences.
+
+    Exit codes: 0 all checks agree, 1 a check disagreed, 2 bad usage or bad input.
+    """
+    _higher(
+        "jacobian", expression, values, file, values_file, wrt, fmt, torch_check, device,
+        symbolic, symbolic_timeout, max_length, allow_nonfinite,
+    )  # fmt: skip
+
+
+def hessian(
+    expression: _Expression = None,
+    values: _Values = None,
+    file: _File = None,
+    values_file: _ValuesFile = None,
+    wrt: _Wrt = None,
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+    torch_check: _TorchCheck = True,
+    device: _Device = "cpu",
+    symbolic: _Symbolic = True,
+    symbolic_timeout: _Timeout = 5.0,
+    max_length: _MaxLength = DEFAULT_LIMITS.max_length,
+    allow_nonfinite: _AllowNonfinite = False,
+) -> None:
+    """Every second derivative of a scalar output with respect to the variables' elements
+    (forward over reverse: the engine's reverse sweep run on dual numbers), checked against
+    torch.autograd.functional, SymPy and second differences.
+
+    Exit codes: 0 all checks agree, 1 a check disagreed, 2 bad usage or bad input.
+    """
+    _higher(
+        "hessian", expression, values, file, values_file, wrt, fmt, torch_check, device,
+        symbolic, symbolic_timeout, max_length, allow_nonfinite,
+    )  # fmt: skip
+
+
+def register(app: typer.Typer) -> None:
+    app.command(context_settings={"ignore_unknown_options": True}, epilog=JACOBIAN_EXAMPLES)(
+        jacobian
+    )
+    app.command(context_settings={"ignore_unknown_options": True}, epilog=HESSIAN_EXAMPLES)(hessian)

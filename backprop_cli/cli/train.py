@@ -1,0 +1,456 @@
+"""`backprop train`: the course's models (or any model expression) trained step by step."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from enum import Enum
+from typing import Annotated, Any
+
+import typer
+
+from ..core.errors import BackpropError
+from ..io import inputs
+from .common import (
+    DType,
+    _console,
+    _fail,
+    _Form,
+    _form,
+    _output,
+    _stderr,
+)
+from .terminal import EXIT_DISAGREE
+
+
+class TrainFormat(str, Enum):
+    table = "table"
+    jsonl = "jsonl"
+
+
+class Optim(str, Enum):
+    sgd = "sgd"
+    momentum = "momentum"
+    adam = "adam"
+
+
+class Engine(str, Enum):
+    graph = "graph"
+    torch = "torch"
+
+
+TRAIN_EXAMPLES = """\
+[bold]Examples[/bold]
+
+  The course's model, digit for digit:
+    backprop train linear --epochs 100
+
+  An affine model with a larger step:
+    backprop train affine --epochs 200 --lr 0.02
+
+  Your own data and Adam:
+    backprop train quadratic --x 1,2,3,4 --y 6,17,34,57 --optimizer adam
+
+  A small network:
+    backprop train mlp --hidden 3 --x 1,2,3,4 --y 0,1,1,0 --epochs 500
+
+  A model spec (the chain-rule network) on columns x1,x2,y of a file:
+    backprop train mlp:2-3-1 --data examples/xor.csv --epochs 500 --lr 0.5
+
+  Any expression, from a starting point:
+    backprop train "w1*x**2 + w2*x + b" --x 1,2,3 --y 6,17,34 --init w1=0,b=0
+
+  The losses, from JSON lines:
+    backprop train linear --epochs 100 --format jsonl | jq .loss
+
+  Save the trained parameters (backprop grad --values reads them):
+    backprop train linear --save params.json
+
+  The built-in models:
+    backprop train --list
+"""
+
+
+def train(
+    model: Annotated[
+        str | None,
+        typer.Argument(
+            help="linear (default), affine, quadratic, logistic, mlp (--hidden), a model spec "
+            "such as mlp:2-3-1 or mlp:2-3-1:tanh, or an expression.",
+            show_default=False,
+        ),
+    ] = None,
+    list_models: Annotated[bool, typer.Option("--list", help="List the models.")] = False,
+    x: Annotated[str | None, typer.Option("--x", metavar="1,2,3", help="Inputs.")] = None,
+    y: Annotated[str | None, typer.Option("--y", metavar="2,4,6", help="Targets.")] = None,
+    data_file: Annotated[
+        str | None,
+        typer.Option("--data", metavar="FILE.csv", help="CSV with a header row ('-': stdin)."),
+    ] = None,
+    target: Annotated[str, typer.Option("--target", help="The CSV column to predict.")] = "y",
+    loss: Annotated[
+        str | None,
+        typer.Option("--loss", help="mse, mae, huber, bce, or sums such as mse+mae."),
+    ] = None,
+    optimizer: Annotated[Optim, typer.Option("--optimizer")] = Optim.sgd,
+    lr: Annotated[float, typer.Option("--lr", min=0.0, help="Learning rate.")] = 0.01,
+    epochs: Annotated[int, typer.Option("--epochs", min=0, max=100_000_000)] = 100,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size",
+            min=0,
+            help="1: per-sample updates (the default for linear); 0: full batch (the default "
+            "otherwise).",
+        ),
+    ] = None,
+    shuffle: Annotated[bool, typer.Option("--shuffle", help="Reshuffle every epoch.")] = False,
+    seed: Annotated[
+        int,
+        typer.Option("--seed", min=0, max=2**63 - 1, help="Random initialisation and shuffling."),
+    ] = 0,
+    init: Annotated[
+        str | None,
+        typer.Option("--init", metavar="w=1,b=0|FILE.json", help="Initial parameters."),
+    ] = None,
+    hidden: Annotated[
+        int | None,
+        typer.Option(
+            "--hidden", min=1, max=10_000, help="mlp units (default 3).", show_default=False
+        ),
+    ] = None,
+    engine_name: Annotated[
+        Engine, typer.Option("--engine", help="graph: our engine; torch: torch autograd.")
+    ] = Engine.graph,
+    device: Annotated[str, typer.Option("--device", help="torch device (--engine torch).")] = "cpu",
+    check: Annotated[
+        bool, typer.Option("--check", help="Recompute every step with torch autograd.")
+    ] = False,
+    dtype: Annotated[
+        DType, typer.Option("--dtype", help="float32 by default, as PyTorch and the course.")
+    ] = DType.float32,
+    log_every: Annotated[
+        int | None, typer.Option("--log-every", min=1, metavar="K", help="Log every K epochs.")
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Also print every step's gradients.")
+    ] = False,
+    predict_at: Annotated[
+        str | None,
+        typer.Option("--predict", metavar="4|a=1,b=2", help="Predict here, before and after."),
+    ] = None,
+    plot: Annotated[
+        str | None, typer.Option("--plot", metavar="FILE", help="Loss curve: .png .svg .pdf")
+    ] = None,
+    save: Annotated[
+        str | None, typer.Option("--save", metavar="FILE.json", help="Write the parameters.")
+    ] = None,
+    fmt: Annotated[TrainFormat, typer.Option("--format")] = TrainFormat.table,
+    form: _Form = None,
+    show_program: Annotated[
+        bool,
+        typer.Option("--show-program", help="Print the training program and stop."),
+    ] = False,
+    max_data: Annotated[
+        int,
+        typer.Option(
+            "--max-data",
+            min=1,
+            metavar="N",
+            help="Refuse more than N data values (rows × columns, the target included).",
+        ),
+    ] = 10_000_000,
+    max_params: Annotated[
+        int,
+        typer.Option(
+            "--max-params", min=1, metavar="N", help="Refuse a model of more than N parameters."
+        ),
+    ] = 1_000_000,
+    max_step_elements: Annotated[
+        int,
+        typer.Option(
+            "--max-step-elements",
+            min=1,
+            metavar="N",
+            help="Refuse a training step whose batch would hold more than N array elements.",
+        ),
+    ] = 20_000_000,
+) -> None:
+    """Train a tiny model step by step on our graph engine (forward, backward, step),
+    cross-checked against torch if asked, with the course's log lines and a loss curve.
+
+    Exit codes: 0 trained, 1 diverged or the torch check disagreed, 2 bad usage or data,
+    130 interrupted (the summary is still printed).
+    """
+    from ..analyses import models
+    from ..analyses import train as training
+    from ..io.data import load
+
+    if list_models:
+        _list_models(fmt)
+        return
+    try:
+        # Every budget is decided before the thing it bounds is made: the data while it is
+        # read, the parameters from their shapes, a step from the graph's shapes.
+        data, note = load(x, y, data_file, target, max_values=max_data)
+        spec = model or "linear"
+        built = models.build(
+            spec,
+            data,
+            loss=loss,
+            hidden=hidden or 3,
+            seed=seed,
+            max_params=max_params,
+            form=_form(form),
+        )
+        if show_program:
+            with _output():
+                sys.stdout.write(built.program.rstrip("\n") + "\n")
+            return
+        for column in models.unused_columns(built):
+            _stderr(f"warning: the data column {column!r} is not used by the model")
+        if init is not None:
+            built = inputs.with_init(built, init)
+            models.check_size(built, max_params)
+            units = _hidden_units(built)
+            if hidden is not None and units is not None and units != hidden:
+                raise BackpropError(
+                    f"--hidden {hidden}, but --init gives {units} hidden units (the rows of W1)",
+                    hint="drop --hidden, or initialise W1, b1 and W2 for that many units",
+                )
+        settings = training.Settings(
+            epochs=epochs,
+            lr=lr,
+            optimizer=optimizer.value,
+            batch_size=batch_size if batch_size is not None else (1 if spec == "linear" else 0),
+            shuffle=shuffle,
+            seed=seed,
+            dtype=dtype.value,
+            engine=engine_name.value,
+            device=device,
+            check=check,
+            log_every=log_every or max(1, epochs // 100),
+            verbose=verbose,
+            max_step_elements=max_step_elements,
+        )
+        training.check_budget(built, len(data), settings)
+        if predict_at is None and x is None and data_file is None and len(built.features) == 1:
+            predict_at = "4"  # the course predicts at x = 4
+        points = inputs.predict_points(predict_at, built)
+        if plot is not None:
+            from ..render.plot import check_path
+
+            check_path(plot)
+        if save is not None:
+            inputs.check_writable(save, "--save")
+        from ..io.files import refuse_inputs_as_outputs
+
+        refuse_inputs_as_outputs(
+            [("--save", save), ("--plot", plot)],
+            [
+                ("--data", data_file),
+                ("--init", init if init and inputs.init_is_file(init) else None),
+            ],
+        )
+        if device != "cpu" and engine_name is Engine.graph and not check:
+            raise BackpropError("--device is for --engine torch or --check")
+        if hidden is not None and spec != "mlp":  # said once the input is known to be good
+            _stderr("warning: --hidden does nothing here: it is for the mlp model")
+        with _output():
+            result = _run_training(built, data, settings, note, points, fmt, verbose)
+        _finish_training(built, result, settings, points, plot, save, fmt)
+    except BackpropError as exc:
+        _fail(exc)
+
+
+def _list_models(fmt: TrainFormat) -> None:
+    from ..analyses.models import listing
+
+    rows = listing()
+    if fmt is TrainFormat.jsonl:
+        for row in rows:
+            print(json.dumps(row))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Models for backprop train", title_justify="left")
+    for column in ("model", "formula", "default loss", "about"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["model"], row["formula"], row["loss"], row["about"])
+    Console(highlight=False).print(table)
+
+
+def _hidden_units(built: Any) -> int | None:
+    """The mlp's hidden units as its parameters have them (None for other models)."""
+    if built.name != "mlp":
+        return None
+    import numpy as np
+
+    shape = np.shape(built.init.get("W1"))
+    return int(shape[0]) if len(shape) == 2 else None
+
+
+def _run_training(
+    built: Any,
+    data: Any,
+    settings: Any,
+    note: str,
+    points: list[dict[str, float]],
+    fmt: TrainFormat,
+    verbose: bool,
+) -> Any:
+    import numpy as np
+
+    from ..analyses import train as training
+    from ..render import train as view
+
+    table = fmt is TrainFormat.table
+    quiet = False
+
+    def say(line: str) -> None:
+        """Print a line; a reader that stops early stops only the output."""
+        nonlocal quiet
+        if quiet:
+            return
+        try:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # Training goes on (its results may be --save'd); the rest of the output is dropped.
+            quiet = True
+            with suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+    if table:
+        for line in view.header(built, len(data), settings, note):
+            say(line)
+        for point in points:
+            before = training.predict(built, built.init, _columns(point), settings.dtype)
+            say(view.predict_line("before", list(point.values()), float(before[0])))
+
+    def on_event(kind: str, info: dict[str, Any]) -> None:
+        if kind == "epoch":
+            say(
+                view.jsonl_epoch(info)
+                if not table
+                else view.progress_line(info["epoch"], info["loss"])
+            )
+        elif kind == "grad" and verbose and table:
+            env, grads = info["env"], info["grads"]
+            scalars = all(np.ndim(grads[p]) == 0 for p in built.params)
+            if len(info["idx"]) == 1 and scalars and built.matrix is None:
+                inputs = [float(env[f][0]) for f in built.features]
+                gs = [float(np.ravel(grads[p])[0]) for p in built.params]
+                say(view.grad_line(inputs, float(env[built.target][0]), gs))
+            else:
+                say(view.batch_grad_line(len(info["idx"]), grads, built.params))
+
+    with _progress(table, settings.epochs) as advance:
+
+        def with_progress(kind: str, info: dict[str, Any]) -> None:
+            if kind == "tick":
+                advance()
+            else:
+                on_event(kind, info)
+
+        return training.run(built, data, settings, with_progress)
+
+
+def _columns(point: dict[str, float]) -> dict[str, Any]:
+    import numpy as np
+
+    return {name: np.array([value]) for name, value in point.items()}
+
+
+@contextmanager
+def _progress(enabled: bool, total: int) -> Iterator[Any]:
+    """A Rich progress bar on stderr, only where a person watches a terminal."""
+    if not (enabled and sys.stderr.isatty() and total > 1):
+        yield lambda: None
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(
+        console=Console(stderr=True),
+        transient=True,
+        redirect_stdout=sys.stdout.isatty(),
+        redirect_stderr=False,
+    ) as bar:
+        task = bar.add_task("training", total=total)
+        yield lambda: bar.advance(task)
+
+
+def _finish_training(
+    built: Any,
+    result: Any,
+    settings: Any,
+    points: list[dict[str, float]],
+    plot: str | None,
+    save: str | None,
+    fmt: TrainFormat,
+) -> None:
+    from ..analyses import train as training
+    from ..render import train as view
+
+    predictions = []
+    for point in points:
+        after = training.predict(built, result.params, _columns(point), settings.dtype)
+        x_shown: Any = next(iter(point.values())) if len(point) == 1 else point
+        predictions.append({"x": x_shown, "y": float(after[0])})
+    with _output():
+        if fmt is TrainFormat.jsonl:
+            print(view.jsonl_final(result, predictions, built))
+        else:
+            for point, prediction in zip(points, predictions, strict=True):
+                print(view.predict_line("after", list(point.values()), prediction["y"]))
+            console = _console()
+            console.print(view.summary(built, result, settings))
+            for line in view.status_lines(result, settings):
+                console.print(line)
+            drawn = view.curve(result.curve, width=min(64, max(20, console.width - 12)))
+            if drawn:
+                console.print(drawn, markup=False)
+    if save is not None:
+        _write_json(save, result.params)
+    if plot is not None:
+        from ..render.plot import loss_plot
+
+        loss_plot(result.curve, plot, f"{built.name}: {built.loss} loss")
+    _training_verdict(result, settings)
+
+
+def _write_json(path: str, params: dict[str, float]) -> None:
+    from ..io.files import write_atomically
+
+    write_atomically(path, json.dumps(params, indent=2) + "\n")
+
+
+def _training_verdict(result: Any, settings: Any) -> None:
+    for warning in result.warnings:
+        _stderr(f"warning: {warning}")
+    if result.diverged_at is not None:
+        _stderr(
+            f"error: training diverged at epoch {result.diverged_at}: the loss or a parameter "
+            f"became nan or infinite (lr {settings.lr!r}); try a smaller --lr. "
+            "The last finite parameters are kept."
+        )
+        raise typer.Exit(EXIT_DISAGREE)
+    if result.check_ok is False:
+        _stderr(
+            "disagreement: torch autograd's gradients differ from the engine's "
+            f"(largest difference {result.check_max_error:.3g})"
+        )
+        raise typer.Exit(EXIT_DISAGREE)
+    if result.interrupted:
+        _stderr(f"interrupted after {result.epochs_run} epochs; the summary shows what was trained")
+        raise typer.Exit(130)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(epilog=TRAIN_EXAMPLES)(train)

@@ -1,0 +1,2 @@
+"""Reading what the user gives (programs, NAME=VALUE values, data files) and writing
+output files atomically. Uses the core only."""

@@ -1,0 +1,2 @@
+"""Plain-data reports turned into text, tables, pictures and plots; nothing here
+computes a gradient, and nothing prints except through the CLI."""
