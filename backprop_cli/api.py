@@ -6,6 +6,7 @@ one-line message (and, for ParseError, the column) the CLI prints; nothing print
 from __future__ import annotations
 
 import contextvars
+import math
 import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -123,6 +124,12 @@ def _model_point(
     from .io import inputs
 
     init = spec.get("init")
+    if spec.get("seed") is not None:
+        _whole("seed", spec["seed"], 0, 2**63 - 1)
+    if init is not None and not isinstance(init, (str, Mapping)):
+        raise InputError(
+            f"init must be a dict of name → value (or name=value text), not {_shown(init)}"
+        )
     model = inputs.ModelOptions(
         loss=spec.get("loss"), form=spec.get("form"), seed=spec.get("seed"),
         init=init if isinstance(init, str) else None, fill=spec.get("fill", True),
@@ -161,36 +168,70 @@ def expand(spec: str, /, *, loss: str | None = None, form: str = "named") -> str
         return str(specs.expand(spec, loss=loss, form=form).text).rstrip("\n")
 
 
+def _shown(value: Any) -> str:
+    """A value for an error message: its repr when short, else its type."""
+    try:
+        text = repr(value)
+    except Exception:  # a repr that fails (an int past Python's digit limit) is not shown
+        return type(value).__name__
+    return text if len(text) <= 40 else type(value).__name__
+
+
+def _torch_numbers(name: str, value: Any) -> np.ndarray:
+    """A torch tensor as float64 numpy: real floats and integers only."""
+    if value.is_complex():
+        raise InputError(f"the value for {name} is complex; only real numbers are supported")
+    if str(value.dtype) == "torch.bool":
+        raise InputError(f"the value for {name} is a boolean tensor; give numbers")
+    try:
+        return np.asarray(value.detach().cpu().double().numpy())
+    except (RuntimeError, NotImplementedError, TypeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"the value for {name} cannot be read as numbers: {first}") from None
+
+
 def _numbers(name: str, value: Any) -> np.ndarray:
     """A value as a float64 array, refusing what is not real numbers (strings, booleans,
-    None, complex numbers, ragged lists); no copy when it already is one."""
+    None, complex numbers, ragged lists, masked arrays); no copy when it already is one."""
     if type(value).__module__.split(".")[0] == "torch" and hasattr(value, "detach"):
-        value = value.detach().cpu().double().numpy()
+        value = _torch_numbers(name, value)
+    if isinstance(value, np.ma.MaskedArray):
+        raise InputError(f"the value for {name} is a masked array; fill its masked elements first")
     try:
         raw = np.asarray(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
+        first = str(exc).split(". ")[0]
         raise InputError(
-            f"the value for {name} is not a number or a rectangular array of numbers ({exc})"
+            f"the value for {name} is not a number or a rectangular array of numbers ({first})"
         ) from None
     if raw.dtype.kind == "c":
         raise InputError(f"the value for {name} is complex; only real numbers are supported")
     if raw.dtype.kind == "O" and raw.ndim:
         raise InputError(f"the value for {name} is not a rectangular array of numbers")
+    if raw.dtype.kind == "O" and isinstance(value, int) and not isinstance(value, bool):
+        raise InputError(f"the value for {name} is too large for float64")
     if raw.dtype.kind not in "iuf":
-        shown = repr(value) if len(repr(value)) <= 40 else type(value).__name__
-        raise InputError(f"the value for {name} must be a number or an array, not {shown}")
-    return raw.astype(np.float64, copy=False)
+        raise InputError(f"the value for {name} must be a number or an array, not {_shown(value)}")
+    try:
+        return raw.astype(np.float64, copy=False)
+    except OverflowError:
+        raise InputError(f"the value for {name} is too large for float64") from None
 
 
 def _value(name: str, value: Any, allow_nonfinite: bool) -> Any:
     """A float for a number, a read-only float64 array for anything array-like (a copy
     when the caller's array could change under us or would be made read-only)."""
-    from .core.shapes import MAX_TOTAL_ELEMENTS
+    from .core import ops
 
     array = _numbers(name, value)
-    if array.size > MAX_TOTAL_ELEMENTS:
+    if array.ndim > ops.MAX_DIMS:
+        raise InputError(f"the value for {name} has {array.ndim} axes; at most {ops.MAX_DIMS}")
+    if array.ndim and array.size == 0:
+        raise InputError(f"the value for {name} is empty: an array needs at least one element")
+    if array.size > DEFAULT_LIMITS.max_elements:
         raise LimitError(
-            f"the value for {name} holds {array.size:,} elements, more than {MAX_TOTAL_ELEMENTS:,}"
+            f"the value for {name} holds {array.size:,} elements, more than the "
+            f"{DEFAULT_LIMITS.max_elements:,} one value may hold"
         )
     if not allow_nonfinite and not np.isfinite(array).all():
         raise InputError(
@@ -209,19 +250,48 @@ def _point(
     values: Mapping[str, Any] | None, named: Mapping[str, Any], allow_nonfinite: bool
 ) -> dict[str, Any]:
     from .core.parse import check_variable_name
+    from .core.shapes import MAX_TOTAL_ELEMENTS
 
+    if values is not None and not isinstance(values, Mapping):
+        raise InputError(
+            f"the values must be a dict of name → value, not {type(values).__name__}",
+            hint='e.g. bp.grad("x*y", {"x": 1, "y": 2})',
+        )
     given = dict(values or {})
     for name in named:
         if name in given:
             raise InputError(f"{name} is given twice (in values and as a keyword)")
     given.update(named)
     point = {}
+    held = 0
     for name, value in given.items():
         if not isinstance(name, str):
-            raise InputError(f"a variable's name must be text, not {name!r}")
+            raise InputError(f"a variable's name must be text, not {_shown(name)}")
         check_variable_name(name, f"value {name}=…")
         point[name] = _value(name, value, allow_nonfinite)
+        held += int(np.size(point[name]))
+        if held > MAX_TOTAL_ELEMENTS:  # each value is bounded; together they are too
+            raise LimitError(
+                f"the values hold {held:,} elements in all, more than {MAX_TOTAL_ELEMENTS:,}"
+            )
     return point
+
+
+def _seconds(what: str, value: Any) -> float:
+    """A time budget in seconds, as the CLI's --symbolic-timeout takes it (0.1 to 3600)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"{what} must be a number of seconds, not {_shown(value)}")
+    if not 0.1 <= float(value) <= 3600:
+        raise InputError(f"{what} must be between 0.1 and 3600 seconds, not {value!r}")
+    return float(value)
+
+
+def _whole(what: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputError(f"{what} must be a whole number, not {_shown(value)}")
+    if not low <= int(value) <= high:
+        raise InputError(f"{what} must be between {low:,} and {high:,}, not {int(value):,}")
+    return int(value)
 
 
 def _wrt(wrt: str | list[str] | tuple[str, ...] | None) -> list[str] | None:
@@ -283,7 +353,8 @@ def grad(
             raise InputError("device needs the torch check; drop torch=False")
         options = Options(
             wrt=_wrt(wrt), dtype=dtype, torch=torch, device=device, symbolic=symbolic,
-            simplify=simplify, latex=latex, symbolic_timeout=float(symbolic_timeout),
+            simplify=simplify, latex=latex,
+            symbolic_timeout=_seconds("symbolic_timeout", symbolic_timeout),
             seed_grad=_value("seed_grad", seed_grad, allow_nonfinite) if seed_grad is not None
             else None, order=order, expand=expand,
         )  # fmt: skip
@@ -344,6 +415,7 @@ def _higher(kind: str, expr: Any, values: Any, named: Any, **options: Any) -> Hi
             raise InputError("device needs the torch check; drop torch=False")
         build = higher.hessian_report if kind == "hessian" else higher.jacobian_report
         wrt = _wrt(options.pop("wrt"))
+        options["symbolic_timeout"] = _seconds("symbolic_timeout", options["symbolic_timeout"])
         report = build(program.graph, point, wrt, **options)
     _warn([*program.warnings, *report["warnings"]])
     return HigherResult(report, kind)
@@ -451,16 +523,25 @@ def check(
         program, fixed = _model_point(expr, limits, values, named, allow_nonfinite, spec)
         if not torch and device != "cpu":
             raise InputError("device needs the torch check; drop torch=False")
-        low, high = (float(v) for v in range)
+        try:
+            low, high = (float(v) for v in range)
+        except (TypeError, ValueError):
+            raise InputError(
+                f"range must be two numbers (low, high), not {_shown(range)}"
+            ) from None
         if not (np.isfinite(low) and np.isfinite(high) and low < high):
             raise InputError(f"range must be two finite numbers, low < high, not {range!r}")
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-            raise InputError(f"samples must be a whole number of at least 1, not {samples!r}")
+        samples = _whole("samples", samples, 1, 1_000_000)
+        seed = _whole("seed", seed, 0, 2**63 - 1)
         settings = sweep.Settings(
             samples=samples, seed=int(seed), low=low, high=high, wrt=_wrt(wrt), dtype=dtype,
             torch=torch, device=device, symbolic=symbolic,
-            symbolic_timeout=float(symbolic_timeout),
+            symbolic_timeout=_seconds("symbolic_timeout", symbolic_timeout),
         )  # fmt: skip
+        if points is not None and (isinstance(points, (str, bytes, Mapping)) or not all(
+            isinstance(p, Mapping) for p in points
+        )):  # fmt: skip
+            raise InputError("points must be a list of dicts of name → value, e.g. [{'x': 1}]")
         if isinstance(points, sweep.GivenPoints):  # read and checked already (check --points)
             settings.given, settings.source = points, points_source
         elif points is not None:
@@ -496,7 +577,8 @@ def diff(
     with _errors():
         program = _program(expr, _limits(False, max_length))
         report = differentiate(
-            program, wrt=_wrt(wrt), order=order, simplify=simplify, timeout=float(timeout),
+            program, wrt=_wrt(wrt), order=_whole("order", order, 1, 2), simplify=simplify,
+            timeout=_seconds("timeout", timeout),
             steps=steps,
         )  # fmt: skip
     _warn(report.get("warnings", []))
@@ -540,21 +622,35 @@ def train(
     from .io.data import load
 
     with _errors():
+        if not isinstance(model, str):
+            raise InputError(
+                f"model must be text (a name, a spec or an expression), not {_shown(model)}"
+            )
+        epochs = _whole("epochs", epochs, 0, 100_000_000)
+        log_every = _whole("log_every", log_every, 1, 100_000_000)
+        seed = _whole("seed", seed, 0, 2**63 - 1)
+        if batch_size is not None:
+            batch_size = _whole("batch_size", batch_size, 0, 2**62)
+        if hidden is not None:
+            hidden = _whole("hidden", hidden, 1, 10_000)
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 <= lr < math.inf:
+            raise InputError(f"lr must be a finite number of at least 0, not {_shown(lr)}")
+        for name, allowed in (("optimizer", OPTIMIZERS), ("dtype", ("float32", "float64")),
+                              ("engine", ("graph", "torch"))):  # fmt: skip
+            if locals()[name] not in allowed:
+                raise InputError(
+                    f"{name} must be one of {', '.join(allowed)}, not {_shown(locals()[name])}"
+                )
+        if data is not None and (x is not None or y is not None):
+            raise InputError("give data or x and y, not both")
         dataset = _dataset(data, x, y, target, load)
         built = models.build(model, dataset, loss=loss, hidden=hidden or 3, seed=seed)
         if init is not None:
             built = _with_init(built, init, inputs)
             models.check_size(built)
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-            raise InputError(f"epochs must be a whole number of at least 1, not {epochs!r}")
-        if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1:
-            raise InputError(f"log_every must be a whole number of at least 1, not {log_every!r}")
-        for name, allowed in (("optimizer", OPTIMIZERS), ("dtype", ("float32", "float64")),
-                              ("engine", ("graph", "torch"))):  # fmt: skip
-            if locals()[name] not in allowed:
-                raise InputError(
-                    f"{name} must be one of {', '.join(allowed)}, not {locals()[name]!r}"
-                )
+        notes = []
+        if hidden is not None and model != "mlp":
+            notes.append("hidden does nothing here: it is for the mlp model")
         settings = training.Settings(
             epochs=epochs, lr=float(lr), optimizer=optimizer,
             batch_size=batch_size if batch_size is not None else (1 if model == "linear" else 0),
@@ -566,11 +662,27 @@ def train(
         def on_event(kind: str, info: dict[str, Any]) -> None:
             if kind == "epoch":
                 params = {k: training.plain(v) for k, v in info["params"].items()}
-                history.append(Epoch(info["epoch"] + 1, float(info["loss"]), params))
+                history.append(Epoch(info["epoch"], float(info["loss"]), params))
 
         result = training.run(built, dataset, settings, on_event)
+    result.warnings[:0] = notes
     _warn(result.warnings)
-    return TrainResult(built, result, settings, history, len(dataset))
+    return TrainResult(built, result, settings, history, len(dataset), _predict_columns)
+
+
+def _predict_columns(model: Any, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """TrainResult.predict's inputs, checked as values are: the model's inputs, numbers."""
+    with _errors():
+        wanted, given = list(model.features), sorted(inputs)
+        if sorted(wanted) != given:
+            raise InputError(
+                f"predict takes the model's inputs {', '.join(wanted)}, "
+                f"not {', '.join(given) or 'nothing'}"
+            )
+        return {
+            k: np.atleast_1d(np.asarray(_value(k, v, False), dtype=np.float64))
+            for k, v in inputs.items()
+        }
 
 
 def _dataset(data: Any, x: Any, y: Any, target: str, load: Any) -> Any:
@@ -642,6 +754,17 @@ class Compiled:
 
         self.program = program
         graph = program.graph
+        if not isinstance(shapes, Mapping):
+            raise InputError("shapes must be a dict of name → shape, e.g. {'W': (2, 3)}")
+        for name, shape in shapes.items():
+            if not isinstance(shape, (tuple, list)) or not all(
+                isinstance(d, (int, np.integer)) and not isinstance(d, bool) and 1 <= d <= 10**9
+                for d in shape
+            ):  # fmt: skip
+                raise InputError(
+                    f"the shape of {name} must be a tuple of whole numbers ≥ 1, e.g. (2, 3), "
+                    f"not {_shown(shape)}"
+                )
         unknown = [n for n in shapes if n not in graph.variables]
         if unknown:
             raise InputError(

@@ -113,6 +113,7 @@ class Partial:
     _graph: Graph = field(repr=False)
     _cores: list[tuple[int, ...]] = field(repr=False)
     _seed: Any = field(default=None, repr=False)
+    _output: str = field(default="f", repr=False)
     _formula: Any = field(default=None, repr=False)
 
     @property
@@ -126,6 +127,12 @@ class Partial:
                 self._graph, self.variable, self.index, self._cores, self._seed
             )
         return self._formula
+
+    def _repr_latex_(self) -> str:
+        from .checks.symbolic import to_latex, to_latex_name
+
+        out, element = to_latex_name(self._output), to_latex_name(self.element)
+        return f"$\\frac{{\\partial {out}}}{{\\partial {element}}} = {to_latex(self.formula)}$"
 
     def __repr__(self) -> str:
         return f"Partial({self.element}: {self.value!r} = {self.text or '?'}, ok={self.ok})"
@@ -173,11 +180,18 @@ class Picture:
             pictures.render(self._pic, str(path))
 
     def _repr_svg_(self) -> str | None:
+        """The SVG, or None (Jupyter then shows `_repr_html_`) without Graphviz or when the
+        graph is too large for it to lay out in seconds."""
         import shutil
 
+        from .core.errors import BackpropError
+
         if shutil.which("dot") is None:
-            return None  # Jupyter falls back to _repr_html_
-        return self.svg()
+            return None
+        try:
+            return self.svg()
+        except BackpropError:
+            return None
 
     def _repr_html_(self) -> str | None:
         """Without Graphviz: the graph as a text tree with a note (with it, the SVG shows)."""
@@ -185,9 +199,19 @@ class Picture:
 
         from .render.notebook import pre
 
-        if shutil.which("dot") is not None:
+        if shutil.which("dot") is None:
+            return pre(self.text(), "Graphviz's dot is not installed: the graph as a tree")
+        if self._repr_svg_() is not None:
             return None
-        return pre(self.text(), "Graphviz's dot is not installed: the graph as a tree")
+        from .core.errors import BackpropError
+        from .render.picture import check_layout
+
+        try:
+            check_layout(self._pic)
+            note = "Graphviz could not draw this graph: the graph as a tree"
+        except BackpropError as exc:
+            note = f"{exc.message}: the graph as a tree"
+        return pre(self.text(), note)
 
     def text(self) -> str:
         """The graph as the terminal's tree (plain text)."""
@@ -263,6 +287,7 @@ class GradResult(_Report):
                 graph,
                 cores,
                 self._seed,
+                graph.output_name(),
             )
             for p in self.report["partials"]
         }
@@ -394,11 +419,11 @@ class CheckResult(_Report):
 
 @dataclass(frozen=True)
 class Epoch:
-    """One logged epoch: its number (1-based, as the CLI prints it), the batch loss and the
-    parameters after that epoch's steps::
+    """One logged epoch: its number (from 0, as the CLI's progress lines and the course's
+    loop count), the last batch's loss and the parameters after that epoch's steps::
 
         >>> bp.train("linear", epochs=3).history[0].epoch
-        1
+        0
     """
 
     epoch: int
@@ -416,9 +441,16 @@ class TrainResult:
     """
 
     def __init__(
-        self, model: Any, result: Any, settings: Any, history: list[Epoch], data_size: int
+        self,
+        model: Any,
+        result: Any,
+        settings: Any,
+        history: list[Epoch],
+        data_size: int,
+        columns: Any,
     ) -> None:
         self.model, self.result, self.settings = model, result, settings
+        self._columns = columns  # inputs → checked columns (the API's value rules)
         self.history = history
         self.data_size = data_size
 
@@ -448,7 +480,7 @@ class TrainResult:
         """The trained model's predictions at the given input columns."""
         from .analyses.train import predict
 
-        columns = {k: np.atleast_1d(np.asarray(v, dtype=np.float64)) for k, v in inputs.items()}
+        columns = self._columns(self.model, inputs)
         return predict(self.model, self.result.params, columns, self.settings.dtype)
 
     def plot(self, pyplot: bool = False) -> Any:
@@ -526,8 +558,9 @@ class DiffResult(_Report):
         return shown
 
     def _repr_latex_(self) -> str:
-        parts = [d.get("latex") or "" for d in self.report["derivatives"]]
-        return "$$" + r" \\ ".join(p for p in parts if p) + "$$"
+        from .render.diff import latex_block
+
+        return "$$" + str(latex_block(self.report)) + "$$"
 
     def __str__(self) -> str:
         return "\n".join(self.formulas.values())

@@ -60,7 +60,7 @@ def test_the_promised_snippet():
     assert bp.hessian("x**2*y", x=1, y=2).matrix.tolist() == [[4.0, 2.0], [2.0, 0.0]]
     assert bp.check("(x+y)*z", samples=10).ok
     t = bp.train("linear", epochs=100)
-    assert len(t.history) == 100 and t.history[-1].epoch == 100
+    assert len(t.history) == 100 and t.history[-1].epoch == 99
     assert set(t.history[0].params) == {"w"} and math.isclose(t.params["w"], 2.0, rel_tol=1e-5)
     assert t.plot() is not None
     f = bp.compile(SIGMOID)
@@ -166,7 +166,7 @@ def test_errors_carry_the_cli_message_and_column(capsys):
 
 def test_errors_are_never_system_exit():
     for call in (
-        lambda: bp.train("linear", epochs=0),
+        lambda: bp.train("linear", epochs=-1),
         lambda: bp.train("linear", optimizer="nope"),
         lambda: bp.check("x", samples=0),
         lambda: bp.explain("x*x", x=1, mode="sideways"),
@@ -241,7 +241,7 @@ def test_train_takes_columns_and_init():
     t = bp.train("affine", x=[1, 2, 3], y=[3, 5, 7], epochs=500, lr=0.05, init={"w": 1, "b": 0})
     assert t.params["w"] == pytest.approx(2, abs=0.05) and t.ok
     t2 = bp.train("linear", data={"x": [1.0, 2.0], "y": [2.0, 4.0]}, epochs=3, log_every=2)
-    assert [e.epoch for e in t2.history] == [1, 2, 3]
+    assert [e.epoch for e in t2.history] == [0, 1, 2]
     assert t2.predict(x=[4.0]).shape == (1,)
     assert "<table" in t2._repr_html_() and t2.to_dict()["model"] == "linear"
     with pytest.raises(bp.InputError, match="does not have"):
@@ -295,3 +295,84 @@ def test_the_api_page_lists_every_public_name_and_its_examples_run():
     runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
     runner.run(test)
     assert runner.tries >= 8 and runner.failures == 0
+
+
+def test_a_partial_shows_its_formula_in_latex():
+    r = bp.grad("q = x**2*w11; loss = q*3", x=3, w11=2, torch=False)
+    assert r.partials["x"]._repr_latex_() == (
+        "$\\frac{\\partial \\mathit{loss}}{\\partial x} = 6 w_{11} x$"
+    )
+    arr = bp.grad("sum(W @ x)", W=[[1, 2], [3, 4]], x=[1, -1], torch=False)
+    assert (
+        arr.partials["W[0,1]"]._repr_latex_().startswith("$\\frac{\\partial f}{\\partial W_{0,1}}")
+    )
+    assert str(arr.partials["W[0,1]"].formula) == "x[1]" or "x" in str(
+        arr.partials["W[0,1]"].formula
+    )
+
+
+def _meta_tensor():
+    torch = pytest.importorskip("torch")
+    return torch.empty(2, device="meta")
+
+
+@pytest.mark.parametrize(
+    ("call", "kind", "message"),
+    [
+        (lambda: bp.grad("sum(x)", x=np.zeros(20_000_001)), bp.LimitError, "10,000,000"),
+        (lambda: bp.grad("sum(x)", x=np.zeros(8_000_000), y=np.zeros(8_000_000),
+                         z=np.zeros(8_000_000), w=np.zeros(8_000_000)), bp.LimitError, "in all"),
+        (lambda: bp.grad("sum(x)", x=np.zeros((1,) * 40)), bp.InputError, "at most 32"),
+        (lambda: bp.grad("sum(x)", x=[]), bp.InputError, "empty"),
+        (lambda: bp.grad("x", x=10**5000), bp.InputError, "too large"),
+        (lambda: bp.grad("x", x=np.ma.masked_array([1.0], mask=[True])), bp.InputError, "masked"),
+        (lambda: bp.grad("x", x=_meta_tensor()), bp.InputError, "cannot be read"),
+        (lambda: bp.grad("x", x=1, symbolic_timeout=float("inf")), bp.InputError, "3600"),
+        (lambda: bp.diff("x", timeout=float("nan")), bp.InputError, "3600"),
+        (lambda: bp.grad("mlp:2-3-1", seed=-1, x1=1, x2=1, y=0), bp.InputError, "seed"),
+        (lambda: bp.grad("mlp:2-3-1", seed="a", x1=1, x2=1, y=0), bp.InputError, "seed"),
+        (lambda: bp.check("x*x", points="abc"), bp.InputError, "list of dicts"),
+        (lambda: bp.check("x*x", range=(1, "a")), bp.InputError, "range"),
+        (lambda: bp.grad("x*x", [1]), bp.InputError, "dict"),
+        (lambda: bp.compile("sum(x)", shapes={"x": 2}), bp.InputError, "tuple"),
+        (lambda: bp.compile("sum(x)", shapes={"x": (2.5,)}), bp.InputError, "tuple"),
+        (lambda: bp.train("linear", epochs=2).predict(z=1), bp.InputError, "inputs x"),
+        (lambda: bp.train("linear", lr=float("nan")), bp.InputError, "lr"),
+        (lambda: bp.train("linear", lr="0.1"), bp.InputError, "lr"),
+        (lambda: bp.train("linear", batch_size=-1), bp.InputError, "batch_size"),
+        (lambda: bp.train("mlp", hidden=0), bp.InputError, "hidden"),
+        (lambda: bp.train("linear", data={"x": [1], "y": [2]}, x=[1]), bp.InputError, "both"),
+        (lambda: bp.train(42), bp.InputError, "model must be text"),
+    ],
+)  # fmt: skip
+def test_hostile_calls_are_clear_input_errors(call, kind, message, capsys):
+    with pytest.raises(kind, match=message):
+        call()
+    assert capsys.readouterr() == ("", "")
+
+
+def test_torch_complex_and_bool_tensors_are_refused():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(bp.InputError, match="complex"):
+        bp.grad("sum(x*x)", x=torch.tensor([1 + 5j]))
+    with pytest.raises(bp.InputError, match="complex"):
+        bp.compile("x*x")(x=torch.tensor([1 + 5j]))
+    with pytest.raises(bp.InputError, match="boolean"):
+        bp.grad("sum(x)", x=torch.tensor([True]))
+
+
+def test_the_callers_arrays_are_left_as_they_were():
+    x = np.array([1.0, 2.0])
+    bp.grad("sum(x*x)", x=x, torch=False, symbolic=False)
+    bp.compile("x*x")(x=x)
+    assert x.flags.writeable and x.tolist() == [1.0, 2.0]
+
+
+def test_a_picture_too_big_for_graphviz_falls_back_to_text():
+    import shutil
+
+    r = bp.grad("*".join(["x"] * 200), x=1.0001, torch=False, symbolic=False)
+    pic = r.picture
+    if shutil.which("dot"):
+        assert pic._repr_svg_() is None
+        assert "ranks" in pic._repr_html_()

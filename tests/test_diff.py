@@ -344,3 +344,146 @@ def test_random_expressions_agree_with_the_engine(expression, simplify):
     # the steps end with the derivative they build, the same as SymPy's own
     last = {s["wrt"]: s for s in result["steps"]}
     assert set(last) == set(result["wrt"])
+
+
+# ---- the engine's side of the check, inside the budget ------------------------------------
+
+
+def _products(n: int) -> str:
+    return " + ".join(f"x{i}*x{i + 1}" for i in range(n))
+
+
+def test_the_engine_check_is_estimated_from_the_graph():
+    small = parse_program("x**2*sin(x)").graph
+    chain = parse_program("x" + "*1" * 20_000).graph  # the review's order-1 case
+    wide = parse_program(_products(2000)).graph  # and its order-2 one: 2,001 variables
+    share = diff_analysis.ENGINE_SHARE * 5.0
+    x, xs = ["x"], list(wide.variables)
+    assert diff_analysis._too_dear(small, x, 1, 3, share, 5.0) is None
+    assert diff_analysis._too_dear(small, x, 2, 3, share, 5.0) is None
+    reason = diff_analysis._too_dear(chain, x, 1, 3, share, 5.0)
+    assert reason is not None and "engine's gradient at 3 random points" in reason
+    assert "40,001 nodes" in reason and "of the 5 s budget (--symbolic-timeout)" in reason
+    # the gradient is one sweep whatever the variables; the Hessian grows with them
+    assert diff_analysis._too_dear(wide, xs, 1, 3, share, 5.0) is None
+    hessian = diff_analysis._too_dear(wide, xs, 2, 3, share, 5.0)
+    assert hessian is not None and "Hessian in 2,001 variables" in hessian
+    assert diff_analysis.engine_seconds(wide, xs, 2) > 5 * diff_analysis.engine_seconds(
+        wide, xs[:10], 2
+    )
+
+
+def test_a_check_too_dear_for_the_budget_is_skipped_and_says_why(monkeypatch):
+    monkeypatch.setattr(diff_analysis, "NODE_SECONDS", 1.0)
+
+    def never(*_args, **_kwargs):
+        raise AssertionError("the engine's check ran")
+
+    monkeypatch.setattr(diff_analysis, "_sample_points", never)
+    r = differentiate(parse_program("x**2*sin(x)"))
+    check = r["check"]
+    assert check["state"] == "skipped" and check["ok"] is None and check["points"] == []
+    assert check["reason"].startswith("the engine's gradient at 3 random points would take")
+    assert "more than its share (1.25 s) of the 5 s budget" in check["reason"]
+    assert r["ok"] is True and r["derivatives"][0]["formula"] == "x**2*cos(x) + 2*x*sin(x)"
+    text = run("diff", "x**2*sin(x)")
+    assert text.code == 0, text.stderr
+    assert "– not checked: the engine's gradient at 3 random points would take" in text.stdout
+    js = run("diff", "x**2*sin(x)", "--format", "json", "--symbolic-timeout", "2").json()
+    assert "of the 2 s budget (--symbolic-timeout)" in js["check"]["reason"]
+
+
+def test_only_the_dear_hessian_is_skipped(monkeypatch):
+    monkeypatch.setattr(diff_analysis, "DUAL_FACTOR", 10**9)
+    first = differentiate(parse_program("x*y**2"), simplify=False)
+    assert first["check"]["ok"] is True
+    second = differentiate(parse_program("x*y**2"), order=2, simplify=False)
+    assert second["check"]["state"] == "skipped"
+    assert second["check"]["reason"].startswith("the engine's Hessian in 2 variables at 3")
+
+
+def test_a_refused_diff_does_no_engine_work(monkeypatch):
+    monkeypatch.setattr(sympy, "diff", _sleep)
+    monkeypatch.setattr(diff_analysis, "NODE_SECONDS", 1.0)
+    monkeypatch.setattr(diff_analysis, "_sample_points", None)  # never called
+    line = _one_error_line(run("diff", "x**2*sin(x)", "--symbolic-timeout", "1"))
+    assert line == "error: the symbolic differentiation did not finish within the 1 s budget"
+
+
+def test_the_search_for_points_is_charged_to_the_one_deadline(monkeypatch):
+    seen = []
+    search = diff_analysis._sample_points
+    deadlines = []
+
+    class Recorded(diff_analysis.Deadline):
+        def __init__(self, seconds: float) -> None:
+            super().__init__(seconds)
+            deadlines.append(self)
+
+    def recorded(*args, stop=None):
+        (deadline,) = deadlines
+        seen.append((deadline.at, stop))
+        return search(*args, stop=stop)
+
+    monkeypatch.setattr(diff_analysis, "Deadline", Recorded)
+    monkeypatch.setattr(diff_analysis, "_sample_points", recorded)
+    r = differentiate(parse_program("x*y"), simplify=False, timeout=4.0)
+    assert r["check"]["ok"] is True
+    ((at, stop),) = seen
+    assert at is not None and stop is not None  # the command's clock runs during the search
+    assert stop == pytest.approx(at - 4.0 + diff_analysis.ENGINE_SHARE * 4.0)
+
+
+def test_the_search_stops_at_its_share_of_the_budget(monkeypatch):
+    class Clock:
+        now = 0.0
+
+        @classmethod
+        def monotonic(cls) -> float:
+            cls.now += 1.0
+            return cls.now
+
+    graph = parse_program("x**2").graph
+    pairs = symbolic.derivative_pairs(["x"], 1)
+    monkeypatch.setattr(diff_analysis, "time", Clock)
+    got = diff_analysis._sample_points(graph, ["x"], pairs, 1, 3, 0, stop=2.5)
+    assert got["tries"] == 2 and got["out_of_time"] is True  # clock 1 and 2 try, 3 stops
+    assert 1 <= len(got["found"]) <= 2
+    unbounded = diff_analysis._sample_points(graph, ["x"], pairs, 1, 3, 0)
+    assert len(unbounded["found"]) == 3 and unbounded["out_of_time"] is False
+    assert unbounded["found"][: len(got["found"])] == got["found"]  # the same seeded points
+
+
+def test_no_point_within_the_share_is_said(monkeypatch):
+    monkeypatch.setattr(diff_analysis, "ENGINE_SHARE", 0.0)  # the search stops at once
+    monkeypatch.setattr(diff_analysis, "_too_dear", lambda *_args: None)
+    r = differentiate(parse_program("x**2"), simplify=False)
+    check = r["check"]
+    assert check["state"] == "budget" and check["ok"] is None and check["compared"] == 0
+    assert check["reason"] == (
+        "the engine's check ran out of its share (0 s) of the 5 s budget (--symbolic-timeout) "
+        "before a random point was found (0 tried)"
+    )
+    assert r["ok"] is True
+
+
+# ---- the LaTeX block ----------------------------------------------------------------------
+
+
+def test_latex_block_labels_each_derivative():
+    from backprop_cli.render.diff import latex_block
+
+    one = differentiate(parse_program("x**2*sin(x)"))
+    assert latex_block(one) == (
+        "\\begin{aligned}\n"
+        "\\frac{d f}{d x} &= x^{2} \\cos{\\left(x \\right)} + 2 x \\sin{\\left(x \\right)}\n"
+        "\\end{aligned}"
+    )
+    h = differentiate(parse_program("x*y**2"), order=2)
+    assert latex_block(h).splitlines() == [
+        "\\begin{aligned}",
+        "\\frac{\\partial^{2} f}{\\partial x^{2}} &= 0 \\\\",
+        "\\frac{\\partial^{2} f}{\\partial x \\partial y} &= 2 y \\\\",
+        "\\frac{\\partial^{2} f}{\\partial y^{2}} &= 2 x",
+        "\\end{aligned}",
+    ]

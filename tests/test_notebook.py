@@ -158,7 +158,7 @@ def test_training_takes_w_to_2(executed):
     found = re.search(r"w = (-?\d+\.\d+) after 100 epochs", text(c))
     assert found, text(c)
     assert abs(float(found.group(1)) - 2) < 1e-3
-    assert "Epoch(epoch=1," in text(c)
+    assert "Epoch(epoch=0," in text(c)
     [html] = data(c, "text/html")
     assert "<table" in html
 

@@ -359,3 +359,140 @@ def test_the_quick_path_matches_typer_on_a_spec(params):
     typer = run(*args)
     assert quick.returncode == typer.code == 0
     assert quick.stdout == typer.stdout and quick.stderr == typer.stderr
+
+
+# --- review fixes: long sizes, long specs, warning order, data shapes, higher commands ----
+
+
+def test_leading_zeros_are_refused_and_long_sizes_never_reach_int():
+    r = run("grad", "mlp:02-3-1", *POINT)
+    assert r.code == 2 and r.stderr.splitlines() == [
+        "error: model spec 'mlp:02-3-1': write 2, not 02 (no leading zeros)"
+    ]
+    huge = "mlp:2-" + "0" * 5000 + "3-1"
+    for spec in (huge, "mlp:2-" + "9" * 5000 + "-1", "mlp:2-" + "0" * 5000 + "-1"):
+        out = cli("grad", spec, "x1=1")
+        assert out.returncode == 2, out.stderr
+        assert len(out.stderr.splitlines()) == 1 and out.stderr.startswith("error: ")
+        assert "internal error" not in out.stderr and len(out.stderr) < 200
+    with pytest.raises(BackpropError, match="write 3, not"):
+        specs.parse_spec(huge)
+    import backprop_cli as bp
+
+    with pytest.raises(BackpropError):
+        bp.expand(huge)
+    with pytest.raises(BackpropError, match="too large"):
+        bp.expand("mlp:2-" + "9" * 5000 + "-1")
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "mlp:" + "-".join(["1"] * 50_000),
+        "mlp:2-3-" + "x" * 50_000,
+        "mlp:2-3-1:" + "a" * 50_000,
+        "mlp:2-3-1:" + "+" * 50_000,
+    ],
+)
+def test_a_huge_spec_is_cut_in_the_error(spec):
+    r = run("grad", spec, "x1=1")
+    assert r.code == 2 and len(r.stderr.splitlines()) == 1, r.stderr[:300]
+    assert r.stderr.startswith("error: ") and "…" in r.stderr and len(r.stderr) < 300
+
+
+def test_show_cuts_to_sixty_characters():
+    assert specs.show("mlp:2-3-1") == "mlp:2-3-1"
+    cut = specs.show("m" * 1000)
+    assert len(cut) == specs.SHOWN and cut.endswith("…")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["x*x", "x=1", "q=3", "--wrt", "zz"],
+        ["mlp:2-3-1", *POINT, "--wrt", "zz"],
+        ["x*x", "x=1", "--seed", "3", "--loss", "mae", "--wrt", "zz"],
+    ],
+)
+def test_explain_says_the_error_before_any_warning(args):
+    r = run("explain", *args)
+    assert r.code == 2 and r.stdout == ""
+    assert r.stderr.splitlines() == [r.stderr.splitlines()[0]]
+    assert r.stderr.startswith("error: --wrt names zz")
+
+
+def test_explain_still_warns_when_it_succeeds():
+    r = run("explain", "x*x", "x=1", "q=3", "--seed", "3")
+    assert r.code == 0
+    assert "warning: --seed does nothing" in r.stderr and "'q'" in r.stderr
+    r = run("explain", "mlp:2-3-1", *POINT, "--wrt", "w11")
+    assert r.code == 0 and "from the model's initialisation" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "fragment"),
+    [
+        (
+            ["X=[[1,2],[3,4],[5,6]]", "y=[[1],[2],[3]]"],
+            "X is (3, 2), so the target y must be (3,), not (3, 1)",
+        ),
+        (["X=[[1,2]]", "y=[1,2]"], "X is (1, 2), so the target y must be (1,), not (2,)"),
+        (["X=[[1,2]]", "y=1"], "must be (1,), not scalar"),
+        (["X=[1,2]", "y=[1]"], "X must be N × 2"),
+        (["X=[[1,2,3]]", "y=[1]"], "X must be N × 2"),
+    ],
+)
+@pytest.mark.parametrize("command", ["grad", "explain", "hessian"])
+def test_the_matrix_form_refuses_shapes_that_broadcast(values, fragment, command):
+    extra = FAST if command != "explain" else []
+    r = run(command, "mlp:2-3-1", "--form", "matrix", *values, *extra)
+    assert r.code == 2 and r.stdout == ""
+    assert len(r.stderr.splitlines()) == 1 and r.stderr.startswith("error: mlp:2-3-1 --form matrix")
+    assert fragment in r.stderr
+
+
+def test_the_matrix_forms_targets_with_more_outputs():
+    ok = run("grad", "mlp:2-3-2", "--form", "matrix", "X=[[1,2],[3,4]]", "Y=[[0,1],[1,0]]", *FAST)
+    assert ok.code == 0, ok.stderr
+    r = run("grad", "mlp:2-3-2", "--form", "matrix", "X=[[1,2],[3,4]]", "Y=[0,1]", *FAST)
+    assert r.code == 2 and "the target Y must be (2, 2), not (2,)" in r.stderr
+
+
+def test_the_python_api_checks_the_matrix_shapes_too():
+    import backprop_cli as bp
+
+    with pytest.raises(BackpropError, match=r"must be \(3,\), not \(3, 1\)"):
+        bp.grad("mlp:2-3-1", form="matrix", X=[[1, 2], [3, 4], [5, 6]], y=[[1], [2], [3]])
+
+
+def test_the_named_form_refuses_mismatched_arrays_but_broadcasts_numbers():
+    r = run("jacobian", "mlp:2-3-1", "x1=[1,2]", "x2=[1,2]", "y=[[0],[1]]", *FAST)
+    assert r.code == 2 and r.stderr.startswith("error: mlp:2-3-1: the inputs and targets")
+    assert "y (2, 1)" in r.stderr and len(r.stderr.splitlines()) == 1
+    r = run("jacobian", "mlp:2-3-1", "x1=[1,2]", "x2=[1,2]", "y=0", *FAST)
+    assert r.code == 0, r.stderr
+
+
+@pytest.mark.parametrize("command", ["jacobian", "hessian"])
+def test_the_higher_commands_take_the_spec_options(command, params):
+    r = run(command, "mlp:2-3-1", *POINT, "--init", params, "--format", "json", *FAST)
+    assert r.code == 0 and r.stderr == "", r.stderr
+    r = run(command, "mlp:2-3-1", *POINT, "--seed", "4", "--loss", "mae", "--format", "json", *FAST)
+    assert r.code == 0 and "--seed 4" in r.stderr
+    data = r.json()
+    assert "abs(" in data["expression"] and "--seed 4" in data["warnings"][0]["message"]
+    r = run(command, "mlp:2-3-1", "--form", "matrix", "X=[[1,1]]", "y=[0]", *FAST)
+    assert r.code == 0 and "W1 (3×2)" in r.stderr
+    r = run(command, "mlp:2-3-1", "--show-program")
+    assert r.code == 0 and r.stdout.startswith("# mlp:2-3-1 --loss mse --form named")
+    r = run(command, "x*y", "x=1", "y=2", "--loss", "mae", *FAST)
+    assert r.code == 0 and "--loss does nothing" in r.stderr
+    r = run(command, "x*y", "x=1", "y=2", "--init", "x=3", *FAST)
+    assert r.code == 2 and r.stderr.startswith("error: --init starts a model spec's")
+
+
+def test_the_higher_tables_are_headed_by_the_spec(params):
+    r = run("hessian", "mlp:2-3-1", *POINT, "--init", params, *FAST)
+    assert r.code == 0 and "hessian of mlp:2-3-1" in r.stdout and "h11 =" not in r.stdout
+    r = run("jacobian", "mlp:2-3-1", *POINT, "--init", params, "--format", "markdown", *FAST)
+    assert r.code == 0 and "mlp:2-3-1" in r.stdout

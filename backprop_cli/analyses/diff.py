@@ -5,13 +5,17 @@ SymPy works in a bounded child (checks/sandbox), which streams what it has: the 
 each derivative as differentiated, its exact values at the points, the rules applied node
 by node (with `steps`) and the simplified forms. A budget that runs out during
 simplification leaves the differentiated forms, and the result says so; one that runs out
-before every derivative is differentiated is a BackpropError. Plain data in, plain data
+before every derivative is differentiated is a BackpropError. The engine's side of the
+check is inside the same budget: its cost is estimated from the graph before it runs (and the
+check skipped, saying why, when it would take more than its share), the search for points
+stops at that share on the clock, and SymPy gets what is left. Plain data in, plain data
 out (the JSON of `backprop diff`); nothing here prints.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -33,6 +37,19 @@ DIGITS = 3  # decimals of each coordinate, so the points read well in the output
 CONDITION = 1e-8
 SECOND_ORDER_TOLERANCE = (1e-6, 1e-9)  # the Hessian's sweep on dual numbers rounds more
 MEMORY_MB = 2048
+# The engine's check (its gradient or Hessian at the random points) is charged to the
+# command's one budget (--symbolic-timeout) and may take at most this share of it; a graph
+# whose estimated check cost is more is not checked, and the result says why.
+ENGINE_SHARE = 0.25
+# The estimate, in seconds: a scalar graph's sweep costs about NODE_SECONDS a node (Python's
+# overhead per op dominates); each try at a point is SWEEPS_PER_TRY of them (engine.run's
+# forward and backward, engine.spread's on perturbed copies). The Hessian adds, per batch of
+# columns (higher.hessian), a forward and a reverse sweep on duals, DUAL_FACTOR times as
+# dear a node, and ELEMENT_SECONDS per element of those batched arrays.
+NODE_SECONDS = 8e-6
+SWEEPS_PER_TRY = 4
+DUAL_FACTOR = 4
+ELEMENT_SECONDS = 2e-9
 
 
 def differentiate(
@@ -64,11 +81,19 @@ def differentiate(
     from ..checks import symbolic
 
     pairs = symbolic.derivative_pairs(chosen, order)
-    found = _sample_points(graph, chosen, pairs, order, points, seed)
+    # One deadline for the command: the engine's search for points is charged to it too.
+    deadline = Deadline(timeout)
+    started = deadline.start() - timeout
+    share = ENGINE_SHARE * timeout
+    skipped = _too_dear(graph, chosen, order, points, share, timeout) if points > 0 else None
+    search: dict[str, Any] = {"found": [], "tries": 0, "out_of_time": False}
+    if skipped is None:
+        search = _sample_points(graph, chosen, pairs, order, points, seed, stop=started + share)
+    found = search["found"]
     job = Bounded(
         symbolic.diff_forms,
         (graph, chosen, order, simplify, steps, [p["point"] for p in found]),
-        deadline=Deadline(timeout),
+        deadline=deadline,
         memory_mb=memory_mb,
     )
     got = _collect(job)
@@ -113,7 +138,15 @@ def differentiate(
         if any(cut for _, cut in got["steps"].values())
         else "done"
     )
-    check = _check(pairs, derivatives, found, values, order, seed)
+    unchecked = None if skipped is None else ("skipped", skipped)
+    if skipped is None and not found and search["out_of_time"]:
+        unchecked = (
+            "budget",
+            f"the engine's check ran out of its share ({share:.3g} s) of the {timeout:g} s "
+            f"budget (--symbolic-timeout) before a random point was found "
+            f"({search['tries']} tried)",
+        )
+    check = _check(pairs, derivatives, found, values, order, seed, unchecked)
     return {
         "expression": graph.source,
         "source": program.origin,
@@ -193,6 +226,42 @@ def _finite(x: Any) -> bool:
     return x is not None and bool(np.all(np.isfinite(np.asarray(x, dtype=np.float64))))
 
 
+def engine_seconds(graph: Any, wrt: list[str], order: int) -> float:
+    """About how long the engine takes at one random point, from the graph alone: its
+    nodes times the sweeps of a try, and for the Hessian the batched forward-over-reverse
+    sweeps (about nodes × variables elements, in batches of higher.BATCH_ELEMENTS)."""
+    nodes = len(graph.nodes)
+    seconds = SWEEPS_PER_TRY * nodes * NODE_SECONDS
+    if order == 2:
+        from .higher import BATCH_ELEMENTS
+
+        n = len(wrt)
+        width = max(1, BATCH_ELEMENTS // (2 * max(1, nodes)))  # columns a batch holds
+        batches = -(-n // width)
+        seconds += 2 * nodes * (batches * DUAL_FACTOR * NODE_SECONDS + 2 * n * ELEMENT_SECONDS)
+    return seconds
+
+
+def _too_dear(
+    graph: Any, wrt: list[str], order: int, count: int, share: float, timeout: float
+) -> str | None:
+    """Why the engine's check is skipped before it runs (None: it runs): `count` points'
+    estimated cost is more than the engine's share of the budget."""
+    estimate = count * engine_seconds(graph, wrt, order)
+    if estimate <= share:
+        return None
+    what = (
+        "gradient"
+        if order == 1
+        else f"Hessian in {len(wrt):,} variable{'s' if len(wrt) != 1 else ''}"
+    )
+    return (
+        f"the engine's {what} at {count} random point{'s' if count != 1 else ''} would take "
+        f"about {estimate:.2g} s (a graph of {len(graph.nodes):,} nodes), more than its share "
+        f"({share:.3g} s) of the {timeout:g} s budget (--symbolic-timeout)"
+    )
+
+
 def _sample_points(
     graph: Any,
     wrt: list[str],
@@ -200,15 +269,25 @@ def _sample_points(
     order: int,
     count: int,
     seed: int,
-) -> list[dict[str, Any]]:
+    *,
+    stop: float | None = None,
+) -> dict[str, Any]:
     """Up to `count` random points (seeded) inside the domain: the function, its gradient
     and the derivatives wanted finite there, no node on a kink or outside its domain, and the
     gradient well-conditioned. Each comes with the engine's value of every derivative and
-    the slack its rounding allows."""
+    the slack its rounding allows. No try starts after `stop` (a time.monotonic() value).
+    Returns {"found": the points, "tries": how many were tried, "out_of_time": whether
+    `stop` ended the search}."""
     rng = np.random.default_rng(seed)
     names = list(graph.variables)
     found: list[dict[str, Any]] = []
+    tries = 0
+    out_of_time = False
     for attempt in range(MAX_TRIES if count > 0 else 0):
+        if stop is not None and time.monotonic() >= stop:
+            out_of_time = True
+            break
+        tries += 1
         lo, hi = RANGES[attempt * len(RANGES) // MAX_TRIES]
         point = {n: round(float(rng.uniform(lo, hi)), DIGITS) for n in names}
         if any(v == 0 for v in point.values()):
@@ -239,7 +318,7 @@ def _sample_points(
         found.append({"point": point, "engine": wanted, "slack": slacks})
         if len(found) == count:
             break
-    return found
+    return {"found": found, "tries": tries, "out_of_time": out_of_time}
 
 
 def _grad(trace: engine.Trace, graph: Any, name: str) -> float:
@@ -307,8 +386,10 @@ def _check(
     values: dict[int, list[dict[str, Any]] | None],
     order: int,
     seed: int,
+    unchecked: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Each shown formula's exact value at the random points against the engine's."""
+    """Each shown formula's exact value at the random points against the engine's;
+    `unchecked` is (state, reason) where the engine's side did not run."""
     rtol, atol = compare.TOLERANCES["float64"]["symbolic"] if order == 1 else SECOND_ORDER_TOLERANCE
     check: dict[str, Any] = {
         "state": "skipped",
@@ -321,6 +402,9 @@ def _check(
         "mismatches": [],
         "reason": None,
     }
+    if unchecked is not None:
+        check["state"], check["reason"] = unchecked
+        return check
     if not found:
         check["reason"] = (
             "no random point found where the function and its derivatives are finite "

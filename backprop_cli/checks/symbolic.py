@@ -123,6 +123,20 @@ def partial_formula(
         return _simplify(expr, sp) if simplify else expr
 
 
+def to_latex(expr: Any) -> str:
+    """A SymPy expression (or array of them) as LaTeX."""
+    import sympy as sp
+
+    return str(sp.latex(expr))
+
+
+def to_latex_name(name: str) -> str:
+    """A variable's or element's name in LaTeX: w11 as w_{11}, W[0,1] as W_{0,1}."""
+    base, _, index = name.partition("[")
+    shown = latex_names([base])[0]
+    return f"{shown}_{{{index.rstrip(']')}}}" if index else shown
+
+
 def _array(value: Any) -> Any:
     """An object array, or its one element when it has no axes."""
     if isinstance(value, np.ndarray):

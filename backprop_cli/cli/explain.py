@@ -118,16 +118,15 @@ def explain(
         return
     try:
         program, point, expansion = _load(expression, values, file, values_file, limits, model)
-        for warning in [*program.warnings, *check_point(program.graph, point)]:
-            _stderr(f"warning: {warning}")
-        with api.quiet():  # its warnings were printed above
+        noted = [*program.warnings, *check_point(program.graph, point)]
+        with api.quiet():  # its warnings are printed below
             report = api.explain(
                 program, point, wrt=_names(wrt), mode=mode.value, allow_nonfinite=allow_nonfinite
             ).report
     except BackpropError as exc:
-        _fail(exc)
-    for warning in report["warnings"]:
-        _stderr(f"warning: {warning['message']}")
+        _fail(exc)  # before any warning: the first line of bad input is the error
+    for warning in [*noted, *(w["message"] for w in report["warnings"])]:
+        _stderr(f"warning: {warning}")
     if expansion is not None:  # the spec's notes (its initialisation) in the JSON too
         report["warnings"] = [{"message": w} for w in program.warnings] + report["warnings"]
     with _output():

@@ -9,6 +9,7 @@ import typer
 
 from ..core.errors import BackpropError
 from ..core.parse import DEFAULT_LIMITS, Limits
+from ..io.inputs import ModelOptions
 from .common import (
     Format,
     _AllowNonfinite,
@@ -17,10 +18,17 @@ from .common import (
     _Expression,
     _fail,
     _File,
+    _Form,
+    _form,
+    _Init,
+    _load,
+    _Loss,
     _MaxLength,
+    _ModelSeed,
     _names,
     _output,
-    _program_and_point,
+    _show_program,
+    _ShowProgram,
     _stderr,
     _Symbolic,
     _Timeout,
@@ -49,6 +57,9 @@ HESSIAN_EXAMPLES = """\
 
   Second derivatives over every element of two arrays:
     backprop hessian "sum(sigmoid(W @ x))" "W=[[1,2],[3,4]]" "x=[1,-1]"
+
+  The chain-rule network's Hessian, its weights from a file:
+    backprop hessian mlp:2-3-1 x1=1 x2=1 y=0 --init examples/network.json
 """
 
 
@@ -66,13 +77,18 @@ def _higher(
     symbolic_timeout: float,
     max_length: int,
     allow_nonfinite: bool,
+    model: ModelOptions,
+    show_program: bool,
 ) -> None:
     from .. import api
     from ..render.gradient import higher_csv, higher_markdown, higher_tables, to_json
 
     limits = Limits(max_length=max_length, allow_nonfinite=allow_nonfinite)
+    if show_program:
+        _show_program(expression, file, limits, model)
+        return
     try:
-        program, point = _program_and_point(expression, values, file, values_file, limits)
+        program, point, expansion = _load(expression, values, file, values_file, limits, model)
         if not torch_check and device != "cpu":
             raise BackpropError("--device needs the torch check; drop --no-torch")
         build = api.hessian if kind == "hessian" else api.jacobian
@@ -86,16 +102,21 @@ def _higher(
         _fail(exc)
     for warning in [*program.warnings, *(w["message"] for w in report["warnings"])]:
         _stderr(f"warning: {warning}")
+    shown = report
+    if expansion is not None:  # the spec's notes (its initialisation) in the JSON too
+        report["warnings"] = [{"message": w} for w in program.warnings] + report["warnings"]
+        # its tables are headed by the spec (mlp:2-3-1), not its whole expansion
+        shown = {**report, "expression": expansion.spec.shown}
     with _output():
         if fmt is Format.json:
             sys.stdout.write(to_json(report) + "\n")
         elif fmt is Format.csv:
             sys.stdout.write(higher_csv(report, kind))
         elif fmt is Format.markdown:
-            sys.stdout.write(higher_markdown(report, kind))
+            sys.stdout.write(higher_markdown(shown, kind))
         else:
             console = _console()
-            for i, renderable in enumerate(higher_tables(report, kind, console.width)):
+            for i, renderable in enumerate(higher_tables(shown, kind, console.width)):
                 if i:
                     console.print()
                 console.print(renderable)
@@ -121,6 +142,11 @@ def jacobian(
     symbolic_timeout: _Timeout = 5.0,
     max_length: _MaxLength = DEFAULT_LIMITS.max_length,
     allow_nonfinite: _AllowNonfinite = False,
+    loss: _Loss = None,
+    form: _Form = None,
+    seed: _ModelSeed = None,
+    init: _Init = None,
+    show_program: _ShowProgram = False,
 ) -> None:
     """Every partial derivative of every element of the output (an array or a number) with
     respect to every element of the variables, checked against torch.autograd.functional,
@@ -128,9 +154,10 @@ def jacobian(
 
     Exit codes: 0 all checks agree, 1 a check disagreed, 2 bad usage or bad input.
     """
+    model = ModelOptions(loss=loss, form=_form(form), seed=seed, init=init)
     _higher(
         "jacobian", expression, values, file, values_file, wrt, fmt, torch_check, device,
-        symbolic, symbolic_timeout, max_length, allow_nonfinite,
+        symbolic, symbolic_timeout, max_length, allow_nonfinite, model, show_program,
     )  # fmt: skip
 
 
@@ -147,6 +174,11 @@ def hessian(
     symbolic_timeout: _Timeout = 5.0,
     max_length: _MaxLength = DEFAULT_LIMITS.max_length,
     allow_nonfinite: _AllowNonfinite = False,
+    loss: _Loss = None,
+    form: _Form = None,
+    seed: _ModelSeed = None,
+    init: _Init = None,
+    show_program: _ShowProgram = False,
 ) -> None:
     """Every second derivative of a scalar output with respect to the variables' elements
     (forward over reverse: the engine's reverse sweep run on dual numbers), checked against
@@ -154,9 +186,10 @@ def hessian(
 
     Exit codes: 0 all checks agree, 1 a check disagreed, 2 bad usage or bad input.
     """
+    model = ModelOptions(loss=loss, form=_form(form), seed=seed, init=init)
     _higher(
         "hessian", expression, values, file, values_file, wrt, fmt, torch_check, device,
-        symbolic, symbolic_timeout, max_length, allow_nonfinite,
+        symbolic, symbolic_timeout, max_length, allow_nonfinite, model, show_program,
     )  # fmt: skip
 
 

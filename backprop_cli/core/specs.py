@@ -6,7 +6,8 @@ Grammar (the whole argument, nothing around it):
 
     spec   := builtin | "mlp:" sizes [":" act]
     builtin:= linear | affine | quadratic | logistic
-    sizes  := N ("-" N)+        every N a whole number >= 1, at least one hidden layer
+    sizes  := N ("-" N)+        every N a whole number >= 1 (no leading zeros, at most 9
+                                digits), at least one hidden layer
     act    := a unary elementwise op of the registry (default sigmoid)
 
 Anything else is an expression: a variable called `linear` is differentiated as `(linear)`.
@@ -117,6 +118,11 @@ class Spec:
     activation: str = DEFAULT_ACTIVATION
 
     @property
+    def shown(self) -> str:
+        """The text as messages show it (cut, see show)."""
+        return show(self.text)
+
+    @property
     def default_loss(self) -> str:
         return TEMPLATES[self.kind].loss if self.kind in TEMPLATES else "mse"
 
@@ -143,6 +149,15 @@ def activations() -> list[str]:
     )
 
 
+SHOWN = 60  # characters of a spec that a message shows
+
+
+def show(text: str, limit: int = SHOWN) -> str:
+    """`text` as a message shows it: cut to `limit` characters with "…" (a spec may be
+    100,000 characters long; the error line should not be)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def parse_spec(text: str) -> Spec:
     """The spec of `text` (see is_spec); a malformed one is a one-line BackpropError."""
     if text in TEMPLATES:
@@ -153,22 +168,29 @@ def parse_spec(text: str) -> Spec:
             "sigmoid units, 1 output); a variable called mlp is written (mlp)"
         )
     if not text.startswith("mlp:"):
-        raise BackpropError(f"{text!r} is not a model spec")
+        raise BackpropError(f"{show(text)!r} is not a model spec")
     sizes_text, sep, activation = text[4:].partition(":")
-    where = f"model spec {text!r}"
+    where = f"model spec {show(text)!r}"
     if not _SIZES.fullmatch(sizes_text):
         bad = next((p for p in sizes_text.split("-") if not p.isascii() or not p.isdigit()), "")
         raise BackpropError(
             f"{where}: "
-            + (f"{bad!r} is not a layer size" if bad else "the layer sizes are missing")
+            + (f"{show(bad, 20)!r} is not a layer size" if bad else "the layer sizes are missing")
             + "; write mlp:N0-N1-...-NL with whole numbers >= 1, e.g. mlp:2-3-1 or mlp:2-3-1:tanh"
         )
     parts = sizes_text.split("-")
     if len(parts) > MAX_LAYERS:
-        raise BackpropError(f"{where}: {len(parts)} layer sizes, more than {MAX_LAYERS}")
-    long = next((p for p in parts if len(p.lstrip("0")) > _MAX_DIGITS), None)
-    if long is not None:
-        raise BackpropError(f"{where}: the layer size {long} is too large")
+        raise BackpropError(f"{where}: {len(parts):,} layer sizes, more than {MAX_LAYERS}")
+    for part in parts:  # ASCII digits only (the pattern), never int() of a long string
+        if len(part) > 1 and part.startswith("0"):
+            stripped = part.lstrip("0") or "0"
+            if len(stripped) <= _MAX_DIGITS:
+                raise BackpropError(
+                    f"{where}: write {stripped}, not {show(part, 20)} (no leading zeros)"
+                )
+            raise BackpropError(f"{where}: the layer size {show(part, 20)} is too large")
+        if len(part) > _MAX_DIGITS:
+            raise BackpropError(f"{where}: the layer size {show(part, 20)} is too large")
     sizes = tuple(int(p) for p in parts)
     if min(sizes) < 1:
         raise BackpropError(f"{where}: every layer needs at least 1 unit, not {min(sizes)}")
@@ -187,7 +209,8 @@ def parse_spec(text: str) -> Spec:
                 if activation in ops.FUNCTIONS
                 else "no op of the registry"
             )
-            shown = activation if _NAME.fullmatch(activation) else repr(activation)
+            shown = show(activation, 20)
+            shown = shown if _NAME.fullmatch(activation) else repr(shown)
             raise BackpropError(
                 f"{where}: the activation {shown} is {what}; use one of {', '.join(known)}"
             )
@@ -234,7 +257,7 @@ def check_form(spec: Spec, form: str) -> None:
         raise BackpropError(f"--form: expected named or matrix, not {form!r}")
     if form == "matrix" and spec.kind != "mlp":
         raise BackpropError(
-            f"--form matrix is for mlp specs; {spec.text} has one input and one form"
+            f"--form matrix is for mlp specs; {spec.shown} has one input and one form"
         )
 
 
@@ -250,7 +273,7 @@ def check_size(
     count = parameter_count(spec, form)
     if count > max_params:
         raise BackpropError(
-            f"the model spec {spec.text} has {count:,} parameters, more than {max_params:,}"
+            f"the model spec {spec.shown} has {count:,} parameters, more than {max_params:,}"
             + (f"; use smaller layers or raise the limit with {option}" if option else "")
         )
     if form == "named" and max_length is not None:
@@ -261,7 +284,7 @@ def check_size(
 
 def _too_long(spec: Spec, size: str, max_length: int) -> None:
     raise BackpropError(
-        f"the model spec {spec.text} expands to a named program of {size} characters, more "
+        f"the model spec {spec.shown} expands to a named program of {size} characters, more "
         f"than --max-length {max_length:,}; use --form matrix, smaller layers, or raise "
         "--max-length"
     )
@@ -277,7 +300,7 @@ def body(spec: Spec, form: str = "named", inputs: list[str] | None = None) -> Bo
             f"{PREDICTION} = {t.template.format(x=names[0])}", names, (PREDICTION,), tuple(t.init)
         )
     if len(names) != spec.sizes[0]:
-        raise BackpropError(f"{spec.text} takes {spec.sizes[0]} inputs, not {len(names)}")
+        raise BackpropError(f"{spec.shown} takes {spec.sizes[0]} inputs, not {len(names)}")
     return _matrix_body(spec) if form == "matrix" else _named_body(spec, names)
 
 

@@ -59,7 +59,7 @@ def load_model(
             form=model.form or "named",
             max_length=limits.max_length,
         )
-        what = expansion.spec.text
+        what = expansion.spec.shown
         return parse_program(expansion.text, limits=limits, what=what), values, expansion
     program, rest = _load_source(expression, values, file, limits)
     if model.init is not None:
@@ -83,9 +83,11 @@ def spec_point(
 ) -> dict[str, Any]:
     """The point with the spec's parameters: NAME=VALUE (and --values) first, then --init,
     then, unless `model.fill` is off, the model's initialisation, said in a warning that
-    names them and the seed (it goes to stderr and the JSON's warnings)."""
+    names them and the seed (it goes to stderr and the JSON's warnings). The data's shapes
+    are checked (check_data_shapes) before anything is said."""
     given = read_init(model.init, list(expansion.params)) if model.init is not None else {}
     merged = {**given, **point}
+    check_data_shapes(expansion, merged)
     if not model.fill:
         return merged
     missing = [p for p in expansion.params if p not in merged]
@@ -96,6 +98,60 @@ def spec_point(
     merged.update({p: start[p] for p in missing})
     program.warnings.append(_init_note(expansion, missing, start, seed))
     return merged
+
+
+def _shape(value: Any) -> tuple[int, ...]:
+    return tuple(int(n) for n in np.shape(value))
+
+
+def _show_shape(shape: tuple[int, ...]) -> str:
+    from ..core.shapes import show
+
+    return show(shape)
+
+
+def check_data_shapes(expansion: specs.Expansion, point: dict[str, Any]) -> None:
+    """Refuse inputs and targets whose shapes would broadcast to a wrong loss.
+
+    The matrix form: X is N × N0 (one row per sample) and the target is y of shape (N,),
+    or Y of shape (N, K) for K outputs. The named form is elementwise: every input and
+    target is a number or an array of one shape shared by all that are arrays (numbers
+    broadcast to every sample; arrays of different shapes would pair the wrong samples).
+    Values not given are left to the missing-variable error."""
+    spec = expansion.spec
+    if expansion.form == "matrix":
+        if specs.MATRIX not in point:
+            return
+        x = _shape(point[specs.MATRIX])
+        n0 = spec.sizes[0]
+        if len(x) != 2 or x[1] != n0:
+            raise BackpropError(
+                f"{spec.shown} --form matrix: X must be N × {n0} (one row of {n0} input"
+                f"{'s' if n0 > 1 else ''} per sample), not {_show_shape(x)}"
+            )
+        k = spec.sizes[-1]
+        target = expansion.targets[0]
+        if target not in point:
+            return
+        y = _shape(point[target])
+        want = (x[0],) if k == 1 else (x[0], k)
+        if y != want:
+            raise BackpropError(
+                f"{spec.shown} --form matrix: X is {_show_shape(x)}, so the target {target} "
+                f"must be {_show_shape(want)}, not {_show_shape(y)}"
+            )
+        return
+    arrays = {
+        name: _shape(point[name])
+        for name in (*expansion.inputs, *expansion.targets)
+        if name in point and np.ndim(point[name])
+    }
+    if len(set(arrays.values())) > 1:
+        shapes = ", ".join(f"{name} {_show_shape(shape)}" for name, shape in arrays.items())
+        raise BackpropError(
+            f"{spec.shown}: the inputs and targets are one sample each or arrays of one "
+            f"shape, elementwise; they are {shapes}"
+        )
 
 
 _NOTE_SHOWN = 12  # parameters whose starts the note shows
@@ -119,7 +175,7 @@ def _init_note(
         about = f"as backprop train starts {expansion.spec.kind}"
     count = f"{len(missing)} parameters start" if len(missing) > 1 else "1 parameter starts"
     return (
-        f"{expansion.spec.text}: {count} from the model's initialisation ({about}): {items}; "
+        f"{expansion.spec.shown}: {count} from the model's initialisation ({about}): {items}; "
         "give values as NAME=VALUE, --values or --init"
     )
 

@@ -6,11 +6,32 @@ from typing import Any
 
 from .gradient import _md, code, md_text, to_json
 
-__all__ = ["check_line", "disagreements", "json_text", "markdown", "notes", "text"]
+__all__ = [
+    "check_line",
+    "disagreements",
+    "json_text",
+    "latex_block",
+    "markdown",
+    "notes",
+    "text",
+]
 
 
 def json_text(result: dict[str, Any]) -> str:
     return to_json(result) + "\n"
+
+
+def latex_block(result: dict[str, Any]) -> str:
+    """The derivatives as one labelled LaTeX block, a row each (no math delimiters: a
+    notebook display wraps it in $$…$$)::
+
+        \\begin{aligned}
+        \\frac{d f}{d x} &= 2 x \\\\
+        …
+        \\end{aligned}
+    """
+    rows = [f"{d['name_latex']} &= {d['latex']}" for d in result["derivatives"]]
+    return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
 
 
 def _number(x: float | None) -> str:
