@@ -736,6 +736,9 @@ def _with_init(built: Any, init: Mapping[str, Any] | str, inputs: Any) -> Any:
     return merged
 
 
+MAX_COMPILED_ELEMENTS = 200_000_000  # values and gradients one call may return (1.6 GB)
+
+
 class Compiled:
     """A compiled expression: call it with arrays (keywords, or positionally in the order of
     `variables`) and get `(value, grads)` for every point at once — numpy broadcasting over
@@ -804,7 +807,14 @@ class Compiled:
                 )
             arrays = {n: _numbers(n, v) for n, v in given.items()}
             batch = self._batch(arrays)
-            n = int(np.prod(batch, dtype=np.int64))
+            n = math.prod(batch)
+            held = n * (1 + sum(math.prod(s) for s in self.shapes.values()))
+            if held > MAX_COMPILED_ELEMENTS:  # the value and every gradient, for all points
+                raise LimitError(
+                    f"{n:,} points would hold {held:,} values and gradients, more than "
+                    f"{MAX_COMPILED_ELEMENTS:,}",
+                    hint="call the function on fewer points at a time",
+                )
             flat = {
                 name: np.broadcast_to(a, (*batch, *self.shapes[name])).reshape(
                     (n, *self.shapes[name])

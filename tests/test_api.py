@@ -376,3 +376,11 @@ def test_a_picture_too_big_for_graphviz_falls_back_to_text():
     if shutil.which("dot"):
         assert pic._repr_svg_() is None
         assert "ranks" in pic._repr_html_()
+
+
+def test_compile_refuses_a_batch_too_large_to_hold():
+    f = bp.compile("x*y")
+    with pytest.raises(bp.LimitError, match="values and gradients, more than"):
+        f(x=np.zeros((100_000, 1)), y=np.zeros((1, 100_000)))
+    value, grads = f(x=np.zeros((0,)), y=1.0)
+    assert value.shape == (0,) and grads["y"].shape == (0,)
