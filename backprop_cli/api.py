@@ -585,8 +585,11 @@ def diff(
     return DiffResult(report)
 
 
+HISTORY_ELEMENTS = 10_000_000  # parameter values TrainResult.history keeps in all
+
+
 def train(
-    model: str = "linear",
+    model: Any = "linear",
     *,
     data: Any = None,
     x: Any = None,
@@ -604,12 +607,21 @@ def train(
     check: bool = False,
     loss: str | None = None,
     hidden: int | None = None,
+    form: str | None = None,
     init: Mapping[str, Any] | str | None = None,
     log_every: int = 1,
+    verbose: bool = False,
+    max_params: int = 1_000_000,
+    max_step_elements: int = 20_000_000,
+    on_event: Any = None,
+    history: bool = True,
 ) -> TrainResult:
     """Train a model step by step (`backprop train`): a built-in name (linear, affine,
-    quadratic, logistic, mlp) or a model expression, on the course's data (y = 2x) by
-    default, `x=`/`y=` lists, a dict of columns, or a CSV path in `data`::
+    quadratic, logistic, mlp), a model spec (mlp:2-3-1) or a model expression, on the
+    course's data (y = 2x) by default, `x=`/`y=` lists, a dict of columns, or a CSV path in
+    `data`. `on_event(kind, info)` is called as training goes ("epoch" with the epoch, its
+    loss and parameters; "grad" with each batch's gradients when `verbose`; "tick" after each
+    epoch), as the CLI prints its lines::
 
         >>> t = bp.train("linear", epochs=100)
         >>> round(t.params["w"], 3), len(t.history)
@@ -619,16 +631,18 @@ def train(
     from .analyses import train as training
     from .analyses.optim import OPTIMIZERS
     from .io import inputs
-    from .io.data import load
+    from .io.data import Dataset, load
 
     with _errors():
-        if not isinstance(model, str):
+        if not isinstance(model, (str, models.Model)):
             raise InputError(
                 f"model must be text (a name, a spec or an expression), not {_shown(model)}"
             )
         epochs = _whole("epochs", epochs, 0, 100_000_000)
         log_every = _whole("log_every", log_every, 1, 100_000_000)
         seed = _whole("seed", seed, 0, 2**63 - 1)
+        max_params = _whole("max_params", max_params, 1, 2**62)
+        max_step_elements = _whole("max_step_elements", max_step_elements, 1, 2**62)
         if batch_size is not None:
             batch_size = _whole("batch_size", batch_size, 0, 2**62)
         if hidden is not None:
@@ -643,31 +657,50 @@ def train(
                 )
         if data is not None and (x is not None or y is not None):
             raise InputError("give data or x and y, not both")
-        dataset = _dataset(data, x, y, target, load)
-        built = models.build(model, dataset, loss=loss, hidden=hidden or 3, seed=seed)
-        if init is not None:
-            built = _with_init(built, init, inputs)
-            models.check_size(built)
+        dataset = data if isinstance(data, Dataset) else _dataset(data, x, y, target, load)
         notes = []
-        if hidden is not None and model != "mlp":
-            notes.append("hidden does nothing here: it is for the mlp model")
+        if isinstance(model, models.Model):  # built (and initialised) by the caller
+            built = model
+        else:
+            built = models.build(
+                model, dataset, loss=loss, hidden=hidden or 3, seed=seed,
+                max_params=max_params, form=form,
+            )  # fmt: skip
+            if init is not None:
+                built = _with_init(built, init, inputs)
+                models.check_size(built, max_params)
+            if hidden is not None and model != "mlp":
+                notes.append("hidden does nothing here: it is for the mlp model")
         settings = training.Settings(
             epochs=epochs, lr=float(lr), optimizer=optimizer,
             batch_size=batch_size if batch_size is not None else (1 if model == "linear" else 0),
             shuffle=shuffle, seed=seed, dtype=dtype, engine=engine, device=device,
-            check=check, log_every=log_every,
+            check=check, log_every=log_every, verbose=verbose,
+            max_step_elements=max_step_elements,
         )  # fmt: skip
-        history: list[Epoch] = []
+        kept: list[Epoch] = []
+        room = [HISTORY_ELEMENTS if history else 0]
 
-        def on_event(kind: str, info: dict[str, Any]) -> None:
-            if kind == "epoch":
-                params = {k: training.plain(v) for k, v in info["params"].items()}
-                history.append(Epoch(info["epoch"], float(info["loss"]), params))
+        def record(kind: str, info: dict[str, Any]) -> None:
+            if kind == "epoch" and history:
+                size = sum(int(np.size(v)) for v in info["params"].values())
+                params = None
+                if size <= room[0]:  # the parameters of the first epochs that fit
+                    room[0] -= size
+                    params = {k: training.plain(v) for k, v in info["params"].items()}
+                kept.append(Epoch(info["epoch"], float(info["loss"]), params))
+            if on_event is not None:
+                on_event(kind, info)
 
-        result = training.run(built, dataset, settings, on_event)
+        result = training.run(built, dataset, settings, record)
+    if history and any(e.params is None for e in kept):
+        notes.append(
+            f"history keeps the parameters of its first epochs only ({HISTORY_ELEMENTS:,} "
+            "values in all); later epochs have their loss"
+        )
     result.warnings[:0] = notes
     _warn(result.warnings)
-    return TrainResult(built, result, settings, history, len(dataset), _predict_columns)
+    return TrainResult(built, result, settings, kept, len(dataset), _predict_columns)
 
 
 def _predict_columns(model: Any, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:

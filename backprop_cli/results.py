@@ -428,7 +428,7 @@ class Epoch:
 
     epoch: int
     loss: float
-    params: dict[str, Any]
+    params: dict[str, Any] | None  # None past the history's budget (see bp.train)
 
 
 class TrainResult:
@@ -509,7 +509,10 @@ class TrainResult:
     def _repr_html_(self) -> str:
         from .render.notebook import STYLE, number, table, text
 
-        rows = [[e.epoch, e.loss, *(e.params[p] for p in self.model.params)] for e in self.history]
+        rows = [
+            [e.epoch, e.loss, *((e.params or {}).get(p) for p in self.model.params)]
+            for e in self.history
+        ]
         if len(rows) > 12:
             rows = [*rows[:5], ["…"] * len(rows[0]), *rows[-5:]]
         head = (

@@ -384,3 +384,23 @@ def test_compile_refuses_a_batch_too_large_to_hold():
         f(x=np.zeros((100_000, 1)), y=np.zeros((1, 100_000)))
     value, grads = f(x=np.zeros((0,)), y=1.0)
     assert value.shape == (0,) and grads["y"].shape == (0,)
+
+
+def test_train_reports_events_and_bounds_its_history(monkeypatch):
+    seen = []
+    t = bp.train("linear", epochs=4, on_event=lambda kind, info: seen.append(kind))
+    assert seen.count("epoch") == 4 and seen.count("tick") == 4
+    monkeypatch.setattr(api, "HISTORY_ELEMENTS", 2)
+    with pytest.warns(bp.BackpropWarning, match="first epochs only"):
+        t = bp.train("linear", epochs=4)
+    assert [e.params is None for e in t.history] == [False, False, True, True]
+    assert "<table" in t._repr_html_()
+    quiet = bp.train("linear", epochs=3, history=False)
+    assert quiet.history == [] and quiet.loss is not None
+
+
+def test_train_lr_must_be_finite_on_the_command_line():
+    for lr in ("inf", "nan"):
+        result = run("train", "linear", "--lr", lr)
+        assert result.code == 2 and result.stdout == ""
+        assert result.stderr.startswith("error:")

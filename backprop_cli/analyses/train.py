@@ -203,7 +203,7 @@ def _named(model: Model, name: str) -> int:
     return max(n.id for n in model.graph.nodes if n.name == name)
 
 
-def _fits(data: Dataset, dtype: str) -> None:
+def check_fits(data: Dataset, dtype: str) -> None:
     """Data that the training precision cannot hold is an input error, not a divergence."""
     largest = float(np.finfo(engine.DTYPES[dtype]).max)
     for name, column in [*data.features.items(), (data.target_name, data.target)]:
@@ -220,7 +220,7 @@ def run(model: Model, data: Dataset, settings: Settings, on_event: Event) -> Res
     if len(data) == 0:
         raise BackpropError("no data to train on")
     check_budget(model, len(data), settings)
-    _fits(data, settings.dtype)
+    check_fits(data, settings.dtype)
     if (settings.engine == "torch" or settings.check) and settings.device != "cpu":
         autograd.check_device(settings.device, settings.dtype)
     if settings.engine == "torch":

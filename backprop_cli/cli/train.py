@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Iterator
@@ -210,8 +211,10 @@ def train(
             with _output():
                 sys.stdout.write(built.program.rstrip("\n") + "\n")
             return
-        for column in models.unused_columns(built):
-            _stderr(f"warning: the data column {column!r} is not used by the model")
+        notes = [
+            f"the data column {column!r} is not used by the model"
+            for column in models.unused_columns(built)
+        ]
         if init is not None:
             built = inputs.with_init(built, init)
             models.check_size(built, max_params)
@@ -236,6 +239,8 @@ def train(
             verbose=verbose,
             max_step_elements=max_step_elements,
         )
+        if not math.isfinite(lr):
+            raise BackpropError(f"--lr must be a finite number, not {lr}")
         training.check_budget(built, len(data), settings)
         if predict_at is None and x is None and data_file is None and len(built.features) == 1:
             predict_at = "4"  # the course predicts at x = 4
@@ -257,8 +262,15 @@ def train(
         )
         if device != "cpu" and engine_name is Engine.graph and not check:
             raise BackpropError("--device is for --engine torch or --check")
-        if hidden is not None and spec != "mlp":  # said once the input is known to be good
-            _stderr("warning: --hidden does nothing here: it is for the mlp model")
+        training.check_fits(data, settings.dtype)
+        if device != "cpu":
+            from ..checks.autograd import check_device
+
+            check_device(device, settings.dtype)
+        if hidden is not None and spec != "mlp":
+            notes.append("--hidden does nothing here: it is for the mlp model")
+        for warning in notes:  # said once the input is known to be good
+            _stderr(f"warning: {warning}")
         with _output():
             result = _run_training(built, data, settings, note, points, fmt, verbose)
         _finish_training(built, result, settings, points, plot, save, fmt)
@@ -306,6 +318,7 @@ def _run_training(
 ) -> Any:
     import numpy as np
 
+    from .. import api
     from ..analyses import train as training
     from ..render import train as view
 
@@ -358,7 +371,16 @@ def _run_training(
             else:
                 on_event(kind, info)
 
-        return training.run(built, data, settings, with_progress)
+        with api.quiet():  # its warnings are printed with the verdict
+            return api.train(
+                built, data=data, epochs=settings.epochs, lr=settings.lr,
+                optimizer=settings.optimizer, batch_size=settings.batch_size,
+                shuffle=settings.shuffle, seed=settings.seed, dtype=settings.dtype,
+                engine=settings.engine, device=settings.device, check=settings.check,
+                log_every=settings.log_every, verbose=settings.verbose,
+                max_step_elements=settings.max_step_elements, on_event=with_progress,
+                history=False,
+            ).result  # fmt: skip
 
 
 def _columns(point: dict[str, float]) -> dict[str, Any]:
