@@ -73,8 +73,9 @@ def data(c: Any, mime: str) -> list[str]:
 
 def text(c: Any) -> str:
     """What the cell printed, and the plain-text form of what it displayed."""
-    streams = [o["text"] for o in c.outputs if o["output_type"] == "stream"]
-    return "\n".join([*streams, *data(c, "text/plain")])
+    # A print may arrive in several stream messages: their texts join as written.
+    printed = "".join(o["text"] for o in c.outputs if o["output_type"] == "stream")
+    return "\n".join([printed, *data(c, "text/plain")])
 
 
 def test_the_committed_notebook_is_clean():
