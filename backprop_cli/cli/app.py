@@ -25,6 +25,7 @@ try:  # typer >= 0.25 vendors click
 except ImportError:  # pragma: no cover - older typer depends on click itself
     from click.exceptions import ClickException  # type: ignore[import-not-found,no-redef]
 
+HELP_OPTIONS = ["-h", "--help"]
 _WRITE_ERRORS = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG, errno.EBADF}
 
 
@@ -105,7 +106,7 @@ class _Group(TyperGroup):
             i += 1
         if i >= len(args) or args[i] not in self.commands:
             return args
-        flags: set[str] = {"--help"}
+        flags: set[str] = set(HELP_OPTIONS)
         valued: set[str] = set()
         owner: dict[str, Any] = {}
         for param in self.commands[args[i]].params:
@@ -163,6 +164,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
+    context_settings={"help_option_names": HELP_OPTIONS},
     epilog="""[bold]Examples[/bold]
 
   A gradient, checked three ways:
@@ -201,6 +203,8 @@ def _main(
 
 for _command in (grad, ops, explain, higher, check, graph, train, diff):
     _command.register(app)
+for _info in app.registered_commands:  # -h is help in every command, as in the group
+    _info.context_settings = {**(_info.context_settings or {}), "help_option_names": HELP_OPTIONS}
 
 
 def main() -> None:
