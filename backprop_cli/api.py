@@ -41,20 +41,17 @@ class BackpropWarning(UserWarning):
     """
 
 
-_LIMIT_WORDS = ("more than", "at most", "too many", "too big", "budget", "limit")
-
-
 @contextmanager
 def _errors() -> Iterator[None]:
-    """The library's one boundary: a plain BackpropError becomes an InputError (or a
-    LimitError when a budget refused the work), with the same message and hint."""
+    """The library's one boundary: a plain BackpropError (bad input that is not a parse
+    error and not a refused budget, which raise their own kinds) becomes an InputError with
+    the same message and hint."""
     try:
         yield
     except BackpropError as exc:
         if type(exc) is not BackpropError:
             raise
-        kind = LimitError if any(w in exc.message for w in _LIMIT_WORDS) else InputError
-        raise kind(exc.message, hint=exc.hint) from None
+        raise InputError(exc.message, hint=exc.hint) from None
 
 
 _QUIET = contextvars.ContextVar("backprop_quiet", default=False)
@@ -399,8 +396,9 @@ def explain(
         notes = [*program.warnings, *check_point(graph, point)]
         chosen = resolve_wrt(graph, _wrt(wrt))
         report = run_explain(graph, {k: point[k] for k in graph.variables}, chosen, mode)
-    _warn([*notes, *report["warnings"]])
-    return ExplainResult(report)
+    result = ExplainResult(report, notes)
+    _warn(result.warnings)
+    return result
 
 
 def _higher(kind: str, expr: Any, values: Any, named: Any, **options: Any) -> HigherResult:

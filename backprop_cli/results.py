@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -252,7 +253,7 @@ class GradResult(_Report):
         """Variable name → d output / d variable (floats, or arrays of the variable's shape)."""
         return {k: _array(v) for k, v in self.report["gradient"].items()}
 
-    @property
+    @cached_property
     def nodes(self) -> list[Node]:
         return [
             Node(
@@ -268,7 +269,7 @@ class GradResult(_Report):
             for n in self.report["nodes"]
         ]
 
-    @property
+    @cached_property
     def partials(self) -> dict[str, Partial]:
         graph = self.program.graph
         cores = [tuple(n["shape"]) for n in self.report["nodes"]]
@@ -297,7 +298,7 @@ class GradResult(_Report):
         """Each check's verdict: torch, finite_difference, symbolic (ok, max_error, ...)."""
         return copy.deepcopy(self.report["checks"])
 
-    @property
+    @cached_property
     def picture(self) -> Picture:
         return Picture(self.program.graph, self._point)
 
@@ -325,8 +326,14 @@ class ExplainResult(_Report):
         ([7.0], True)
     """
 
-    def __init__(self, report: dict[str, Any]) -> None:
+    def __init__(self, report: dict[str, Any], notes: list[str] | None = None) -> None:
         self.report = report
+        self._notes = list(notes or [])  # the program's and the point's warnings
+
+    @property
+    def warnings(self) -> list[str]:
+        """The program's and the point's warnings, then the explanation's own."""
+        return [*self._notes, *super().warnings]
 
     @property
     def partials(self) -> list[dict[str, Any]]:

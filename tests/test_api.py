@@ -404,3 +404,21 @@ def test_train_lr_must_be_finite_on_the_command_line():
         result = run("train", "linear", "--lr", lr)
         assert result.code == 2 and result.stdout == ""
         assert result.stderr.startswith("error:")
+
+
+def test_budget_refusals_are_limit_errors_where_they_are_raised():
+    from backprop_cli.core import shapes
+    from backprop_cli.core.parse import parse
+
+    with pytest.raises(bp.LimitError):  # refused from the constants' shapes while parsing
+        parse("sum(ones(20000,1)*ones(1,20000)*x)")
+    graph = parse("sum(x*y)")
+    with pytest.raises(bp.LimitError):
+        shapes.infer(graph, {"x": (20_000, 1), "y": (1, 20_000)})
+    with pytest.raises(bp.LimitError, match="layer sizes"):
+        bp.expand("mlp:" + "-".join(["1"] * 70))
+    with pytest.raises(bp.LimitError, match="characters"):
+        bp.grad("x" + "+x" * 60, x=1, max_length=50)
+    with pytest.raises(bp.InputError) as plain:
+        bp.grad("x*y", x=1)
+    assert type(plain.value) is bp.InputError

@@ -19,7 +19,7 @@ import numpy as np
 from ..checks import compare
 from ..checks.sandbox import Bounded
 from ..core import shapes
-from ..core.errors import BackpropError
+from ..core.errors import BackpropError, LimitError
 from ..core.parse import Program
 from . import points
 from .gradient import (
@@ -176,7 +176,7 @@ def refuse_long_checks(
         hint = f"check at most {fit:,} points at a time: split {s.source}"
     if s.torch:
         hint += "; --no-torch makes each point cheaper"
-    raise BackpropError(
+    raise LimitError(
         f"checking {n:,} points would take about {_duration(n * each)} (about "
         f"{_duration(each)} a point for this graph of {len(graph.nodes):,} nodes); a check may "
         f"take about {_duration(s.max_seconds)}, {fit:,} points here",
@@ -476,7 +476,7 @@ def read_points(
             for k in range(len(chunk.lines)):
                 found.append({name: float(col[k]) for name, col in chunk.columns.items()})
                 if len(found) > MAX_POINTS:
-                    raise BackpropError(f"{what}: more than {MAX_POINTS:,} points to check")
+                    raise LimitError(f"{what}: more than {MAX_POINTS:,} points to check")
     finally:
         stream.close()
     if not found:

@@ -18,7 +18,7 @@ from ..checks import autograd, compare, finite
 from ..checks.sandbox import Bounded
 from ..core import engine, shapes
 from ..core.dual import Dual, tangent_of
-from ..core.errors import BackpropError
+from ..core.errors import BackpropError, LimitError
 from ..core.graph import Graph
 
 MAX_ENTRIES = 250_000  # entries of a Jacobian or Hessian
@@ -286,7 +286,7 @@ def _check_sweeps(what: str, size: str, sweeps: int, along: str, cost: int, hint
     """Refuse, before any work, a matrix whose sweeps (one per `along`) would cost more
     than MAX_SWEEP_WORK node-elements in all."""
     if sweeps * cost > MAX_SWEEP_WORK:
-        raise BackpropError(
+        raise LimitError(
             f"{what} of {size} entries takes {sweeps:,} sweeps (one per {along}) of a graph "
             f"of about {cost:,} operations: {sweeps * cost:,} in all, more than "
             f"{MAX_SWEEP_WORK:,}",
@@ -465,7 +465,7 @@ def hessian_report(
     chosen = elements(graph, cores, wrt)
     n = len(chosen)
     if n * n > MAX_ENTRIES:
-        raise BackpropError(f"a Hessian of {n:,} × {n:,} entries is more than {MAX_ENTRIES:,}")
+        raise LimitError(f"a Hessian of {n:,} × {n:,} entries is more than {MAX_ENTRIES:,}")
     cost = max(shapes.cost(graph, cores))
     _check_sweeps(
         "a Hessian", f"{n:,} × {n:,}", n, "input element", cost, "choose fewer variables with --wrt"
@@ -584,7 +584,7 @@ def jacobian_report(
     columns = [shapes.element_name(name, index) for name, index in chosen]
     m, n = len(rows), len(columns)
     if m * n > MAX_ENTRIES:
-        raise BackpropError(f"a Jacobian of {m:,} × {n:,} entries is more than {MAX_ENTRIES:,}")
+        raise LimitError(f"a Jacobian of {m:,} × {n:,} entries is more than {MAX_ENTRIES:,}")
     cost = max(shapes.cost(graph, cores))
     along = "input element" if n < m else "output element"
     hint = "choose fewer variables with --wrt, or differentiate a smaller output"

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..core import specs
-from ..core.errors import BackpropError
+from ..core.errors import BackpropError, LimitError
 from ..core.graph import Graph
 from ..core.ops import CONSTANTS
 from ..core.parse import Limits, parse_program
@@ -119,7 +119,7 @@ def _mlp(
     k = len(features)
     count = mlp_parameters(k, hidden)
     if count > max_params:  # decided from the shapes, before any weight is drawn
-        raise BackpropError(
+        raise LimitError(
             f"the mlp with --hidden {hidden} on {k:,} inputs has {count:,} parameters, more "
             f"than {max_params:,}; use a smaller --hidden or raise the limit with {PARAMS_OPTION}"
         )
@@ -277,7 +277,7 @@ def check_size(model: Model, max_params: int = MAX_PARAMS) -> None:
     total = sum(sizes.values())
     if total > max_params:
         largest = max(sizes, key=lambda name: sizes[name])
-        raise BackpropError(
+        raise LimitError(
             f"the model has {total:,} parameters ({largest} alone {sizes[largest]:,}), more "
             f"than {max_params:,}; raise the limit with {PARAMS_OPTION}"
         )

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..checks import autograd, compare
 from ..core import engine, shapes
-from ..core.errors import BackpropError
+from ..core.errors import BackpropError, LimitError
 from ..core.graph import Graph
 from ..io.data import _NUMBER, MAX_LINE_CHARS, DuplicateKey, json_int, lines, number, unique_keys
 
@@ -238,9 +238,7 @@ class PointReader:
             raise BackpropError(f"{self.what} is empty: expected a header row and points")
         line, text = first
         if len(text) > MAX_LINE_CHARS:
-            raise BackpropError(
-                f"{self.what}, line {line}: longer than {MAX_LINE_CHARS:,} characters"
-            )
+            raise LimitError(f"{self.what}, line {line}: longer than {MAX_LINE_CHARS:,} characters")
         if text.lstrip().startswith("{"):
             self.kind = "jsonl"
             self.pending = (line, text)

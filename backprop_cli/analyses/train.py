@@ -17,7 +17,7 @@ import numpy as np
 
 from ..checks import autograd, compare
 from ..core import engine, shapes
-from ..core.errors import BackpropError
+from ..core.errors import BackpropError, LimitError
 from ..io.data import Dataset
 from .models import LOSS, PREDICTION, Model
 from .optim import (
@@ -126,14 +126,14 @@ def check_budget(model: Model, n: int, settings: Settings) -> None:
             if fit
             else "not even one row fits"
         )
-        raise BackpropError(
+        raise LimitError(
             f"a training step on a batch of {batch:,} rows holds {held:,} array elements, more "
             f"than {limit:,} ({advice}); raise the limit with {STEP_OPTION}"
         )
     if batch < n and not _separable(model):
         whole = step_elements(model, n)
         if whole > limit:
-            raise BackpropError(
+            raise LimitError(
                 f"the loss over all {n:,} rows holds {whole:,} array elements in one pass, "
                 f"more than {limit:,} (an expression model is evaluated on every row at once); "
                 f"raise the limit with {STEP_OPTION}"

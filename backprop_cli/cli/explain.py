@@ -106,7 +106,6 @@ def explain(
 
     A model spec (linear, mlp:2-3-1, ...) goes where the expression goes, as in grad."""
     from .. import api
-    from ..analyses.point import check_point
     from ..io.inputs import ModelOptions
     from ..render import explain as view
     from ..render.gradient import to_json
@@ -118,14 +117,14 @@ def explain(
         return
     try:
         program, point, expansion = _load(expression, values, file, values_file, limits, model)
-        noted = [*program.warnings, *check_point(program.graph, point)]
         with api.quiet():  # its warnings are printed below
-            report = api.explain(
+            result = api.explain(
                 program, point, wrt=_names(wrt), mode=mode.value, allow_nonfinite=allow_nonfinite
-            ).report
+            )
+        report = result.report
     except BackpropError as exc:
         _fail(exc)  # before any warning: the first line of bad input is the error
-    for warning in [*noted, *(w["message"] for w in report["warnings"])]:
+    for warning in result.warnings:
         _stderr(f"warning: {warning}")
     if expansion is not None:  # the spec's notes (its initialisation) in the JSON too
         report["warnings"] = [{"message": w} for w in program.warnings] + report["warnings"]
@@ -135,10 +134,7 @@ def explain(
         elif fmt is ExplainFormat.markdown:
             sys.stdout.write(view.markdown(report))
         elif fmt is ExplainFormat.latex:
-            from ..checks.symbolic import latex_names
-
-            names = [e["name"] for e in report["legend"]] + [report["output"]["name"]]
-            sys.stdout.write(view.latex(report, dict(zip(names, latex_names(names), strict=True))))
+            sys.stdout.write(result.latex())
         else:
             console = _console()
             for i, item in enumerate(view.panels(report)):

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import ops, shapes
-from .errors import BackpropError, ParseError
+from .errors import BackpropError, LimitError, ParseError
 from .graph import Graph, Node
 
 
@@ -874,7 +874,7 @@ def _check_size(graph: Graph, what: str, limits: Limits, one: str) -> None:
     cores = shapes.check_constants_budget(graph, [False] * len(graph.nodes), what)
     elements = shapes.size(cores[graph.output])
     if elements > limits.max_elements:
-        raise BackpropError(
+        raise LimitError(
             f"{what} would have {elements:,} elements, more than the "
             f"{limits.max_elements:,} {one} may hold"
         )
@@ -889,7 +889,7 @@ def _prepare(source: str, limits: Limits, what: str) -> str:
     if source.startswith("\ufeff"):
         source = source[1:]
     if len(source) > limits.max_length:
-        raise BackpropError(
+        raise LimitError(
             f"{what} is {len(source):,} characters long; the limit is {limits.max_length:,}",
             hint="raise it with --max-length if you really mean it",
         )

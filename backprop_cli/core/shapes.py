@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import ops
-from .errors import BackpropError, ParseError
+from .errors import LimitError, ParseError
 from .graph import Graph
 
 Shape = tuple[int, ...]
@@ -69,7 +69,7 @@ def _infer(graph: Graph, inputs: Mapping[str, Shape], what: str) -> list[Shape]:
 
 def check_budget(total: int, work: int, what: str) -> None:
     if total > MAX_TOTAL_ELEMENTS or work > MAX_WORK:
-        raise BackpropError(
+        raise LimitError(
             f"the {what} is too big to run: its nodes would hold {total:,} array elements "
             f"(at most {MAX_TOTAL_ELEMENTS:,}) and take about {work:,} operations "
             f"(at most {MAX_WORK:,})",

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from . import ops
-from .errors import BackpropError
+from .errors import BackpropError, LimitError
 
 PREDICTION = "yhat"
 COST = "C"  # the loss node of an expanded spec, as the book calls it
@@ -180,7 +180,7 @@ def parse_spec(text: str) -> Spec:
         )
     parts = sizes_text.split("-")
     if len(parts) > MAX_LAYERS:
-        raise BackpropError(f"{where}: {len(parts):,} layer sizes, more than {MAX_LAYERS}")
+        raise LimitError(f"{where}: {len(parts):,} layer sizes, more than {MAX_LAYERS}")
     for part in parts:  # ASCII digits only (the pattern), never int() of a long string
         if len(part) > 1 and part.startswith("0"):
             stripped = part.lstrip("0") or "0"
@@ -272,7 +272,7 @@ def check_size(
     """Refuse, from the sizes alone, a spec of too many parameters or too long a program."""
     count = parameter_count(spec, form)
     if count > max_params:
-        raise BackpropError(
+        raise LimitError(
             f"the model spec {spec.shown} has {count:,} parameters, more than {max_params:,}"
             + (f"; use smaller layers or raise the limit with {option}" if option else "")
         )
@@ -283,7 +283,7 @@ def check_size(
 
 
 def _too_long(spec: Spec, size: str, max_length: int) -> None:
-    raise BackpropError(
+    raise LimitError(
         f"the model spec {spec.shown} expands to a named program of {size} characters, more "
         f"than --max-length {max_length:,}; use --form matrix, smaller layers, or raise "
         "--max-length"

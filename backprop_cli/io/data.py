@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..core import ops
-from ..core.errors import BackpropError
+from ..core.errors import BackpropError, LimitError
 
 # The course's data (seed 002): y = 2x.
 COURSE_X = (1.0, 2.0, 3.0)
@@ -83,7 +83,7 @@ def from_lists(
     # Counted from the commas before any item is read: the lists are refused whole.
     rows = max(x_text.count(","), y_text.count(",")) + 1
     if 2 * rows > max_values:
-        raise BackpropError(
+        raise LimitError(
             f"--x/--y: {rows:,} rows × 2 columns is more than {max_values:,} data values; "
             f"raise the limit with {DATA_OPTION}"
         )
@@ -147,7 +147,7 @@ def lines(stream: Any, what: str = "input") -> Iterator[tuple[int, str]]:
             too_long = bool(more) and not more.endswith(("\n", "\r"))
             skipped += len(more)
             if too_long and skipped > MAX_SKIPPED_CHARS:
-                raise BackpropError(
+                raise LimitError(
                     f"{what}, line {number_of_line}: more than {MAX_SKIPPED_CHARS:,} characters "
                     "without a line break: stopping"
                 )
@@ -192,7 +192,7 @@ def _csv_rows(source: Iterator[tuple[int, str]], what: str) -> Iterator[tuple[in
     """(line number, text, cells) of every row that is not blank."""
     for number_of_line, text in source:
         if len(text) > MAX_LINE_CHARS:
-            raise BackpropError(
+            raise LimitError(
                 f"{what}, line {number_of_line}: longer than {MAX_LINE_CHARS:,} characters"
             )
         if '"' not in text:  # only quoting needs the csv module; splitting is the same otherwise
@@ -252,7 +252,7 @@ def _read_rows(
                 f"{what}, line {line}: {len(row)} fields, but the header has {width}"
             )
         if (count + 1) * width > max_values:
-            raise BackpropError(
+            raise LimitError(
                 f"{what}, line {line}: more than {max_values:,} data values "
                 f"({count + 1:,} rows × {width:,} columns); raise the limit with {DATA_OPTION}"
             )
@@ -300,7 +300,7 @@ def read_values(path: str, what: str, allow_nonfinite: bool = False) -> dict[str
     # Every number but the last is followed by a comma: more commas than a value may hold
     # elements is refused before json builds a Python object for each number.
     if raw.count(b",") > MAX_VALUE_ELEMENTS + 10_000:
-        raise BackpropError(
+        raise LimitError(
             f"{what} {path} holds more than {MAX_VALUE_ELEMENTS:,} numbers, more than the "
             "values of one command may hold"
         )
@@ -362,7 +362,7 @@ def json_value(value: Any, where: str, allow_nonfinite: bool = False) -> Any:
         else:
             count += 1
             if count > MAX_VALUE_ELEMENTS:
-                raise BackpropError(f"{where} has more than {MAX_VALUE_ELEMENTS:,} elements")
+                raise LimitError(f"{where} has more than {MAX_VALUE_ELEMENTS:,} elements")
     depth, first = 0, value
     while isinstance(first, list):
         depth, first = depth + 1, first[0]
@@ -375,7 +375,7 @@ def json_value(value: Any, where: str, allow_nonfinite: bool = False) -> Any:
     except ValueError:
         raise BackpropError(f"{where} is not a rectangular array (ragged nested lists)") from None
     if array.size > MAX_VALUE_ELEMENTS:
-        raise BackpropError(f"{where} has more than {MAX_VALUE_ELEMENTS:,} elements")
+        raise LimitError(f"{where} has more than {MAX_VALUE_ELEMENTS:,} elements")
     if not allow_nonfinite and not np.isfinite(array).all():
         raise BackpropError(
             f"{where} is not finite (nan, or too large for float64)",

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from ..core.errors import BackpropError
+from ..core.errors import BackpropError, LimitError
 
 
 def _mode_for(path: str) -> int:
@@ -213,7 +213,7 @@ def read_text(path: str, what: str, limit: int) -> str:
                 stream.close()
     except OSError as exc:
         raise BackpropError(f"cannot read {what}: {exc.strerror or exc}") from None
-    too_long = BackpropError(
+    too_long = LimitError(
         f"{what} is longer than {limit:,} characters",
         hint="raise the limit with --max-length if you really mean it",
     )

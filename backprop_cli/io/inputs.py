@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..core import specs
-from ..core.errors import BackpropError
+from ..core.errors import BackpropError, LimitError
 from ..core.parse import Limits, Program, parse_binding, parse_program
 from ..core.shapes import MAX_TOTAL_ELEMENTS
 from .files import read_text
@@ -235,7 +235,7 @@ def parse_values(args: list[str], limits: Limits, warnings: list[str]) -> dict[s
         point[name] = value
         held = sum(int(np.size(v)) for v in point.values())
         if held > MAX_TOTAL_ELEMENTS:  # each value is bounded; together they are too
-            raise BackpropError(
+            raise LimitError(
                 f"the values hold {held:,} elements in all, more than {MAX_TOTAL_ELEMENTS:,}",
                 hint="use smaller arrays",
             )

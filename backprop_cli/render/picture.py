@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..core import engine, ops
-from ..core.errors import BackpropError
+from ..core.errors import BackpropError, LimitError
 from ..core.graph import Graph
 from ..io.files import check_target, die_with_parent, write_atomically
 from .gradient import short_any
@@ -124,7 +124,7 @@ def check_layout(pic: Picture) -> int:
     no values, so a command can ask before any work)."""
     span = layout_span(pic)
     if span > MAX_SPAN:
-        raise BackpropError(
+        raise LimitError(
             f"the picture's wires cross {span:,} ranks in all, more than the {MAX_SPAN:,} "
             "Graphviz lays out in seconds (values used by many operations far apart)",
             hint="draw part of the graph with --max-nodes, or print it with --format dot",
@@ -334,7 +334,7 @@ def layout(pic: Picture, fmt: str = "svg", rankdir: str = "LR") -> tuple[bytes, 
     """The picture laid out by Graphviz's dot as `fmt` (svg, png, pdf) bytes, with notes on
     what was left out; an error when dot is missing or cannot finish in time."""
     if len(pic.keep) > MAX_RENDERED:
-        raise BackpropError(
+        raise LimitError(
             f"{len(pic.keep):,} nodes are too many to lay out (at most {MAX_RENDERED:,})",
             hint="draw part of the graph with --max-nodes, or print it with --format dot",
         )
@@ -363,9 +363,7 @@ def layout(pic: Picture, fmt: str = "svg", rankdir: str = "LR") -> tuple[bytes, 
             preexec_fn=die_with_parent(),  # dot dies with us: it never writes later
         )
     except subprocess.TimeoutExpired:
-        raise BackpropError(
-            f"Graphviz took over {DOT_TIMEOUT} s; try a smaller --max-nodes"
-        ) from None
+        raise LimitError(f"Graphviz took over {DOT_TIMEOUT} s; try a smaller --max-nodes") from None
     if done.returncode != 0:
         message = done.stderr.decode(errors="replace").strip().splitlines()
         raise BackpropError(f"Graphviz failed: {message[-1] if message else 'no message'}")
