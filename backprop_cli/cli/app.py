@@ -23,7 +23,7 @@ from .terminal import EXIT_DISAGREE, EXIT_INTERNAL
 try:  # typer >= 0.25 vendors click
     from typer._click.exceptions import ClickException
 except ImportError:  # pragma: no cover - older typer depends on click itself
-    from click.exceptions import ClickException  # type: ignore[import-not-found,no-redef]
+    from click.exceptions import ClickException  # type: ignore[import-not-found,no-redef,assignment,unused-ignore]
 
 HELP_OPTIONS = ["-h", "--help"]
 _WRITE_ERRORS = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG, errno.EBADF}
