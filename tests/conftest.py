@@ -22,6 +22,14 @@ settings.register_profile("dev", deadline=None, suppress_health_check=[HealthChe
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Where CI says a system tool is required, its tests must run, not skip."""
+    import shutil
+
+    if os.environ.get("BACKPROP_REQUIRE_LATEX") == "1" and shutil.which("pdflatex") is None:
+        pytest.exit("BACKPROP_REQUIRE_LATEX=1, but pdflatex is not on PATH", returncode=3)
+
+
 # Environment a user's shell may export that changes what Rich prints: every test starts
 # from the same terminal (88 columns, no forced colour) and sets its own where it needs to.
 TERMINAL_VARIABLES = ("FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "LINES")
