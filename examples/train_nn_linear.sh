@@ -1,5 +1,5 @@
 #!/bin/sh
-# Seed 003's zero_grad / backward / step with nn.Linear(1, 1) and MSE: initial weight
+# A blog post's zero_grad / backward / step with nn.Linear(1, 1) and MSE: initial weight
 # -0.2505 and bias 0.9166, inputs 1, 2, 3, targets 1.5, 2.5, 3.5. The forward pass gives
 # 0.6661, 0.4156, 0.1651; the gradients are dL/dw = -10.0049 and dL/db = -4.1688; one SGD
 # step at lr 0.01 updates the parameters.
@@ -9,4 +9,4 @@
 # expect: progress: 0 5.387223720550537
 here=$(dirname "$0")
 . "$here/lib/find_backprop.sh"
-"$BACKPROP" train affine --x 1,2,3 --y 1.5,2.5,3.5 --init w=-0.2505,b=0.9166 --epochs 1 --lr 0.01 --dtype float32 --verbose --predict 1,2,3
+"$BACKPROP" train affine --x 1,2,3 --y 1.5,2.5,3.5 --init w=-0.2505,b=0.9166 --epochs 1 --lr 0.01 --dtype float32 --verbose --predict 1,2,3 --digits 0

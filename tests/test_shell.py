@@ -1,5 +1,5 @@
-"""Every command line README.md and the `--help` epilogues show works when pasted into bash
-and into zsh.
+"""Every command line that README.md, the pages of the documentation site (docs/*.md) and
+the `--help` epilogues show works when pasted into bash and into zsh.
 
 Three checks, from cheap to real:
 - a lint of the line's quoting: nothing a shell could expand (globs `* ? [ ]`, parentheses,
@@ -9,7 +9,7 @@ Three checks, from cheap to real:
   zsh's comments off, as in a terminal), with `backprop` replaced by a function that records
   its arguments: each shell must hand `backprop` exactly the arguments the line means;
 - the line run for real through `bash -c` and `zsh -c` with the installed `backprop` on PATH,
-  at the transcripts' width: the output must match the README's transcript (tests/
+  at the transcripts' width: the output must match the page's transcript (tests/
   transcripts.py), and a line without a transcript must succeed.
 
 zsh is skipped where it is not installed, unless BACKPROP_REQUIRE_SHELLS=1 (CI sets it and
@@ -82,8 +82,8 @@ def test_help_examples_fit_an_80_column_terminal_whole():
     assert shown and set(shown) == set(EPILOGUE_LINES)
 
 
-TRANSCRIPTS = readme.transcripts()
-README_LINES = list(
+TRANSCRIPTS = readme.unique_transcripts()  # a transcript shown on two pages runs once
+PAGE_LINES = list(
     dict.fromkeys(
         [t.command for t in TRANSCRIPTS] + readme.inline_commands() + readme.block_commands()
     )
@@ -93,7 +93,7 @@ EPILOGUE_LINES = epilogue_commands()
 
 def test_there_are_command_lines_to_check():
     assert len(TRANSCRIPTS) >= 15
-    assert len(README_LINES) >= 25
+    assert len(PAGE_LINES) >= 25
     assert len(EPILOGUE_LINES) >= 25
 
 
@@ -135,12 +135,12 @@ def unquoted_hazards(line: str) -> list[str]:
     return hazards
 
 
-@pytest.mark.parametrize("line", README_LINES + EPILOGUE_LINES + readme.other_shell_lines())
+@pytest.mark.parametrize("line", PAGE_LINES + EPILOGUE_LINES + readme.other_shell_lines())
 def test_every_argument_a_shell_could_expand_is_quoted(line):
     assert unquoted_hazards(line) == []
 
 
-def test_no_command_line_is_broken_over_two_lines_of_the_readme():
+def test_no_command_line_is_broken_over_two_lines_of_a_page():
     assert readme.wrapped_commands() == []
     assert len(readme.other_shell_lines()) >= 4
 
@@ -208,7 +208,7 @@ def pasted_calls(name: str, line: str, tmp_path: Path) -> tuple[list[list[str]],
 
 
 # (The Quickstart's and Development's lines run .venv/bin/...: linted above, not recorded.)
-CALLING = [line for line in README_LINES + EPILOGUE_LINES if expected_calls(line)]
+CALLING = [line for line in PAGE_LINES + EPILOGUE_LINES if expected_calls(line)]
 
 
 @pytest.mark.parametrize("name", SHELLS)
@@ -250,7 +250,7 @@ def workdir(tmp_path_factory) -> Path:
         script = bin_dir / "backprop"
         script.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m backprop_cli "$@"\n')
         script.chmod(0o755)
-    # README's --values lines read what `backprop train linear --save params.json` writes
+    # the pages' --values lines read what `backprop train linear --save params.json` writes
     saved = run_line("bash", "backprop train linear --save params.json", root)
     assert saved.returncode == 0, saved.stderr
     return root
@@ -281,7 +281,9 @@ def run_line(name: str, line: str, cwd: Path) -> subprocess.CompletedProcess[str
 
 
 @pytest.mark.parametrize("name", SHELLS)
-@pytest.mark.parametrize("shown", TRANSCRIPTS, ids=[t.command[:60] for t in TRANSCRIPTS])
+@pytest.mark.parametrize(
+    "shown", TRANSCRIPTS, ids=[f"{t.page}: {t.command[:60]}" for t in TRANSCRIPTS]
+)
 def test_transcript_through_a_real_shell(shown, name, workdir):
     done = run_line(name, shown.command, workdir)
     assert done.returncode in (0, 2), done.stderr
@@ -290,9 +292,9 @@ def test_transcript_through_a_real_shell(shown, name, workdir):
     assert not problems, "\n".join(problems)
 
 
-OTHER_README_LINES = [
+OTHER_PAGE_LINES = [
     line
-    for line in README_LINES
+    for line in PAGE_LINES
     if readme.runnable(line)
     and expected_calls(line)
     and line not in {t.command for t in TRANSCRIPTS}
@@ -300,8 +302,8 @@ OTHER_README_LINES = [
 
 
 @pytest.mark.parametrize("name", SHELLS)
-@pytest.mark.parametrize("line", OTHER_README_LINES)
-def test_readme_line_runs_in_a_real_shell(line, name, workdir):
+@pytest.mark.parametrize("line", OTHER_PAGE_LINES)
+def test_page_line_runs_in_a_real_shell(line, name, workdir):
     done = run_line(name, line, workdir)
     assert done.returncode == 0, done.stderr[-3000:]
 

@@ -1,4 +1,4 @@
-"""Compare a documented transcript (README block, golden file) with fresh output.
+"""Compare a documented transcript (a README or docs block, a golden file) with fresh output.
 
 What is deterministic is compared exactly: every word, symbol, verdict and table border, in
 order, and every number to a few units in its last digit. What is rounding noise, which
@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-# The documented tolerances (README, "How the numbers are checked"): (rtol, atol).
+# The documented tolerances (docs/checks.md, "How the numbers are checked"): (rtol, atol).
 TOLERANCE = {
     "torch": (1e-7, 1e-9),
     "symbolic": (1e-7, 1e-9),
