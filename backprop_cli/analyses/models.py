@@ -30,8 +30,9 @@ MLP_ABOUT = (
     "one column per input"
 )
 SPEC_ABOUT = (
-    "the network as the book draws it, one named weight per edge, no biases; the data's "
-    "columns are its inputs in order (--form matrix: batch form with biases, as mlp)"
+    "the network as the book PyTorch计算机视觉实战 draws it, one named weight per edge, "
+    "no biases; the data's columns are its inputs in order (--form matrix: batch form "
+    "with biases, as mlp)"
 )
 
 # Per-sample losses of the prediction `yhat` and the target `{y}`.
@@ -173,6 +174,7 @@ def build(
         body, init = _spec_body(spec, features, form or "named", seed, max_params)
         formula, name, default_loss = body, spec, "mse"
     else:
+        _refuse_model_slip(spec)
         body, formula = _custom_body(spec)
         init, name, default_loss = {}, "custom", "mse"
     loss_name, loss_lines = _loss_text(loss if loss is not None else default_loss, target)
@@ -254,6 +256,23 @@ def _check_bce_targets(data: Dataset) -> None:
         raise BackpropError(
             f"binary cross-entropy needs targets between 0 and 1, but row {k + 1} has "
             f"{data.target_name} = {float(data.target[k])!r}"
+        )
+
+
+def _refuse_model_slip(spec: str) -> None:
+    """A model that is one bare name a slip away from a built-in (lnear, Linear, mpl) is
+    a typo, not a one-parameter constant model: say which model was meant. Names further
+    from every model (w, bias, line) stay expressions (see core.suggest for "close")."""
+    from ..core.suggest import closest
+
+    if not spec.isidentifier() or not spec.isascii():
+        return
+    meant = closest(spec, [*BUILTINS, "mlp"])
+    if meant is not None:
+        raise BackpropError(
+            f"unknown model {spec!r}; did you mean {meant!r}?",
+            hint=f"`backprop train --list` lists the models; ({spec}) is a model of one "
+            f"parameter {spec}",
         )
 
 

@@ -13,9 +13,25 @@ def check_point(graph: Graph, point: dict[str, float]) -> list[str]:
     if missing:
         listed = ", ".join(missing)
         example = " ".join(f"{name}=…" for name in missing)
+        hint = f"give {'them' if len(missing) > 1 else 'it'} as {example}"
+        # X=3 for x: names are case-sensitive, and the value given is the likely slip
+        other_case = {
+            name: given
+            for name in missing
+            for given in point
+            if given not in graph.variables and given.lower() == name.lower()
+        }
+        if other_case:
+            given_as = ", ".join(f"{g}={_shown(point[g])}" for g in other_case.values())
+            meant = " ".join(f"{n}={_shown(point[g])}" for n, g in other_case.items())
+            verb = "were" if len(other_case) > 1 else "was"
+            hint = f"{given_as} {verb} given, but names are case-sensitive: write {meant}"
+            rest = [f"{name}=…" for name in missing if name not in other_case]
+            if rest:
+                hint += f", and give {' '.join(rest)}"
         raise BackpropError(
             f"missing value{'s' if len(missing) > 1 else ''} for {listed}",
-            hint=f"give {'them' if len(missing) > 1 else 'it'} as {example}",
+            hint=hint,
         )
     unused = []
     for name in point:
@@ -29,6 +45,15 @@ def check_point(graph: Graph, point: dict[str, float]) -> list[str]:
         else:
             unused.append(f"a value was given for '{name}', but the expression does not use it")
     return unused
+
+
+def _shown(value: object) -> str:
+    """A given value as it was likely typed: 3 for 3.0, 2.5, pi's digits; an array as [...]."""
+    if getattr(value, "ndim", 0) != 0:
+        return "[…]"
+    number = float(value)  # type: ignore[arg-type]
+    short = f"{number:g}"
+    return short if float(short) == number else repr(number)
 
 
 def resolve_wrt(graph: Graph, wrt: list[str] | None) -> list[str]:

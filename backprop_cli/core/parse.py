@@ -253,6 +253,27 @@ def tokenize(
 
 # ---- the parser ---------------------------------------------------------------------------
 
+# Functions as other notations and libraries spell them, and the name they have here; one
+# is suggested only where `backprop ops` has it (lg is log10 once log10 exists).
+_ELSEWHERE = {
+    "ln": "log", "tg": "tan", "lg": "log10", "ctg": "cot", "cotan": "cot", "cosec": "csc",
+    "arcsin": "asin", "arccos": "acos", "arctan": "atan", "arctan2": "atan2",
+    "fabs": "abs", "absolute": "abs", "power": "pow", "maximum": "max", "minimum": "min",
+    "amax": "max", "amin": "min", "average": "mean", "avg": "mean", "transpose": "T",
+    "sqr": "square",
+}  # fmt: skip
+_WHY = {"ln": "log is the natural logarithm", "transpose": "T(x), or x.T"}
+# Functions the language does not have, and how it writes them.
+_WRITTEN = {
+    "log10": "log(x)/log(10)", "log2": "log(x)/log(2)", "log1p": "log(1 + x)",
+    "expm1": "exp(x) - 1", "exp2": "2**x", "square": "x**2", "cot": "1/tan(x)",
+    "sec": "1/cos(x)", "csc": "1/sin(x)", "sinh": "(exp(x) - exp(-x))/2",
+    "cosh": "(exp(x) + exp(-x))/2", "softmax": "exp(x)/sum(exp(x))",
+    "norm": "sqrt(sum(x**2))", "matmul": "x @ y",
+}  # fmt: skip
+_CALLS = {"matmul": "matmul(x, y)"}  # the call _WRITTEN rewrites, where it is not f(x)
+_INVERSE_TRIG = {"asin", "acos", "atan", "atan2"}
+
 _PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2, "@": 2, "**": 4, "^": 4}
 _RIGHT_ASSOC = {"**", "^"}
 _UNARY_PRECEDENCE = 3  # binds tighter than * and looser than **, as in Python: -x**2 = -(x**2)
@@ -284,6 +305,30 @@ class Program:
     origin: str = "expression"  # where the source came from: "expression", "stdin" or a path
     last_start: int = 0  # where the last statement (the output) begins in graph.source
     last_assigns: bool = False  # whether that statement is an assignment
+
+
+def _function_hint(name: str) -> str:
+    """What an unknown function most likely means, as a hint: ours under another name (ln:
+    log), how the language writes it (cot: 1/tan(x)), or the function it is a slip of."""
+    from .suggest import closest
+
+    known = sorted([*ops.FUNCTIONS, *ops.CONSTRUCTORS])
+    lower = name.lower()
+    meant = _ELSEWHERE.get(lower, lower)
+    if meant in known:
+        why = f" ({_WHY[lower]})" if lower in _WHY else ""
+        return f"did you mean '{meant}'?{why}"
+    if meant in _WRITTEN:
+        call = _CALLS.get(meant, f"{meant}(x)")
+        said = f"{call} is" if meant == lower else f"{name} is {meant}, and {call} is"
+        return f"{said} written {_WRITTEN[meant]}"
+    if meant in _INVERSE_TRIG:
+        return "the language has no inverse trigonometric functions (`backprop ops` lists its own)"
+    slip = closest(name, known)
+    close = [slip] if slip is not None else difflib.get_close_matches(name, known, 3, 0.7)
+    if close:
+        return "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
+    return f"`backprop ops` lists the functions; to multiply, write {name}*(...)"
 
 
 class _Parser:
@@ -334,21 +379,46 @@ class _Parser:
         return self.variables[name]
 
     def unknown_function(self, tok: Token) -> ParseError:
+        """The error for `name(` when name is no function: a definition (f(x) = …), a name
+        of another notation (ln), a slip (sni), or a product written without '*'."""
         name = tok.text
+        definition = self.definition_after(tok)
+        if definition is not None:
+            return self.error(
+                f"'{name}(…) = …' defines a function: function definitions are not part of "
+                "the language",
+                tok.start,
+                hint=f"name the expression instead: {name} = {definition} (its free names "
+                "are the variables)",
+            )
         if name in self.bound or name in self.variables or name in self.constants:
             return self.error(
                 f"'{name}' is not a function",
                 tok.start,
                 hint=f"to multiply, write {name}*(...)",
             )
-        known = sorted([*ops.FUNCTIONS, *ops.CONSTRUCTORS])
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.7)
-        hint = (
-            "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
-            if close
-            else f"`backprop ops` lists the functions; to multiply, write {name}*(...)"
+        return self.error(f"unknown function '{name}'", tok.start, hint=_function_hint(name))
+
+    def definition_after(self, tok: Token) -> str | None:
+        """For `name(...) = rhs` (self.pos at its '('): the text of rhs, else None."""
+        depth, i = 0, self.pos
+        while i < len(self.tokens):
+            text = self.tokens[i].text
+            if self.tokens[i].kind in ("nl", "eof") or text == ";":
+                return None
+            depth += {"(": 1, ")": -1}.get(text, 0) if self.tokens[i].kind == "op" else 0
+            i += 1
+            if depth == 0:
+                break
+        after = self.tokens[min(i, len(self.tokens) - 1)]
+        if after.text != "=":
+            return None
+        end = next(
+            (t.start for t in self.tokens[i + 1 :] if t.kind in ("nl", "eof") or t.text == ";"),
+            len(self.source),
         )
-        return self.error(f"unknown function '{name}'", tok.start, hint=hint)
+        rhs = " ".join(self.source[after.end : end].split()) or "…"
+        return rhs if len(rhs) <= 40 else rhs[:39] + "…"
 
     # -- statements --
     def program(self) -> Program:
