@@ -30,28 +30,30 @@ def _short(value: Any) -> str:
     return repr(value)
 
 
-def _json_round_trip(report: dict[str, Any]) -> dict[str, Any]:
+def _json_round_trip(report: dict[str, Any], kind: str) -> dict[str, Any]:
     """Exactly what `--format json` prints, as Python objects."""
     from .render.gradient import to_json
 
-    result: dict[str, Any] = json.loads(to_json(report))
+    result: dict[str, Any] = json.loads(to_json(report, kind))
     return result
 
 
 class _Report:
-    """A result over one report dict: `to_dict()` is the CLI's `--format json`."""
+    """A result over one report dict: `to_dict()` is the CLI's `--format json`, whose first
+    key, "schema", names the JSON Schema it follows (backprop-cli/<kind>/<major>)."""
 
     report: dict[str, Any]
+    kind: str = ""  # grad, explain, jacobian, hessian, check, diff
 
     def to_dict(self) -> dict[str, Any]:
         """The report as `--format json` prints it (a fresh copy each time)."""
-        return _json_round_trip(self.report)
+        return _json_round_trip(self.report, self.kind)
 
     def to_json(self) -> str:
         """The report as the JSON text `--format json` prints."""
         from .render.gradient import to_json
 
-        return to_json(self.report)
+        return to_json(self.report, self.kind)
 
     @property
     def ok(self) -> bool:
@@ -235,6 +237,8 @@ class GradResult(_Report):
         (True, 3.0)
     """
 
+    kind = "grad"
+
     def __init__(
         self, report: dict[str, Any], program: Program, point: dict[str, Any], seed: Any = None
     ) -> None:
@@ -326,6 +330,8 @@ class ExplainResult(_Report):
         ([7.0], True)
     """
 
+    kind = "explain"
+
     def __init__(self, report: dict[str, Any], notes: list[str] | None = None) -> None:
         self.report = report
         self._notes = list(notes or [])  # the program's and the point's warnings
@@ -346,21 +352,25 @@ class ExplainResult(_Report):
 
         return markdown(self.report)
 
-    def latex(self) -> str:
+    def _latex_names(self) -> dict[str, str]:
         from .checks.symbolic import latex_names
-        from .render.explain import latex
 
         names = [e["name"] for e in self.report["legend"]] + [self.report["output"]["name"]]
-        return latex(self.report, dict(zip(names, latex_names(names), strict=True)))
+        return dict(zip(names, latex_names(names), strict=True))
+
+    def latex(self) -> str:
+        from .render.explain import latex
+
+        return latex(self.report, self._latex_names())
 
     def _repr_markdown_(self) -> str:
         return self.markdown()
 
     def _repr_latex_(self) -> str:
-        """The equations alone (the document's align* blocks), for a notebook's MathJax."""
-        body = self.latex().split("\\begin{document}", 1)[-1].split("\\end{document}", 1)[0]
-        lines = [line for line in body.splitlines() if line and not line.startswith("%")]
-        return "\n".join(lines)
+        """The equations alone (definitions and chains as align* blocks), for MathJax."""
+        from .render.explain import equations
+
+        return equations(self.report, self._latex_names())
 
     def __repr__(self) -> str:
         return f"ExplainResult(mode={self.report.get('mode')!r}, ok={self.ok})"
@@ -409,6 +419,8 @@ class CheckResult(_Report):
         >>> bp.check("x*x", points=[{"x": 1}, {"x": 2}])
         CheckResult(samples=2, ok=True)
     """
+
+    kind = "check"
 
     def __init__(self, report: dict[str, Any]) -> None:
         self.report = report
@@ -497,21 +509,22 @@ class TrainResult:
 
         return loss_figure(self.curve, f"{self.model.name}: {self.model.loss} loss", pyplot)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model.name,
-            "formula": self.model.formula,
-            "loss_name": self.model.loss,
-            "epochs": self.result.epochs_run,
-            "loss": self.result.loss,
-            "params": copy.deepcopy(self.result.params),
-            "history": [
-                {"epoch": e.epoch, "loss": e.loss, "params": copy.deepcopy(e.params)}
-                for e in self.history
-            ],
-            "diverged_at": self.result.diverged_at,
-            "warnings": list(self.result.warnings),
-        }
+    def to_dict(self, predictions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The training as `backprop train --format json` prints it: "schema" first, the
+        model, its settings, the history, the final parameters and loss (a fresh copy)."""
+        from .render.train import document
+
+        history = [
+            {"epoch": e.epoch, "loss": e.loss, "params": copy.deepcopy(e.params)}
+            for e in self.history
+        ]
+        return document(
+            self.model, self.result, self.settings, history, self.data_size, predictions
+        )
+
+    def to_json(self, predictions: list[dict[str, Any]] | None = None) -> str:
+        """`to_dict()` as JSON text."""
+        return json.dumps(self.to_dict(predictions), indent=2, ensure_ascii=False, allow_nan=False)
 
     def _repr_html_(self) -> str:
         from .render.notebook import STYLE, number, table, text
@@ -543,6 +556,8 @@ class DiffResult(_Report):
         >>> bp.diff("x*y", wrt="y").formula
         'x'
     """
+
+    kind = "diff"
 
     def __init__(self, report: dict[str, Any]) -> None:
         self.report = report

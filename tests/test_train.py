@@ -14,6 +14,7 @@ import torch
 
 from backprop_cli.analyses import models, train
 from backprop_cli.io import data as data_mod
+from backprop_cli.render import numbers
 from tests.conftest import run
 
 COURSE_LOG = """\
@@ -43,7 +44,8 @@ def course_in_torch() -> list[str]:
 
 
 def test_the_course_digit_for_digit():
-    r = run("train", "linear", "--epochs", "100", "--verbose")  # float32 by default
+    with numbers.precision(numbers.FULL):  # --digits 0: every digit, as print() shows it
+        r = run("train", "linear", "--epochs", "100", "--verbose")  # float32 by default
     assert r.code == 0, r.stderr
     ours = [
         line for line in r.stdout.splitlines() if line.startswith(("predict", "\tgrad", "progress"))
@@ -175,7 +177,8 @@ def test_jsonl_is_valid_and_complete():
     lines = [json.loads(line) for line in r.stdout.splitlines()]
     epochs = [line for line in lines if not line.get("final")]
     assert len(epochs) == 100 and [e["epoch"] for e in epochs] == list(range(100))
-    assert all(set(e) == {"epoch", "loss", "params"} for e in epochs)
+    assert all(set(e) == {"schema", "epoch", "loss", "params"} for e in epochs)
+    assert all(e["schema"] == "backprop-cli/train-epoch/1" for e in epochs)
     final = lines[-1]
     assert final["final"] is True and set(final["params"]) == {"w"}
     assert final["predictions"][0]["x"] == 4.0
@@ -443,7 +446,8 @@ def test_float32_adam_follows_torch_optim_step_for_step():
     """Adam's scalars are rounded once, as torch's are, and its updates multiply in torch's
     order, so the first float32 step is torch's to within two ulps (torch's own kernels fuse
     multiply-adds and round sqrt differently on some processors); later steps differ by the
-    gradients' float32 rounding, which Adam's normalisation carries on (README's bound)."""
+    gradients' float32 rounding, which Adam's normalisation carries on (docs/train.md's
+    bound)."""
     import numpy as np
 
     def params(engine: str, epochs: int, lr: str) -> list[dict[str, float]]:

@@ -928,13 +928,21 @@ class Writer:
         cols = {name: chunk.columns[name].tolist() for name in chunk.columns}
         for k in range(n):
             point = {**{name: _json_safe(cols[name][k]) for name in cols}, **fixed}
-            parts = [f'"line": {chunk.lines[k]}', f'"point": {json.dumps(point, allow_nan=False)}']
+            parts = [
+                POINT_SCHEMA,
+                f'"line": {chunk.lines[k]}',
+                f'"point": {json.dumps(point, allow_nan=False)}',
+            ]
             if chunk.extra and chunk.extra[k]:
                 parts.append(f'"extra": {_extra_object(chunk.extra[k])}')
             parts.append(f'"value": {json.dumps(_json_safe(value[k]), allow_nan=False)}')
             gradient = {name: _json_safe(grads[name][k]) for name in p.wrt}
             parts.append(f'"gradient": {json.dumps(gradient, allow_nan=False)}')
             yield "{" + ", ".join(parts) + "}"  # as json.dumps spaces an object
+
+
+# Each JSON line's first key: its schema (backprop_cli/schemas/grad-point.json).
+POINT_SCHEMA = '"schema": "backprop-cli/grad-point/1"'
 
 
 def _extra_object(extra: Mapping[str, str]) -> str:

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
-from typing import Annotated
+from enum import Enum
+from typing import Annotated, Any
 
 import typer
 
 from ..core.errors import BackpropError
 from ..core.parse import DEFAULT_LIMITS, Limits
+from . import output as out
 from .common import (
-    CheckFormat,
     DType,
-    _AllowNonfinite,
+    _AllowNonfinitePoints,
     _console,
     _Device,
     _Expression,
@@ -39,6 +41,24 @@ from .common import (
 )
 from .terminal import EXIT_DISAGREE
 
+
+class CheckFormat(str, Enum):
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+    tsv = "tsv"
+    markdown = "markdown"
+
+
+FORMATS = tuple(f.value for f in CheckFormat)
+
+# csv/tsv: one row per check, as the table shows them, every number in full
+CHECK_COLUMNS = (
+    "check", "compared", "agree", "disagree", "not_compared", "max_error", "skipped",
+    "worst_partial", "worst_engine", "worst_other", "worst_point",
+)  # fmt: skip
+
 CHECK_EXAMPLES = """\
 [bold]Examples[/bold]
 
@@ -59,6 +79,9 @@ CHECK_EXAMPLES = """\
 
   The worst point, from the JSON:
     backprop check "x**3 - x" --format json | jq .worst
+
+  A report for a pull request:
+    backprop check "x**3 - x" -o check.md
 """
 
 
@@ -100,10 +123,19 @@ def check_command(
     symbolic: _Symbolic = True,
     symbolic_timeout: _Timeout = 20.0,
     fmt: Annotated[
-        CheckFormat, typer.Option("--format", help="Output format.")
-    ] = CheckFormat.table,
+        CheckFormat | None,
+        typer.Option(
+            "--format",
+            help="Output format (default: table); csv and tsv have a row per check. Without "
+            "it, -o's extension decides.",
+            show_default=False,
+            rich_help_panel=out.PANEL,
+        ),
+    ] = None,
+    output: out.Output = None,
+    digits: out.Digits = None,
     max_length: _MaxLength = DEFAULT_LIMITS.max_length,
-    allow_nonfinite: _AllowNonfinite = False,
+    allow_nonfinite: _AllowNonfinitePoints = False,
     loss: _Loss = None,
     form: _Form = None,
     init: _Init = None,
@@ -119,7 +151,8 @@ def check_command(
     """
     from .. import api
     from ..analyses import check as sweep
-    from ..io.inputs import ModelOptions
+    from ..io.inputs import ModelOptions, init_is_file
+    from ..render import numbers
     from ..render.check import check_heading, check_lines, check_table
 
     limits = Limits(max_length=max_length, allow_nonfinite=allow_nonfinite)
@@ -130,7 +163,13 @@ def check_command(
     try:
         if points_file == "-" and "-" in (expression, file):
             raise BackpropError("stdin can hold the program or the points, not both")
-        program, fixed = _program_and_point(expression, values, file, values_file, limits, model)
+        chosen = out.resolve(fmt and fmt.value, output, FORMATS, "table", "check")
+        reads = [("the program", expression), ("--file", file), ("--values", values_file)]
+        reads += [("--points", points_file)]
+        out.refuse(output, [*reads, ("--init", init if init and init_is_file(init) else None)])
+        program, fixed = _program_and_point(
+            expression, values, file, values_file, limits, model, "check"
+        )
         if not torch_check and device != "cpu":
             raise BackpropError("--device needs the torch check; drop --no-torch")
         low, high = _range(where)
@@ -149,11 +188,16 @@ def check_command(
         _fail(exc)
     for warning in report["warnings"]:
         _stderr(f"warning: {warning['message']}")
-    with _output():
-        if fmt is CheckFormat.json:
+    with numbers.precision(digits), out.into(output), _output():
+        if chosen in ("json", "jsonl"):
             from ..render.gradient import to_json
 
-            sys.stdout.write(to_json(report) + "\n")
+            text = to_json(report, "check")
+            sys.stdout.write(out.compact(text) if chosen == "jsonl" else text + "\n")
+        elif chosen in ("csv", "tsv"):
+            sys.stdout.write(check_rows(report, out.delimiter(chosen)))
+        elif chosen == "markdown":
+            sys.stdout.write(check_markdown(report))
         else:
             console = _console()
             console.print(check_heading(report), highlight=False, markup=False)
@@ -162,6 +206,81 @@ def check_command(
                 console.print(line, highlight=False)
     if not report["ok"]:
         raise typer.Exit(EXIT_DISAGREE)
+
+
+def _where(report: dict[str, Any]) -> str:
+    if report["source"] == "random":
+        low, high = report["range"]
+        n = report["points"]
+        where = f"in [{low:g}, {high:g}] (seed {report['seed']})"
+        return f"{n:,} random point{'s' if n != 1 else ''} {where}"
+    return f"{report['points']:,} points from {report['source']}"
+
+
+_CHECK_NAMES = {
+    "torch": "torch autograd",
+    "finite_difference": "finite differences",
+    "symbolic": "SymPy, evaluated exactly",
+}
+
+
+def _not_compared(summary: dict[str, Any]) -> str:
+    return ", ".join(f"{n} {status}" for status, n in summary["not_compared"].items())
+
+
+def check_rows(report: dict[str, Any], delimiter: str = ",") -> str:
+    """One row per check: what the table shows, every number in full, and its worst point
+    (the point as a JSON object)."""
+    from ..render.numbers import full
+
+    rows = []
+    for check, summary in report["checks"].items():
+        worst = summary.get("worst") or {}
+        error = summary.get("max_error")
+        point = worst.get("point")
+        rows.append(
+            [
+                check, summary["compared"], summary["agree"], summary["mismatches"],
+                _not_compared(summary), None if error is None else full(error),
+                summary["skipped"], worst.get("partial"),
+                None if worst.get("engine") is None else full(worst["engine"]),
+                worst.get("other") if not isinstance(worst.get("other"), float)
+                else full(worst["other"]),
+                None if point is None else json.dumps(point, allow_nan=False),
+            ]
+        )  # fmt: skip
+    return out.rows_text(CHECK_COLUMNS, rows, delimiter)
+
+
+def check_markdown(report: dict[str, Any]) -> str:
+    """The table's story in Markdown: the heading, one row per check, the verdict lines."""
+    from rich.text import Text
+
+    from ..render.gradient import code, error
+
+    lines = [
+        f"**gradient check** of {code(report['expression'], table=False)}",
+        "",
+        _where(report)[0].upper() + _where(report)[1:],
+        "",
+        "| check | compared | agree | disagree | not compared | max error |",
+        "|---|---:|---:|---:|---|---:|",
+    ]
+    for check, summary in report["checks"].items():
+        name = _CHECK_NAMES.get(check, check)
+        if summary["skipped"]:
+            lines.append(f"| {name} | | | | skipped ({summary['skipped']}) | |")
+            continue
+        shown = error(summary["max_error"]) if summary["max_error"] is not None else "—"
+        lines.append(
+            f"| {name} | {summary['compared']:,} | {summary['agree']:,} | "
+            f"{summary['mismatches']:,} | {_not_compared(summary)} | {shown} |"
+        )
+    from ..render.check import check_lines
+
+    lines.append("")
+    lines += [f"- {Text.from_markup(line).plain}" for line in check_lines(report)]
+    return "\n".join(lines) + "\n"
 
 
 def _range(text: str) -> tuple[float, float]:

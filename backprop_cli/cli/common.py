@@ -61,6 +61,14 @@ class Form(str, Enum):
 _AllowNonfinite = Annotated[
     bool,
     typer.Option(
+        "--allow-nonfinite", help="Accept nan, inf and -inf as values (NAME=VALUE, --values)."
+    ),
+]
+
+# the same, for the commands that also read --points
+_AllowNonfinitePoints = Annotated[
+    bool,
+    typer.Option(
         "--allow-nonfinite",
         help="Accept nan, inf and -inf as values (NAME=VALUE, --values, --points cells).",
     ),
@@ -87,10 +95,22 @@ def _program_and_point(
     values_file: str | None,
     limits: Limits,
     model: inputs.ModelOptions | None = None,
+    command: str = "grad",
 ) -> tuple[Any, dict[str, float]]:
     """The program and the point, from arguments, files and --values (NAME=VALUE wins)."""
-    program, point, _ = _load(expression, values, file, values_file, limits, model)
+    program, point, _ = _load(expression, values, file, values_file, limits, model, command)
     return program, point
+
+
+# What `backprop COMMAND` with no expression suggests: the command's own first example.
+MISSING_HINTS = {
+    "grad": 'backprop grad "(x+y)*z" x=-2 y=5 z=-4',
+    "explain": 'backprop explain "(x+y)*z" x=-2 y=5 z=-4',
+    "graph": 'backprop graph "(x+y)*z" x=-2 y=5 z=-4',
+    "check": 'backprop check "sin(x)*y"',
+    "jacobian": 'backprop jacobian "sin(x)*y" "x=[1,2]" y=3',
+    "hessian": 'backprop hessian "x**2*y" x=1 y=2',
+}
 
 
 def _load(
@@ -100,9 +120,12 @@ def _load(
     values_file: str | None,
     limits: Limits,
     model: inputs.ModelOptions | None = None,
+    command: str = "grad",
 ) -> tuple[Any, dict[str, Any], Any]:
     """_program_and_point, with a model spec's expansion (None for other programs); a
     spec's parameters without a value start from its initialisation (see ModelOptions)."""
+    if expression is None and file is None:
+        raise BackpropError("missing the expression", hint=MISSING_HINTS.get(command))
     model = model or inputs.ModelOptions()
     program, rest, expansion = inputs.load_model(
         expression, list(values or []), file, limits, model
@@ -203,8 +226,8 @@ _Form = Annotated[
     Form | None,
     typer.Option(
         "--form",
-        help="An mlp spec's form: named (one node per weight, as the book; the default) or "
-        "matrix (X @ W1.T + b1, as train's mlp).",
+        help="An mlp spec's form: named (one node per weight, as the book "
+        "PyTorch计算机视觉实战 draws it; the default) or matrix (X @ W1.T + b1, as train's mlp).",
         show_default=False,
     ),
 ]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from ..core.errors import BackpropError
 from ..core.parse import DEFAULT_LIMITS, Limits
+from . import output as out
 from .common import _Expression, _fail, _File, _MaxLength, _names, _output, _stderr, _Timeout
 from .terminal import EXIT_DISAGREE
 
@@ -17,7 +18,17 @@ from .terminal import EXIT_DISAGREE
 class DiffFormat(str, Enum):
     table = "table"
     json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+    tsv = "tsv"
     markdown = "markdown"
+    latex = "latex"
+
+
+FORMATS = tuple(f.value for f in DiffFormat)
+
+# csv/tsv: one row per derivative
+DERIVATIVE_COLUMNS = ("wrt", "name", "formula", "latex", "simplified")
 
 
 DIFF_EXAMPLES = """\
@@ -54,9 +65,18 @@ def diff(
         bool, typer.Option("--steps", help="The rules applied node by node (forward order).")
     ] = False,
     latex: Annotated[bool, typer.Option("--latex", help="Show the formulas as LaTeX.")] = False,
-    fmt: Annotated[DiffFormat, typer.Option("--format", help="Output format.")] = (
-        DiffFormat.table
-    ),
+    fmt: Annotated[
+        DiffFormat | None,
+        typer.Option(
+            "--format",
+            help="Output format (default: table); csv and tsv have a row per derivative, "
+            "latex is a document of them. Without it, -o's extension decides.",
+            show_default=False,
+            rich_help_panel=out.PANEL,
+        ),
+    ] = None,
+    output: out.Output = None,
+    digits: out.Digits = None,
     simplify: Annotated[
         bool,
         typer.Option("--simplify/--no-simplify", help="Simplify the derivatives (SymPy)."),
@@ -75,11 +95,14 @@ def diff(
     from .. import api
     from ..io.inputs import load_program
     from ..render import diff as view
+    from ..render import numbers
 
     limits = Limits(max_length=max_length)
     try:
         if expression is None and file is None:
             raise BackpropError("missing the expression", hint='backprop diff "x**2*sin(x)"')
+        chosen = out.resolve(fmt and fmt.value, output, FORMATS, "table", "diff")
+        out.refuse(output, [("the program", expression), ("--file", file)])
         program, rest = load_program(expression, [], file, limits)
         if rest:
             raise BackpropError(
@@ -95,17 +118,55 @@ def diff(
         _fail(exc)
     for warning in result["warnings"]:
         _stderr(f"warning: {warning['message']}")
-    with _output():
-        if fmt is DiffFormat.json:
+    with numbers.precision(digits), out.into(output), _output():
+        if chosen == "json":
             sys.stdout.write(view.json_text(result))
-        elif fmt is DiffFormat.markdown:
+        elif chosen == "jsonl":
+            sys.stdout.write(out.compact(view.json_text(result)))
+        elif chosen in ("csv", "tsv"):
+            sys.stdout.write(derivative_rows(result, out.delimiter(chosen)))
+        elif chosen == "markdown":
             sys.stdout.write(view.markdown(result, latex))
+        elif chosen == "latex":
+            sys.stdout.write(latex_document(result))
         else:
             sys.stdout.write(view.text(result, latex))
     if not result["ok"]:
         for line in view.disagreements(result):
             _stderr(f"disagreement: {line}")
         raise typer.Exit(EXIT_DISAGREE)
+
+
+def derivative_rows(result: dict[str, Any], delimiter: str = ",") -> str:
+    """One row per derivative: the variables it is taken with respect to (x, or x,y for a
+    second derivative), its name (df/dx), the formula as text and as LaTeX, and whether
+    SymPy simplified it within the budget."""
+    rows = [
+        [",".join(d["wrt"]), d["name"], d["formula"], d["latex"], str(d["simplified"]).lower()]
+        for d in result["derivatives"]
+    ]
+    return out.rows_text(DERIVATIVE_COLUMNS, rows, delimiter)
+
+
+def latex_document(result: dict[str, Any]) -> str:
+    """A standalone LaTeX document: the function, then its derivatives in one aligned block."""
+    from ..render.diff import latex_block
+
+    output = result["output"]
+    return "\n".join(
+        [
+            "\\documentclass{article}",
+            "\\usepackage{amsmath}",
+            "\\begin{document}",
+            "The derivatives of",
+            f"\\[ {output['name_latex']} = {output['latex']} \\]",
+            "\\[",
+            latex_block(result),
+            "\\]",
+            "\\end{document}",
+            "",
+        ]
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -49,9 +49,25 @@ _FLAGS: dict[str, tuple[str, Any]] = {
     "--seed": ("seed", None),
     "--init": ("init", None),
     "--show-program": ("show_program", True),
+    "--output": ("output", None),
+    "-o": ("output", None),
+    "--digits": ("digits", None),
 }
 _CHOICES = {
-    "fmt": ("table", "json", "csv", "markdown", "tsv", "jsonl"),
+    "fmt": (  # grad_run.FORMATS
+        "table",
+        "json",
+        "csv",
+        "markdown",
+        "tsv",
+        "jsonl",
+        "html",
+        "dot",
+        "mermaid",
+        "svg",
+        "png",
+        "pdf",
+    ),
     "on_error": ("stop", "skip"),
     "dtype": ("float64", "float32"),
     "form": ("named", "matrix"),
@@ -62,6 +78,7 @@ _NUMBERS: dict[str, tuple[type, float, float]] = {
     "max_length": (int, 1, 100_000_000),
     "symbolic_timeout": (float, 0.1, 3600),
     "seed": (int, 0, 2**63 - 1),
+    "digits": (int, 0, 17),
 }
 
 
@@ -74,8 +91,8 @@ def quick_grad_args(argv: list[str]) -> dict[str, Any] | None:
         token = argv[i]
         if token.startswith("-") and token != "-":
             name, eq, inline = token.partition("=")
-            if name not in _FLAGS:
-                return None  # --help, --, -x*y, a typo: typer knows what to say
+            if name not in _FLAGS or (eq and not name.startswith("--")):
+                return None  # --help, --, -x*y, a typo, -o=FILE: typer knows what to say
             field, constant = _FLAGS[name]
             if field in fields:
                 return None  # given twice
@@ -125,7 +142,7 @@ def main() -> None:
     if problem is not None:
         sys.exit(problem)
     argv = sys.argv[1:]
-    if argv[:1] == ["grad"]:
+    if argv[:1] == ["grad"] and "_BACKPROP_COMPLETE" not in os.environ:  # completion: typer
         fields = quick_grad_args(argv[1:])
         if fields is not None:
             if fields.get("symbolic", True) and fields.get("points_file") is None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from ..core.errors import BackpropError
 from ..core.parse import DEFAULT_LIMITS, Limits
+from . import output as out
 from .common import (
     _AllowNonfinite,
     _console,
@@ -34,6 +35,17 @@ class ExplainFormat(str, Enum):
     markdown = "markdown"
     latex = "latex"
     json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+    tsv = "tsv"
+
+
+FORMATS = tuple(f.value for f in ExplainFormat)
+
+# csv/tsv: one row per link of each chain-rule path (a path is the links from the output
+# down to the variable; its product is the path's share of the partial)
+PATH_COLUMNS = ("variable", "path", "link", "from", "to", "operand", "formula", "at", "local",
+                "product", "partial")  # fmt: skip
 
 
 class Mode(str, Enum):
@@ -58,6 +70,9 @@ EXPLAIN_EXAMPLES = """\
 
   Forward accumulation instead:
     backprop explain "x*x + x" x=3 --mode forward
+
+  Every link of every path, as CSV:
+    backprop explain "x*x + x" x=3 -o paths.csv
 """
 
 
@@ -89,7 +104,18 @@ def explain(
             "--mode", help="reverse: paths and the backward pass; forward: tangent sweeps."
         ),
     ] = Mode.reverse,
-    fmt: Annotated[ExplainFormat, typer.Option("--format")] = ExplainFormat.table,
+    fmt: Annotated[
+        ExplainFormat | None,
+        typer.Option(
+            "--format",
+            help="Output format (default: table); csv and tsv have a row per link of each "
+            "chain-rule path. Without it, -o's extension decides.",
+            show_default=False,
+            rich_help_panel=out.PANEL,
+        ),
+    ] = None,
+    output: out.Output = None,
+    digits: out.Digits = None,
     max_length: Annotated[
         int, typer.Option("--max-length", min=1, max=100_000_000, metavar="CHARS")
     ] = DEFAULT_LIMITS.max_length,
@@ -106,8 +132,9 @@ def explain(
 
     A model spec (linear, mlp:2-3-1, ...) goes where the expression goes, as in grad."""
     from .. import api
-    from ..io.inputs import ModelOptions
+    from ..io.inputs import ModelOptions, init_is_file
     from ..render import explain as view
+    from ..render import numbers
     from ..render.gradient import to_json
 
     limits = Limits(max_length=max_length, allow_nonfinite=allow_nonfinite)
@@ -116,24 +143,39 @@ def explain(
         _show_program(expression, file, limits, model)
         return
     try:
-        program, point, expansion = _load(expression, values, file, values_file, limits, model)
+        chosen = out.resolve(fmt and fmt.value, output, FORMATS, "table", "explain")
+        reads = [("the program", expression), ("--file", file), ("--values", values_file)]
+        out.refuse(output, [*reads, ("--init", init if init and init_is_file(init) else None)])
+        program, point, expansion = _load(
+            expression, values, file, values_file, limits, model, "explain"
+        )
         with api.quiet():  # its warnings are printed below
             result = api.explain(
                 program, point, wrt=_names(wrt), mode=mode.value, allow_nonfinite=allow_nonfinite
             )
         report = result.report
+        if chosen in ("csv", "tsv") and "partials" not in report:
+            raise BackpropError(
+                "explain's csv and tsv have a row per link of each chain-rule path, and "
+                "array variables are explained by their reverse sweep, not by paths",
+                hint="use --format json, markdown or table",
+            )
     except BackpropError as exc:
         _fail(exc)  # before any warning: the first line of bad input is the error
     for warning in result.warnings:
         _stderr(f"warning: {warning}")
     if expansion is not None:  # the spec's notes (its initialisation) in the JSON too
         report["warnings"] = [{"message": w} for w in program.warnings] + report["warnings"]
-    with _output():
-        if fmt is ExplainFormat.json:
-            sys.stdout.write(to_json(report) + "\n")
-        elif fmt is ExplainFormat.markdown:
+    with numbers.precision(digits), out.into(output), _output():
+        if chosen == "json":
+            sys.stdout.write(to_json(report, "explain") + "\n")
+        elif chosen == "jsonl":
+            sys.stdout.write(out.compact(to_json(report, "explain")))
+        elif chosen in ("csv", "tsv"):
+            sys.stdout.write(path_rows(report, out.delimiter(chosen)))
+        elif chosen == "markdown":
             sys.stdout.write(view.markdown(report))
-        elif fmt is ExplainFormat.latex:
+        elif chosen == "latex":
             sys.stdout.write(result.latex())
         else:
             console = _console()
@@ -144,6 +186,48 @@ def explain(
     if not report["ok"]:
         _stderr("disagreement: the sum over paths differs from the reverse sweep")
         raise typer.Exit(EXIT_DISAGREE)
+
+
+def path_rows(report: dict[str, Any], delimiter: str = ",") -> str:
+    """One row per link of each chain-rule path, every number in full: the variable, the
+    path's number (from 1), the link's place on it (from 1, at the output), the nodes it
+    joins, the operand it enters where a node takes the same input twice (x*x: left,
+    right), the local derivative's formula, that formula at the point and its value, the
+    path's product and the partial (the sum over the variable's paths).
+
+    A long path's left-out middle is one row with from and to '…' and the count of its
+    factors as the formula; a variable with too many paths to list has one row per group
+    (path 'group N': the paths through one operand of the output, product their sum)."""
+    rows: list[list[Any]] = []
+    output = report["output"]["name"]
+    for partial in report["partials"]:
+        variable, total = partial["variable"], _full(partial["sum"])
+        for number, path in enumerate(partial["paths"], 1):
+            product = _full(path["product"])
+            for place, link in enumerate(path["links"], 1):
+                if "omitted" in link:
+                    gap = f"{link['omitted']:,} factors left out"
+                    rows.append([variable, number, place, "…", "…", None, gap, None, None,
+                                 product, total])  # fmt: skip
+                    continue
+                formula = link.get("formula") or {}
+                rows.append(
+                    [
+                        variable, number, place, link["from"], link["to"], link.get("operand"),
+                        formula.get("text"), formula.get("at"), _full(link["value"]), product,
+                        total,
+                    ]
+                )  # fmt: skip
+        for number, group in enumerate(partial.get("groups") or [], 1):
+            rows.append([variable, f"group {number}", 1, output, group["via"], None, None, None,
+                         _full(group["local"]), _full(group["sum"]), total])  # fmt: skip
+    return out.rows_text(PATH_COLUMNS, rows, delimiter)
+
+
+def _full(x: Any) -> str | None:
+    from ..render.numbers import full
+
+    return None if x is None else full(float(x))
 
 
 def register(app: typer.Typer) -> None:

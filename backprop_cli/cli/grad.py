@@ -11,7 +11,7 @@ from ..core.parse import DEFAULT_LIMITS
 from .common import (
     DType,
     OnError,
-    _AllowNonfinite,
+    _AllowNonfinitePoints,
     _Form,
     _form,
     _given,
@@ -21,6 +21,7 @@ from .common import (
     _ShowProgram,
 )
 from .grad_run import GradArgs
+from .output import Digits, Output
 
 
 class GradFormat(str, Enum):
@@ -30,6 +31,12 @@ class GradFormat(str, Enum):
     markdown = "markdown"
     tsv = "tsv"
     jsonl = "jsonl"
+    html = "html"
+    dot = "dot"
+    mermaid = "mermaid"
+    svg = "svg"
+    png = "png"
+    pdf = "pdf"
 
 
 GRAD_EXAMPLES = """\
@@ -55,6 +62,10 @@ GRAD_EXAMPLES = """\
 
   A picture of the graph as well:
     backprop grad "(x+y)*z" x=-2 y=5 z=-4 --graph g.svg
+
+  The result to a file, its format from its extension:
+    backprop grad "(x+y)*z" x=-2 y=5 z=-4 -o g.json
+    backprop grad "(x+y)*z" x=-2 y=5 z=-4 -o g.svg
 
   An expression that starts with '-':
     backprop grad -- "-x*y" x=3 y=2
@@ -132,10 +143,15 @@ def grad(
         GradFormat | None,
         typer.Option(
             "--format",
-            help="Output format (default: table; with --points, csv).",
+            help="Output format (default: table; with --points, csv); dot, mermaid, svg, png "
+            "and pdf draw the graph with its values and gradients. Without it, -o's extension "
+            "decides.",
             show_default=False,
+            rich_help_panel="Output",
         ),
     ] = None,
+    output: Output = None,
+    digits: Digits = None,
     points_file: Annotated[
         str | None,
         typer.Option(
@@ -205,7 +221,9 @@ def grad(
         typer.Option(
             "--graph",
             metavar="FILE",
-            help="Also draw the graph with its values and gradients (.svg .png .pdf).",
+            help="Also draw the graph with its values and gradients (.svg .png .pdf), as "
+            "well as the table; -o g.svg writes the picture alone.",
+            rich_help_panel="Output",
         ),
     ] = None,
     max_rows: Annotated[
@@ -223,7 +241,7 @@ def grad(
             "--max-length", min=1, max=100_000_000, metavar="CHARS", help="Refuse longer input."
         ),
     ] = DEFAULT_LIMITS.max_length,
-    allow_nonfinite: _AllowNonfinite = False,
+    allow_nonfinite: _AllowNonfinitePoints = False,
     loss: _Loss = None,
     form: _Form = None,
     seed: _ModelSeed = None,
@@ -250,7 +268,7 @@ def grad(
             simplify=simplify, latex=latex, symbolic_timeout=symbolic_timeout, expand=expand,
             picture_file=picture_file, max_rows=max_rows, max_length=max_length,
             allow_nonfinite=allow_nonfinite, loss=loss, form=_form(form), seed=seed, init=init,
-            show_program=show_program, given=_given(ctx),
+            show_program=show_program, output=output, digits=digits, given=_given(ctx),
         )
     )  # fmt: skip
     if code:

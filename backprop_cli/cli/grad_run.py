@@ -4,7 +4,6 @@ No typer here."""
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -13,10 +12,17 @@ from ..core.errors import BackpropError
 from ..core.parse import DEFAULT_LIMITS, Limits
 from ..io import inputs
 from ..io.files import open_text
+from . import output as out
 from .terminal import EXIT_DISAGREE, error_lines, output, print_rich, report_disagreement, stderr
 
-FORMATS = ("table", "json", "csv", "markdown", "tsv", "jsonl")
+# grad's formats, in the order --help lists them (GradFormat in grad.py, and entry.py's
+# quick path, have the same)
+FORMATS = (
+    "table", "json", "csv", "markdown", "tsv", "jsonl",
+    "html", "dot", "mermaid", "svg", "png", "pdf",
+)  # fmt: skip
 ROW_FORMATS = ("csv", "tsv", "jsonl")
+PICTURE_FORMATS = ("dot", "mermaid", "svg", "png", "pdf")  # the graph with values and gradients
 GRAPH_NODES = 200  # nodes --graph draws (the nearest the output), as `graph` by default
 
 
@@ -53,6 +59,8 @@ class GradArgs:
     seed: int | None = None  # of the mlp's initialisation (0)
     init: str | None = None  # the spec's parameters: name=value pairs or a JSON file
     show_program: bool = False  # print the program (a spec's expansion) and stop
+    output: str | None = None  # -o FILE: the result goes there ('-': stdout)
+    digits: int | None = None  # significant digits of the human formats (None: the default)
     given: frozenset[str] = frozenset()  # the fields set on the command line
 
 
@@ -95,6 +103,27 @@ def unused_options(a: GradArgs) -> list[str]:
     return unused
 
 
+def _reads(a: GradArgs) -> list[tuple[str, str | None]]:
+    """The files grad reads, which no output may overwrite."""
+    reads = [("the program", a.expression), ("--file", a.file)]
+    reads += [("--values", a.values_file), ("--points", a.points_file)]
+    if a.init is not None and inputs.init_is_file(a.init):
+        reads.append(("--init", a.init))
+    return reads
+
+
+def _format(a: GradArgs) -> str:
+    """--format, else -o's extension, else table (csv with --points); checked before work."""
+    if a.points_file is None:
+        return out.resolve(a.fmt, a.output, FORMATS, "table", "grad")
+    fmt = out.resolve(a.fmt, a.output, FORMATS, "csv", "grad")
+    if fmt not in ROW_FORMATS:
+        raise BackpropError(
+            f"--points writes one row per point: use --format csv, tsv or jsonl, not {fmt}"
+        )
+    return fmt
+
+
 def run(a: GradArgs) -> int:
     """Differentiate, check, print; the exit code (0, 1 a check disagreed, 2 bad input)."""
     from .. import api
@@ -106,6 +135,8 @@ def run(a: GradArgs) -> int:
         unused = unused_options(a)  # said once the input is known to be good
         if a.points_file == "-" and "-" in (a.expression, a.file):
             raise BackpropError("stdin can hold the program or the points, not both")
+        fmt = _format(a)
+        refuse_inputs_as_outputs([("-o", a.output), ("--graph", a.picture_file)], _reads(a))
         model = inputs.ModelOptions(loss=a.loss, form=a.form, seed=a.seed, init=a.init)
         program, rest, expansion = inputs.load_model(
             a.expression, list(a.values or []), a.file, limits, model
@@ -122,7 +153,7 @@ def run(a: GradArgs) -> int:
         if expansion is not None:
             point = inputs.spec_point(program, expansion, point, model)
         if a.points_file is not None:
-            return _points(program, point, a, unused)
+            return _points(program, point, a, unused, fmt)
         if not a.torch_check and a.device != "cpu":
             raise BackpropError("--device needs the torch check; drop --no-torch")
         seed_grad = (
@@ -130,30 +161,36 @@ def run(a: GradArgs) -> int:
             if a.seed_grad is None
             else parse_constant(a.seed_grad, what="--seed-grad", limits=limits)
         )
-        if a.picture_file is not None:
+        if a.picture_file is not None or fmt in PICTURE_FORMATS:
             from ..render import picture as pictures
 
-            pictures.check_output(a.picture_file)
-            reads = [("the program", a.expression), ("--file", a.file)]
-            reads += [("--values", a.values_file), ("--points", a.points_file)]
-            if a.init is not None and inputs.init_is_file(a.init):
-                reads.append(("--init", a.init))
-            refuse_inputs_as_outputs([("--graph", a.picture_file)], reads)
+            if a.picture_file is not None:
+                pictures.check_output(a.picture_file)
+            if fmt in out.PICTURES:
+                _need_dot()
             pictures.check_layout(pictures.picture(program.graph, None, GRAPH_NODES))
         with api.quiet():  # the warnings are printed below, after the checks of the input
             report = api.grad(
                 program, point, wrt=_names(a.wrt), seed_grad=seed_grad, order=a.order,
                 dtype=a.dtype, torch=a.torch_check, device=a.device, symbolic=a.symbolic,
-                simplify=a.simplify, latex=a.latex, symbolic_timeout=a.symbolic_timeout,
-                expand=a.expand, allow_nonfinite=a.allow_nonfinite,
+                simplify=a.simplify, latex=a.latex or fmt == "markdown",  # math-ready Markdown
+                symbolic_timeout=a.symbolic_timeout, expand=a.expand,
+                allow_nonfinite=a.allow_nonfinite,
             ).report  # fmt: skip
-        if a.picture_file is not None:
-            pic = pictures.picture(program.graph, report["variables_used"], GRAPH_NODES)
-            for note in pictures.render(pic, a.picture_file):
-                stderr(f"note: {note}")
-        for warning in report["warnings"]:
-            stderr(f"warning: {warning['message']}")
-        _write(report, a.fmt or "table", a.max_rows)
+        from ..render import numbers
+
+        with numbers.precision(a.digits):
+            if a.picture_file is not None:
+                pic = pictures.picture(program.graph, report["variables_used"], GRAPH_NODES)
+                folds = pictures.fold_notes(pic, GRAPH_NODES, "grad")
+                for note in folds + pictures.render(pic, a.picture_file):
+                    stderr(f"note: {note}")
+            for warning in report["warnings"]:
+                stderr(f"warning: {warning['message']}")
+            if fmt in PICTURE_FORMATS:
+                _draw(program, report, fmt, a.output)
+            else:
+                _write(report, fmt, a.max_rows, a.output)
     except BackpropError as exc:
         error_lines(exc)
         return exc.exit_code
@@ -169,36 +206,66 @@ def _names(text: str | None) -> list[str] | None:
     return None if text is None else [w.strip() for w in text.split(",") if w.strip()]
 
 
-def _write(report: dict[str, Any], fmt: str, max_rows: int) -> None:
+def _need_dot() -> None:
+    """A picture file needs Graphviz: said before the work, not after it."""
+    import shutil
+
+    if shutil.which("dot") is None:
+        raise BackpropError(
+            "Graphviz's dot program is not installed, so pictures cannot be rendered",
+            hint="install Graphviz (apt-get install graphviz, brew install graphviz); "
+            "--format dot or mermaid prints the graph as text without it",
+        )
+
+
+def _write(report: dict[str, Any], fmt: str, max_rows: int, to: str | None = None) -> None:
     from ..render.gradient import to_csv, to_json, to_markdown
 
-    with output():
+    with out.into(to), output():
         if fmt == "json":
-            sys.stdout.write(to_json(report) + "\n")
+            sys.stdout.write(to_json(report, "grad") + "\n")
         elif fmt == "jsonl":
-            sys.stdout.write(json.dumps(json.loads(to_json(report)), ensure_ascii=False) + "\n")
+            sys.stdout.write(out.compact(to_json(report, "grad")))
         elif fmt == "csv":
             sys.stdout.write(to_csv(report))
         elif fmt == "tsv":
             sys.stdout.write(to_csv(report, delimiter="\t"))
         elif fmt == "markdown":
             sys.stdout.write(to_markdown(report))
+        elif fmt == "html":
+            from ..render.notebook import grad_html
+
+            title = f"backprop grad {' '.join(report['expression'].split())}"
+            sys.stdout.write(out.html_page(title, grad_html(report)))
         else:
             print_rich(report, max_rows)
 
 
-def _points(program: Any, fixed: dict[str, Any], a: GradArgs, unused: list[str]) -> int:
+def _draw(program: Any, report: dict[str, Any], fmt: str, to: str | None) -> None:
+    """The graph with its values and gradients as the result: DOT, Mermaid or a picture."""
+    from ..render import picture as pictures
+
+    pic = pictures.picture(program.graph, report["variables_used"], GRAPH_NODES)
+    data: str | bytes
+    if fmt == "dot":
+        data = pictures.to_dot(pic)
+    elif fmt == "mermaid":
+        data = pictures.to_mermaid(pic)
+    else:
+        data, notes = pictures.layout(pic, fmt)
+        for note in pictures.fold_notes(pic, GRAPH_NODES, "grad") + notes:
+            stderr(f"note: {note}")
+    with output():
+        out.emit(to, data)
+
+
+def _points(program: Any, fixed: dict[str, Any], a: GradArgs, unused: list[str], fmt: str) -> int:
     """`grad --points`: one row per point, streamed; problems on stderr, then the exit code."""
     from ..analyses import points
     from ..analyses.gradient import upstream
     from ..analyses.point import resolve_wrt
     from ..core.parse import parse_constant
 
-    fmt = a.fmt or "csv"
-    if fmt not in ROW_FORMATS:
-        raise BackpropError(
-            f"--points writes one row per point: use --format csv, tsv or jsonl, not {fmt}"
-        )
     if a.order != 1:
         raise BackpropError("--order 2 is for one point; use backprop hessian per point")
     graph = program.graph
@@ -242,7 +309,7 @@ def _points(program: Any, fixed: dict[str, Any], a: GradArgs, unused: list[str])
                 from ..checks.autograd import check_device
 
                 check_device(a.device, a.dtype)
-            with output():
+            with out.into(a.output), output():
                 done.append(points.run(plan, reader, fmt, sys.stdout, a.on_error, checker))
         finally:
             for note in reader.warnings:
@@ -273,10 +340,13 @@ def _points_summary(summary: Any, checker: Any) -> int:
         )
     if checker is None:
         return 0
+    from ..render.numbers import plural
+
     if summary.check_mismatch_count:
+        count = summary.check_mismatch_count
         stderr(
-            f"disagreement: torch autograd ({checker.about}): {summary.check_mismatch_count:,} "
-            f"gradient{'s' if summary.check_mismatch_count > 1 else ''} disagree, first at "
+            f"disagreement: torch autograd ({checker.about}): {plural(count, 'gradient')} "
+            f"{'disagrees' if count == 1 else 'disagree'}, first at "
             + ", ".join(summary.check_mismatches)
         )
         return EXIT_DISAGREE
@@ -286,7 +356,8 @@ def _points_summary(summary: Any, checker: Any) -> int:
         else ""
     )
     stderr(
-        f"✓ torch autograd ({checker.about}): {summary.check_compared:,} gradients of "
-        f"{summary.rows:,} points agree, max error {summary.check_max_error:.2g}{inconclusive}"
+        f"✓ torch autograd ({checker.about}): {plural(summary.check_compared, 'gradient')} of "
+        f"{plural(summary.rows, 'point')} {'agrees' if summary.check_compared == 1 else 'agree'}"
+        f", max error {summary.check_max_error:.2g}{inconclusive}"
     )
     return 0

@@ -1,8 +1,8 @@
-"""`backprop graph`: the computational graph as a picture, DOT, Mermaid or a tree."""
+"""`backprop graph`: the computational graph as a tree, a picture (SVG, PNG, PDF), DOT,
+Mermaid or JSON."""
 
 from __future__ import annotations
 
-import sys
 from enum import Enum
 from typing import Annotated, Any
 
@@ -25,12 +25,21 @@ from .common import (
     _ShowProgram,
     _stderr,
 )
+from .output import Digits, Output
 
 
 class GraphFormat(str, Enum):
     tree = "tree"
+    table = "table"  # the shared name of the text display: here, the tree
+    json = "json"
     dot = "dot"
     mermaid = "mermaid"
+    svg = "svg"
+    png = "png"
+    pdf = "pdf"
+
+
+FORMATS = tuple(f.value for f in GraphFormat)
 
 
 class Rankdir(str, Enum):
@@ -44,11 +53,14 @@ GRAPH_EXAMPLES = """\
   The graph with values and gradients:
     backprop graph "(x+y)*z" x=-2 y=5 z=-4
 
+  A picture file (the extension picks the format: .svg .png .pdf .dot .mmd .json):
+    backprop graph examples/cs231n_add_mul.bp x=-2 y=5 z=-4 -o graph.svg
+
+  A larger PNG:
+    backprop graph mlp:2-8-8-1 x1=1 x2=0.5 y=1 -o mlp.png --dpi 150
+
   Graphviz's DOT, rendered by dot:
     backprop graph "(x+y)*z" x=-2 y=5 z=-4 --format dot | dot -Tsvg > g.svg
-
-  A picture file:
-    backprop graph examples/cs231n_add_mul.bp x=-2 y=5 z=-4 -o graph.svg
 
   A Mermaid flowchart:
     backprop graph "(x+y)*z" x=-2 y=5 z=-4 --format mermaid
@@ -59,6 +71,8 @@ GRAPH_EXAMPLES = """\
   No values: the structure only:
     backprop graph "q = x + y; f = q * z"
 """
+
+_PICTURE = "Picture"
 
 
 def graph(
@@ -82,19 +96,81 @@ def graph(
     values_file: Annotated[
         str | None, typer.Option("--values", metavar="FILE.json", help="Values from a JSON object.")
     ] = None,
-    output: Annotated[
-        str | None,
-        typer.Option("--output", "-o", metavar="FILE", help="Render with Graphviz: .svg .png .pdf"),
-    ] = None,
     fmt: Annotated[
-        GraphFormat, typer.Option("--format", help="Printed format.")
-    ] = GraphFormat.tree,
+        GraphFormat | None,
+        typer.Option(
+            "--format",
+            help="tree (the default), a picture through Graphviz (svg, png, pdf), its DOT, "
+            "a Mermaid flowchart, or json (every node, full precision). Without it, -o's "
+            "extension decides.",
+            show_default=False,
+            rich_help_panel="Output",
+        ),
+    ] = None,
+    output: Output = None,
+    digits: Digits = None,
     rankdir: Annotated[
-        Rankdir, typer.Option("--rankdir", help="Left to right or top down.")
-    ] = Rankdir.LR,
+        Rankdir | None,
+        typer.Option(
+            "--rankdir",
+            help="Left to right or top down (default: LR; TB above 50 nodes).",
+            show_default=False,
+            rich_help_panel=_PICTURE,
+        ),
+    ] = None,
     max_nodes: Annotated[
-        int, typer.Option("--max-nodes", min=0, help="Show at most this many nodes (0: all).")
+        int,
+        typer.Option(
+            "--max-nodes",
+            min=0,
+            metavar="N",
+            help="Draw the N nodes nearest the output and fold the rest into one (0: all).",
+            rich_help_panel=_PICTURE,
+        ),
     ] = 200,
+    collapse: Annotated[
+        bool | None,
+        typer.Option(
+            "--collapse/--no-collapse",
+            help="Fold repeated blocks (the middle neurons of a layer, the middle terms of a "
+            "long sum) into one node each; by default when the graph has over 50 nodes.",
+            show_default=False,
+            rich_help_panel=_PICTURE,
+        ),
+    ] = None,
+    edge_labels: Annotated[
+        bool | None,
+        typer.Option(
+            "--edge-labels/--no-edge-labels",
+            help="The value and gradient on every wire, or on none. By default a graph of "
+            "over 50 nodes labels only the wires of a node used more than once (the part of "
+            "its gradient each sends back).",
+            show_default=False,
+            rich_help_panel=_PICTURE,
+        ),
+    ] = None,
+    legend: Annotated[
+        bool,
+        typer.Option(
+            "--legend/--no-legend",
+            help="A legend of the colours and shapes (DOT and pictures).",
+            show_default=False,
+            rich_help_panel=_PICTURE,
+        ),
+    ] = True,
+    dpi: Annotated[
+        int | None,
+        typer.Option(
+            "--dpi",
+            min=24,
+            max=600,
+            metavar="N",
+            help="PNG resolution in dots per inch (default 96, where 11-point text is about "
+            "15 pixels high).",
+            show_default=False,
+            rich_help_panel=_PICTURE,
+        ),
+    ] = None,
     max_length: Annotated[
         int, typer.Option("--max-length", min=1, max=100_000_000, metavar="CHARS")
     ] = DEFAULT_LIMITS.max_length,
@@ -105,14 +181,18 @@ def graph(
     init: _Init = None,
     show_program: _ShowProgram = False,
 ) -> None:
-    """Draw the computational graph, CS231n style: each node's op and label with its value
+    """Draw the computational graph, CS231n style: each node's op and name with its value
     (green) and gradient (red), each wire with the value going forward and the gradient
     coming back. Without values it shows the structure alone.
 
+    Each statement's nodes are boxed together, and statements alike (a layer's neurons)
+    boxed around them; large graphs fold repeated blocks (see --collapse).
     A model spec (linear, mlp:2-3-1, ...) goes where the expression goes, as in grad.
     Given some values (or --init), its other parameters start from its initialisation."""
     from ..io.inputs import ModelOptions
+    from ..render import numbers
     from ..render import picture as pictures
+    from . import output as out
 
     limits = Limits(max_length=max_length, allow_nonfinite=allow_nonfinite)
     fill = bool(values) or values_file is not None or init is not None
@@ -120,52 +200,73 @@ def graph(
     if show_program:
         _show_program(expression, file, limits, model)
         return
+    warnings: list[str] = []
     try:
-        if output is not None:
-            from ..io.files import refuse_inputs_as_outputs
+        asked = None if fmt is None else fmt.value
+        if asked is None and output is not None and out.from_extension(output) == "table":
+            asked = "tree"  # -o graph.txt: the tree, as text
+        asked = "tree" if asked == "table" else asked
+        chosen = out.resolve(asked, output, FORMATS, "tree", "graph")
+        if output is not None and output != "-":
             from ..io.inputs import init_is_file
 
-            pictures.check_output(output)
-            refuse_inputs_as_outputs(
-                [("-o", output)],
+            out.refuse(
+                output,
                 [("the program", expression), ("--file", file), ("--values", values_file)]
                 + ([("--init", init)] if init is not None and init_is_file(init) else []),
             )
-        program, point, expansion = _load(expression, values, file, values_file, limits, model)
-        for warning in program.warnings if expansion is not None else []:
-            _stderr(f"warning: {warning}")
-        pic = pictures.picture(program.graph, _full_point_or_none(program.graph, point), max_nodes)
-        text = (
-            pictures.to_mermaid(pic, rankdir.value)
-            if fmt is GraphFormat.mermaid
-            else pictures.to_dot(pic, rankdir.value)
+        if dpi is not None and chosen != "png":
+            warnings.append(f"--dpi changes PNG pictures only, not {chosen}")
+        program, point, expansion = _load(
+            expression, values, file, values_file, limits, model, "graph"
         )
-        notes = [] if output is None else pictures.render(pic, output, rankdir.value)
+        if expansion is not None:
+            warnings += program.warnings
+        full = _full_point_or_none(program.graph, point, warnings)
+        pic = pictures.picture(program.graph, full, max_nodes, collapse=collapse)
+        direction = None if rankdir is None else rankdir.value
+        if edge_labels:
+            pic.sparse = False
+        labels = edge_labels is not False
+        notes: list[str] = []
+        with numbers.precision(digits):
+            data: str | bytes | None = None
+            if chosen in ("svg", "png", "pdf"):
+                data, notes = pictures.layout(
+                    pic, chosen, direction, dpi=dpi, wire_labels=labels, legend=legend
+                )
+            elif chosen == "dot":
+                data = pictures.to_dot(pic, direction, labels, legend=legend)
+            elif chosen == "mermaid":
+                data = pictures.to_mermaid(pic, direction, labels)
+            elif chosen == "json":
+                data = pictures.to_json(pic, warnings)
+            with _output():
+                if data is None:
+                    with out.into(output):
+                        _console().print(pictures.tree(pic))
+                else:
+                    out.write(output, data)
     except BackpropError as exc:
         _fail(exc)
-    if pic.cut:
-        _stderr(f"note: {pic.cut:,} nodes not shown (--max-nodes {max_nodes})")
-    for note in notes:
+    for warning in warnings:
+        _stderr(f"warning: {warning}")
+    folds = [] if chosen == "json" else pictures.fold_notes(pic, max_nodes)
+    for note in folds + notes:
         _stderr(f"note: {note}")
-    if output is not None:
+    if output is not None and output != "-":
         _stderr(f"wrote {output}")
-        if fmt is GraphFormat.tree:
-            return
-    with _output():
-        if fmt is GraphFormat.tree:
-            _console().print(pictures.tree(pic))
-        else:
-            sys.stdout.write(text)
 
 
-def _full_point_or_none(graph: Any, point: dict[str, float]) -> dict[str, float] | None:
+def _full_point_or_none(
+    graph: Any, point: dict[str, float], warnings: list[str]
+) -> dict[str, float] | None:
     """All the values, or none (a structure-only picture); some but not all is a mistake."""
     from ..analyses.point import check_point
 
     if not point:
         return None
-    for warning in check_point(graph, point):
-        _stderr(f"warning: {warning}")
+    warnings += check_point(graph, point)
     return {name: point[name] for name in graph.variables}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from typing import Annotated
 
 import typer
@@ -10,8 +11,8 @@ import typer
 from ..core.errors import BackpropError
 from ..core.parse import DEFAULT_LIMITS, Limits
 from ..io.inputs import ModelOptions
+from . import output as out
 from .common import (
-    Format,
     _AllowNonfinite,
     _console,
     _Device,
@@ -38,6 +39,29 @@ from .common import (
     _Wrt,
 )
 from .terminal import EXIT_DISAGREE
+
+
+class HigherFormat(str, Enum):
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+    tsv = "tsv"
+    markdown = "markdown"
+
+
+FORMATS = tuple(f.value for f in HigherFormat)
+
+_Format = Annotated[
+    HigherFormat | None,
+    typer.Option(
+        "--format",
+        help="Output format (default: table); csv and tsv hold the matrix with its row and "
+        "column labels. Without it, -o's extension decides.",
+        show_default=False,
+        rich_help_panel=out.PANEL,
+    ),
+]
 
 JACOBIAN_EXAMPLES = """\
 [bold]Examples[/bold]
@@ -70,7 +94,9 @@ def _higher(
     file: str | None,
     values_file: str | None,
     wrt: str | None,
-    fmt: Format,
+    fmt: HigherFormat | None,
+    output: str | None,
+    digits: int | None,
     torch_check: bool,
     device: str,
     symbolic: bool,
@@ -81,6 +107,8 @@ def _higher(
     show_program: bool,
 ) -> None:
     from .. import api
+    from ..io.inputs import init_is_file
+    from ..render import numbers
     from ..render.gradient import higher_csv, higher_markdown, higher_tables, to_json
 
     limits = Limits(max_length=max_length, allow_nonfinite=allow_nonfinite)
@@ -88,7 +116,13 @@ def _higher(
         _show_program(expression, file, limits, model)
         return
     try:
-        program, point, expansion = _load(expression, values, file, values_file, limits, model)
+        chosen = out.resolve(fmt and fmt.value, output, FORMATS, "table", kind)
+        init = model.init
+        reads = [("the program", expression), ("--file", file), ("--values", values_file)]
+        out.refuse(output, [*reads, ("--init", init if init and init_is_file(init) else None)])
+        program, point, expansion = _load(
+            expression, values, file, values_file, limits, model, kind
+        )
         if not torch_check and device != "cpu":
             raise BackpropError("--device needs the torch check; drop --no-torch")
         build = api.hessian if kind == "hessian" else api.jacobian
@@ -107,12 +141,16 @@ def _higher(
         report["warnings"] = [{"message": w} for w in program.warnings] + report["warnings"]
         # its tables are headed by the spec (mlp:2-3-1), not its whole expansion
         shown = {**report, "expression": expansion.spec.shown}
-    with _output():
-        if fmt is Format.json:
-            sys.stdout.write(to_json(report) + "\n")
-        elif fmt is Format.csv:
+    with numbers.precision(digits), out.into(output), _output():
+        if chosen == "json":
+            sys.stdout.write(to_json(report, kind) + "\n")
+        elif chosen == "jsonl":
+            sys.stdout.write(out.compact(to_json(report, kind)))
+        elif chosen == "csv":
             sys.stdout.write(higher_csv(report, kind))
-        elif fmt is Format.markdown:
+        elif chosen == "tsv":
+            sys.stdout.write(out.retab(higher_csv(report, kind)))
+        elif chosen == "markdown":
             sys.stdout.write(higher_markdown(shown, kind))
         else:
             console = _console()
@@ -135,7 +173,9 @@ def jacobian(
     file: _File = None,
     values_file: _ValuesFile = None,
     wrt: _Wrt = None,
-    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+    fmt: _Format = None,
+    output: out.Output = None,
+    digits: out.Digits = None,
     torch_check: _TorchCheck = True,
     device: _Device = "cpu",
     symbolic: _Symbolic = True,
@@ -156,8 +196,9 @@ def jacobian(
     """
     model = ModelOptions(loss=loss, form=_form(form), seed=seed, init=init)
     _higher(
-        "jacobian", expression, values, file, values_file, wrt, fmt, torch_check, device,
-        symbolic, symbolic_timeout, max_length, allow_nonfinite, model, show_program,
+        "jacobian", expression, values, file, values_file, wrt, fmt, output, digits,
+        torch_check, device, symbolic, symbolic_timeout, max_length, allow_nonfinite, model,
+        show_program,
     )  # fmt: skip
 
 
@@ -167,7 +208,9 @@ def hessian(
     file: _File = None,
     values_file: _ValuesFile = None,
     wrt: _Wrt = None,
-    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+    fmt: _Format = None,
+    output: out.Output = None,
+    digits: out.Digits = None,
     torch_check: _TorchCheck = True,
     device: _Device = "cpu",
     symbolic: _Symbolic = True,
@@ -188,8 +231,9 @@ def hessian(
     """
     model = ModelOptions(loss=loss, form=_form(form), seed=seed, init=init)
     _higher(
-        "hessian", expression, values, file, values_file, wrt, fmt, torch_check, device,
-        symbolic, symbolic_timeout, max_length, allow_nonfinite, model, show_program,
+        "hessian", expression, values, file, values_file, wrt, fmt, output, digits,
+        torch_check, device, symbolic, symbolic_timeout, max_length, allow_nonfinite, model,
+        show_program,
     )  # fmt: skip
 
 

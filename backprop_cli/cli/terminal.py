@@ -118,6 +118,7 @@ def console() -> Any:
 
 
 def print_rich(report: dict[str, Any], max_rows: int) -> None:
+    """The grad report's tables, fitted to the terminal's width (COLUMNS when piped)."""
     from ..render.gradient import tables
 
     out = console()
@@ -128,7 +129,10 @@ def print_rich(report: dict[str, Any], max_rows: int) -> None:
 
 
 def report_disagreement(report: dict[str, Any]) -> None:
+    """Each disagreement on stderr, its two numbers in full (the table's digits may not
+    show where they part)."""
     from ..render.gradient import check_lines
+    from ..render.numbers import full
 
     for mark, line in check_lines(report):
         if mark == "✗":
@@ -137,7 +141,8 @@ def report_disagreement(report: dict[str, Any]) -> None:
         for check, status in p["status"].items():
             if status == "mismatch":
                 other = p["symbolic_value"] if check == "symbolic" else p[check]
+                shown = "none" if other is None else full(other)
                 stderr(
-                    f"disagreement: ∂/∂{p['element']}: engine {p['engine']!r} vs "
-                    f"{check.replace('_', ' ')} {other!r}"
+                    f"disagreement: ∂/∂{p['element']}: engine {full(p['engine'])} vs "
+                    f"{check.replace('_', ' ')} {shown}"
                 )

@@ -1,4 +1,4 @@
-"""`backprop train`: the course's models (or any model expression) trained step by step."""
+"""`backprop train`: the PyTorch course's models (or any model expression) trained step by step."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import typer
 
 from ..core.errors import BackpropError
 from ..io import inputs
+from . import output as out
 from .common import (
     DType,
     _console,
@@ -29,7 +30,21 @@ from .terminal import EXIT_DISAGREE
 
 class TrainFormat(str, Enum):
     table = "table"
+    json = "json"
     jsonl = "jsonl"
+    csv = "csv"
+    tsv = "tsv"
+    markdown = "markdown"
+    svg = "svg"
+    png = "png"
+    pdf = "pdf"
+
+
+# what training writes: the log (table), its lines (jsonl), one document (json), the
+# history (csv, tsv) or the loss curve (svg, png, pdf); --list, the models as a listing
+FORMATS = ("table", "json", "jsonl", "csv", "tsv", "markdown", "svg", "png", "pdf")
+LIST_FORMATS = ("table", "json", "jsonl", "csv", "tsv", "markdown")
+LIST_COLUMNS = ("model", "formula", "loss", "about")
 
 
 class Optim(str, Enum):
@@ -46,8 +61,8 @@ class Engine(str, Enum):
 TRAIN_EXAMPLES = """\
 [bold]Examples[/bold]
 
-  The course's model, digit for digit:
-    backprop train linear --epochs 100
+  The PyTorch course's y = w*x loop, its printed numbers digit for digit:
+    backprop train linear --epochs 100 --digits 0
 
   An affine model with a larger step:
     backprop train affine --epochs 200 --lr 0.02
@@ -66,6 +81,13 @@ TRAIN_EXAMPLES = """\
 
   The losses, from JSON lines:
     backprop train linear --epochs 100 --format jsonl | jq .loss
+
+  Settings, history and final parameters as one JSON document:
+    backprop train linear --epochs 20 --format json | jq .params
+
+  The loss curve as a picture, and the history as CSV:
+    backprop train affine --epochs 200 --lr 0.02 -o loss.svg
+    backprop train affine --epochs 200 --lr 0.02 -o history.csv
 
   Save the trained parameters (backprop grad --values reads them):
     backprop train linear --save params.json
@@ -131,7 +153,7 @@ def train(
         bool, typer.Option("--check", help="Recompute every step with torch autograd.")
     ] = False,
     dtype: Annotated[
-        DType, typer.Option("--dtype", help="float32 by default, as PyTorch and the course.")
+        DType, typer.Option("--dtype", help="float32 by default, as PyTorch's.")
     ] = DType.float32,
     log_every: Annotated[
         int | None, typer.Option("--log-every", min=1, metavar="K", help="Log every K epochs.")
@@ -144,12 +166,37 @@ def train(
         typer.Option("--predict", metavar="4|a=1,b=2", help="Predict here, before and after."),
     ] = None,
     plot: Annotated[
-        str | None, typer.Option("--plot", metavar="FILE", help="Loss curve: .png .svg .pdf")
+        str | None,
+        typer.Option(
+            "--plot",
+            metavar="FILE",
+            help="Also draw the loss curve (.png .svg .pdf); -o loss.svg draws it alone.",
+            rich_help_panel=out.PANEL,
+        ),
     ] = None,
     save: Annotated[
-        str | None, typer.Option("--save", metavar="FILE.json", help="Write the parameters.")
+        str | None,
+        typer.Option(
+            "--save",
+            metavar="FILE.json",
+            help="Also write the trained parameters as a values file (grad --values reads it).",
+            rich_help_panel=out.PANEL,
+        ),
     ] = None,
-    fmt: Annotated[TrainFormat, typer.Option("--format")] = TrainFormat.table,
+    fmt: Annotated[
+        TrainFormat | None,
+        typer.Option(
+            "--format",
+            help="Output format (default: table): json is one document (settings, history, "
+            "final parameters), csv and tsv the history, markdown a report, svg, png and pdf "
+            "the loss curve. "
+            "Without it, -o's extension decides.",
+            show_default=False,
+            rich_help_panel=out.PANEL,
+        ),
+    ] = None,
+    output: out.Output = None,
+    digits: out.Digits = None,
     form: _Form = None,
     show_program: Annotated[
         bool,
@@ -181,7 +228,7 @@ def train(
     ] = 20_000_000,
 ) -> None:
     """Train a tiny model step by step on our graph engine (forward, backward, step),
-    cross-checked against torch if asked, with the course's log lines and a loss curve.
+    cross-checked against torch if asked, with the PyTorch course's log lines and a loss curve.
 
     Exit codes: 0 trained, 1 diverged or the torch check disagreed, 2 bad usage or data,
     130 interrupted (the summary is still printed).
@@ -189,11 +236,19 @@ def train(
     from ..analyses import models
     from ..analyses import train as training
     from ..io.data import load
+    from ..render import numbers
 
+    given = fmt and fmt.value
     if list_models:
-        _list_models(fmt)
+        try:
+            chosen = out.resolve(given, output, LIST_FORMATS, "table", "train --list")
+        except BackpropError as exc:
+            _fail(exc)
+        with out.into(output), _output():
+            _list_models(chosen)
         return
     try:
+        chosen = out.resolve(given, output, FORMATS, "table", "train")
         # Every budget is decided before the thing it bounds is made: the data while it is
         # read, the parameters from their shapes, a step from the graph's shapes.
         data, note = load(x, y, data_file, target, max_values=max_data)
@@ -254,7 +309,7 @@ def train(
         from ..io.files import refuse_inputs_as_outputs
 
         refuse_inputs_as_outputs(
-            [("--save", save), ("--plot", plot)],
+            [("--save", save), ("--plot", plot), ("-o", output)],
             [
                 ("--data", data_file),
                 ("--init", init if init and inputs.init_is_file(init) else None),
@@ -271,20 +326,40 @@ def train(
             notes.append("--hidden does nothing here: it is for the mlp model")
         for warning in notes:  # said once the input is known to be good
             _stderr(f"warning: {warning}")
-        with _output():
-            result = _run_training(built, data, settings, note, points, fmt, verbose)
-        _finish_training(built, result, settings, points, plot, save, fmt)
+        with numbers.precision(digits):
+            with out.into(output):
+                with _output():
+                    trained = _run_training(built, data, settings, note, points, chosen, verbose)
+                _finish_training(built, trained, settings, points, plot, save, chosen)
+            _training_verdict(trained.result, settings)
     except BackpropError as exc:
         _fail(exc)
 
 
-def _list_models(fmt: TrainFormat) -> None:
+def _list_models(fmt: str) -> None:
     from ..analyses.models import listing
+    from ..render.gradient import code, schema_id, with_schema
 
     rows = listing()
-    if fmt is TrainFormat.jsonl:
+    if fmt == "jsonl":
         for row in rows:
-            print(json.dumps(row))
+            print(json.dumps({"schema": schema_id("model"), **row}, ensure_ascii=False))
+        return
+    if fmt == "json":
+        document = with_schema("models", {"models": rows})
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+        return
+    if fmt in ("csv", "tsv"):
+        cells = [[row[c] for c in LIST_COLUMNS] for row in rows]
+        sys.stdout.write(out.rows_text(LIST_COLUMNS, cells, out.delimiter(fmt)))
+        return
+    if fmt == "markdown":
+        lines = ["| model | formula | default loss | about |", "|---|---|---|---|"]
+        lines += [
+            f"| {code(r['model'])} | {code(r['formula'])} | {r['loss']} | {r['about']} |"
+            for r in rows
+        ]
+        sys.stdout.write("\n".join(lines) + "\n")
         return
     from rich.console import Console
     from rich.table import Table
@@ -313,16 +388,19 @@ def _run_training(
     settings: Any,
     note: str,
     points: list[dict[str, float]],
-    fmt: TrainFormat,
+    fmt: str,
     verbose: bool,
 ) -> Any:
+    """Train, printing the log (table) or the epochs' JSON lines (jsonl) as it goes; the
+    API's TrainResult (with its history for json, csv and tsv)."""
     import numpy as np
 
     from .. import api
     from ..analyses import train as training
     from ..render import train as view
 
-    table = fmt is TrainFormat.table
+    table = fmt == "table"
+    lines = fmt == "jsonl"
     quiet = False
 
     def say(line: str) -> None:
@@ -347,11 +425,9 @@ def _run_training(
             say(view.predict_line("before", list(point.values()), float(before[0])))
 
     def on_event(kind: str, info: dict[str, Any]) -> None:
-        if kind == "epoch":
+        if kind == "epoch" and (table or lines):
             say(
-                view.jsonl_epoch(info)
-                if not table
-                else view.progress_line(info["epoch"], info["loss"])
+                view.progress_line(info["epoch"], info["loss"]) if table else view.jsonl_epoch(info)
             )
         elif kind == "grad" and verbose and table:
             env, grads = info["env"], info["grads"]
@@ -379,8 +455,8 @@ def _run_training(
                 engine=settings.engine, device=settings.device, check=settings.check,
                 log_every=settings.log_every, verbose=settings.verbose,
                 max_step_elements=settings.max_step_elements, on_event=with_progress,
-                history=False,
-            ).result  # fmt: skip
+                history=fmt in ("json", "csv", "tsv", "markdown"),
+            )  # fmt: skip
 
 
 def _columns(point: dict[str, float]) -> dict[str, Any]:
@@ -410,24 +486,33 @@ def _progress(enabled: bool, total: int) -> Iterator[Any]:
 
 def _finish_training(
     built: Any,
-    result: Any,
+    trained: Any,
     settings: Any,
     points: list[dict[str, float]],
     plot: str | None,
     save: str | None,
-    fmt: TrainFormat,
+    fmt: str,
 ) -> None:
     from ..analyses import train as training
     from ..render import train as view
 
+    result = trained.result
     predictions = []
     for point in points:
         after = training.predict(built, result.params, _columns(point), settings.dtype)
         x_shown: Any = next(iter(point.values())) if len(point) == 1 else point
         predictions.append({"x": x_shown, "y": float(after[0])})
     with _output():
-        if fmt is TrainFormat.jsonl:
+        if fmt == "jsonl":
             print(view.jsonl_final(result, predictions, built))
+        elif fmt == "json":
+            print(trained.to_json(predictions))
+        elif fmt == "markdown":
+            sys.stdout.write(view.markdown(trained.to_dict(predictions)))
+        elif fmt in ("csv", "tsv"):
+            sys.stdout.write(history_rows(trained, out.delimiter(fmt)))
+        elif fmt in out.PICTURES:
+            out.write(None, _curve_picture(result.curve, f"{built.name}: {built.loss} loss", fmt))
         else:
             for point, prediction in zip(points, predictions, strict=True):
                 print(view.predict_line("after", list(point.values()), prediction["y"]))
@@ -435,16 +520,59 @@ def _finish_training(
             console.print(view.summary(built, result, settings))
             for line in view.status_lines(result, settings):
                 console.print(line)
-            drawn = view.curve(result.curve, width=min(64, max(20, console.width - 12)))
-            if drawn:
-                console.print(drawn, markup=False)
+            drawn = view.curve_renderable(result.curve, width=min(72, console.width))
+            if drawn.plain:
+                console.print(drawn)
     if save is not None:
         _write_json(save, result.params)
     if plot is not None:
         from ..render.plot import loss_plot
 
         loss_plot(result.curve, plot, f"{built.name}: {built.loss} loss")
-    _training_verdict(result, settings)
+
+
+def history_rows(trained: Any, delimiter: str = ",") -> str:
+    """The history, one row per logged epoch: its number, its loss and every parameter
+    element after it (w, b; W1[0,0], …), every number in full. Past the history's budget
+    an epoch keeps its loss and its parameters' cells are empty."""
+    import numpy as np
+
+    from ..render.numbers import full
+
+    params = trained.result.params
+    names = [n for n in trained.model.params if n in params] + [
+        n for n in params if n not in trained.model.params
+    ]
+    shapes = {name: np.shape(params[name]) for name in names}
+    header: list[str] = ["epoch", "loss"]
+    for name, shape in shapes.items():
+        header += (
+            [name]
+            if not shape
+            else [f"{name}[{','.join(map(str, i))}]" for i in np.ndindex(*shape)]
+        )
+    rows = []
+    for epoch in trained.history:
+        cells: list[Any] = [epoch.epoch, full(epoch.loss)]
+        for name, shape in shapes.items():
+            flat = (
+                np.ravel(np.asarray(epoch.params[name], dtype=np.float64)) if epoch.params else None
+            )
+            width = int(np.prod(shape)) if shape else 1
+            cells += [None] * width if flat is None else [full(float(v)) for v in flat]
+        rows.append(cells)
+    return out.rows_text(header, rows, delimiter)
+
+
+def _curve_picture(curve: list[tuple[int, float]], title: str, fmt: str) -> bytes:
+    """The loss curve as SVG, PNG or PDF bytes (matplotlib, as --plot)."""
+    import io
+
+    from ..render.plot import loss_figure
+
+    buffer = io.BytesIO()
+    loss_figure(curve, title).savefig(buffer, format=fmt)
+    return buffer.getvalue()
 
 
 def _write_json(path: str, params: dict[str, float]) -> None:
@@ -470,7 +598,10 @@ def _training_verdict(result: Any, settings: Any) -> None:
         )
         raise typer.Exit(EXIT_DISAGREE)
     if result.interrupted:
-        _stderr(f"interrupted after {result.epochs_run} epochs; the summary shows what was trained")
+        from ..render.numbers import plural
+
+        epochs = plural(result.epochs_run, "epoch")
+        _stderr(f"interrupted after {epochs}; the summary shows what was trained")
         raise typer.Exit(130)
 
 
