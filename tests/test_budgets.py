@@ -170,7 +170,7 @@ def test_graph_and_grad_refuse_a_costly_picture_up_front(tmp_path):
 
 
 def test_dot_text_is_never_cut():
-    r = run("graph", _chain(151), "x=1", "--format", "dot")
+    r = run("graph", _chain(151), "x=1", "--format", "dot", "--edge-labels")
     assert r.code == 0 and r.stdout.count("label=<<font") == 300  # every wire
 
 
