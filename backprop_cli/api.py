@@ -723,7 +723,7 @@ def _dataset(data: Any, x: Any, y: Any, target: str, load: Any) -> Any:
         return load(None, None, None, target)[0]
     if data is None:
         if x is None or y is None:
-            raise InputError("give both x and y, or neither (the course's data)")
+            raise InputError("give both x and y, or neither (the PyTorch course's data)")
         data = {"x": x, target: y}
     if isinstance(data, (str, os.PathLike)):
         return load(None, None, os.fspath(data), target)[0]

@@ -138,9 +138,11 @@ def test_value_warnings_reach_stderr():
 
 def test_output_named_like_an_input_is_not_called_by_its_name():
     r = run("grad", "x = x*2", "x=3", "--format", "markdown", "--no-torch")
-    assert "∂x/∂x" not in r.stdout and "∂f/∂x" in r.stdout
+    assert "{\\partial x}{\\partial x}" not in r.stdout
+    assert "\\frac{\\partial f}{\\partial x}" in r.stdout
     r = run("grad", "f*2", "f=3", "--format", "markdown", "--no-torch")
-    assert "∂f/∂f" not in r.stdout and "∂out/∂f" in r.stdout
+    assert "{\\partial f}{\\partial f}" not in r.stdout
+    assert "\\frac{\\partial \\mathit{out}}{\\partial f}" in r.stdout
 
 
 def test_value_for_a_constant_name_says_so():
@@ -242,7 +244,7 @@ def test_ill_conditioned_points_are_not_called_agreement(case):
 def test_table_numbers_are_never_broken_across_lines(monkeypatch):
     monkeypatch.setenv("COLUMNS", "80")
     r = run("grad", "1/(x - 0.1)", "x=0.10000000001")
-    assert "e+21" in r.stdout
+    assert "│ -1e+22 │" in r.stdout and "0.10000000001" in r.stdout  # the input in full
     monkeypatch.setenv("COLUMNS", "60")
     for line in run("grad", "sin(x)/x", "x=0.7").stdout.splitlines():
         assert not line.rstrip().endswith(("0.", "-0"))

@@ -138,7 +138,7 @@ def test_a_variable_named_like_a_model_is_written_in_parentheses():
 
 
 def test_explain_reproduces_the_books_path_for_w11(params):
-    r = run("explain", "mlp:2-3-1", *POINT, "--init", params, "--wrt", "w11")
+    r = run("explain", "mlp:2-3-1", *POINT, "--init", params, "--wrt", "w11", "--digits", "0")
     assert r.code == 0, r.stderr
     assert "1.5208" in r.stdout and "0.14547852" in r.stdout
     assert "C → t11 → yhat → t9 → t7 → a11 → h11 → t1 → w11" in r.stdout

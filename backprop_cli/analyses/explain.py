@@ -1,6 +1,6 @@
 """The chain rule, spelled out: every path from the output down to a variable with its
 product of local derivatives, the reverse sweep as numbered local steps, and forward
-accumulation for comparison. Produces plain data; rendering lives in render_explain.py.
+accumulation for comparison. Produces plain data; render/explain.py draws it.
 
 Everything shown is bounded (paths, factors per path, variables, steps, legend); what is
 cut is counted, and the sums are always over everything.
@@ -18,6 +18,7 @@ from ..checks import compare
 from ..core import engine, ops, shapes
 from ..core.errors import BackpropError
 from ..core.graph import Graph
+from .explain_arrays import operand_position
 
 MAX_PATHS = 64  # listed one by one up to this many per variable; grouped beyond
 MAX_FACTORS = 40  # factors shown per path: the first and last halves of a longer one
@@ -47,9 +48,7 @@ def explain(graph: Graph, point: dict[str, Any], wrt: list[str], mode: str) -> d
 
         return explain_arrays(graph, point, wrt, mode, cores)
     trace = engine.run(graph, point)
-    names = graph.short_names()
-    if graph.out.name is None:
-        names[graph.output] = graph.output_name()
+    names = graph.display_names()
     ctx = _Context(
         graph,
         names,
@@ -127,6 +126,7 @@ def _legend(ctx: _Context) -> list[dict[str, Any]]:
             "name": ctx.names[node.id],
             "op": node.op,
             "text": ctx.graph.text(node.id, 200),
+            "inputs": [ctx.names[i] for i in node.inputs],
             "value": ctx.values[node.id],
         }
         for node in ctx.graph.nodes
@@ -204,6 +204,7 @@ def _path_entry(ctx: _Context, edges: list[tuple[int, int]]) -> dict[str, Any]:
         return {
             "from": ctx.names[n],
             "to": ctx.names[to],
+            "operand": operand_position(graph, n, k),
             "edge": [n, k],
             "value": factors[j],
         }
@@ -277,6 +278,7 @@ def _reverse_steps(ctx: _Context) -> tuple[list[dict[str, Any]], int]:
                         "k": k,
                         "from": ctx.names[node.id],
                         "to": ctx.names[i],
+                        "operand": operand_position(graph, node.id, k),
                         "upstream": upstream,
                         "local": ctx.local[node.id][k],
                         "contribution": contribution,
@@ -306,6 +308,7 @@ def _forward(ctx: _Context, variable: str) -> dict[str, Any]:
                         "k": k,
                         "to": ctx.names[node.id],
                         "from": ctx.names[i],
+                        "operand": operand_position(graph, node.id, k),
                         "tangent_in": float(dots[i]),
                         "local": ctx.local[node.id][k],
                         "contribution": ctx.local[node.id][k] * float(dots[i]),

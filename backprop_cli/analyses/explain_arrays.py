@@ -1,6 +1,6 @@
 """The chain rule for arrays: the reverse sweep at the level of whole arrays, each step one
 op's vector-Jacobian product (∂/∂A = G·Bᵀ for A @ B) applied to the upstream gradient G,
-with shapes and values. Produces plain data; render_explain.py draws it.
+with shapes and values. Produces plain data; render/explain.py draws it.
 """
 
 from __future__ import annotations
@@ -14,6 +14,17 @@ from ..core.errors import BackpropError
 from ..core.graph import Graph
 
 MAX_STEPS = 500  # steps shown; the rest are counted
+
+POSITIONS = ("left", "right")  # of a binary op's operands
+
+
+def operand_position(graph: Graph, node_id: int, k: int) -> str | None:
+    """Which operand an edge enters its node by, where the node takes the same input more
+    than once (x*x: 'left' and 'right'); None where the names alone tell the edges apart."""
+    inputs = graph.nodes[node_id].inputs
+    if inputs.count(inputs[k]) < 2:
+        return None
+    return POSITIONS[k] if len(inputs) == len(POSITIONS) else f"operand {k + 1}"
 
 
 def _plain(x: Any) -> Any:
@@ -46,9 +57,7 @@ def explain_arrays(
             hint="reduce it with sum(...) or mean(...), or use backprop jacobian",
         )
     trace = engine.run(graph, point)
-    names = graph.short_names()
-    if graph.out.name is None:
-        names[graph.output] = graph.output_name()
+    names = graph.display_names()
     flows = engine.wire_gradients(graph, trace)
     reach = graph.ancestors_of_output()
     steps: list[dict[str, Any]] = []
@@ -72,6 +81,7 @@ def explain_arrays(
                         "k": k,
                         "from": names[node.id],
                         "to": names[i],
+                        "operand": operand_position(graph, node.id, k),
                         "op": node.op,
                         "rule": rule_for(op, k),
                         "shape_node": list(cores[node.id]),
@@ -99,6 +109,7 @@ def explain_arrays(
                 "name": names[node.id],
                 "op": node.op,
                 "text": graph.text(node.id, 200),
+                "inputs": [names[i] for i in node.inputs],
                 "shape": list(cores[node.id]),
                 "value": _plain(trace.values[node.id]),
             }

@@ -410,6 +410,7 @@ def _assemble(run: _Run, program: Program, warnings: list[dict[str, Any]]) -> di
             **{name: form.get("latex") for name, form in run.sym.compact.items()},
             **{p["element"]: p["latex"] for p in partials if p.get("latex")},
         }
+        report["symbolic_output_latex"] = (run.sym.output or {}).get("latex")
     report["partials"] = partials
     report["checks"] = {
         "torch": _torch_summary(run),
@@ -428,6 +429,7 @@ def _nodes(run: _Run) -> list[dict[str, Any]]:
     for issue in trace.issues:
         issues.setdefault(issue.node, []).append(issue.message)
     out = []
+    names = graph.display_names()
     for node in graph.nodes:
         grad = trace.grads[node.id]
         notes = list(issues.get(node.id, []))
@@ -441,6 +443,7 @@ def _nodes(run: _Run) -> list[dict[str, Any]]:
             "value": _plain(trace.values[node.id]),
             "grad": None if grad is None else _plain(grad),
             "name": node.name,
+            "display_name": names[node.id],
             "text": graph.text(node.id, TEXT_LIMIT),
             "span": list(node.span),
             "output": node.id == graph.output,

@@ -454,7 +454,7 @@ def hessian_report(
     symbolic_timeout: float = 5.0,
     finite_difference: bool = True,
 ) -> dict[str, Any]:
-    """Every second derivative of a scalar output, with its checks (see README)."""
+    """Every second derivative of a scalar output, with its checks (docs/jacobian-hessian.md)."""
     warnings, wrt, env, cores = _prepare(graph, point, wrt)
     if cores[graph.output]:
         raise BackpropError(
@@ -575,7 +575,7 @@ def jacobian_report(
     symbolic_timeout: float = 5.0,
     finite_difference: bool = True,
 ) -> dict[str, Any]:
-    """Every partial of every output element, with its checks (see README)."""
+    """Every partial of every output element, with its checks (docs/jacobian-hessian.md)."""
     warnings, wrt, env, cores = _prepare(graph, point, wrt)
     out_core = cores[graph.output]
     chosen = elements(graph, cores, wrt)

@@ -1,4 +1,4 @@
-"""When two numbers agree: the tolerance table of every check (README documents it), and
+"""When two numbers agree: the tolerance table of every check (docs/checks.md documents it), and
 judgements that allow for the engine's own rounding spread (engine.spread)."""
 
 from __future__ import annotations

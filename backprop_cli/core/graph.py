@@ -109,6 +109,14 @@ class Graph:
                 names.append(f"t{unnamed}")
         return names
 
+    def display_names(self) -> list[str]:
+        """Every node's one name, the same in every table, explanation, tree, picture and
+        JSON document: `short_names`, with an unnamed output called as in ∂f/∂x."""
+        names = self.short_names()
+        if self.out.name is None and self.out.op != "input":
+            names[self.output] = self.output_name()
+        return names
+
     def consumers(self) -> list[list[int]]:
         users: list[list[int]] = [[] for _ in self.nodes]
         for node in self.nodes:

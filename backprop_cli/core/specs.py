@@ -13,7 +13,7 @@ Grammar (the whole argument, nothing around it):
 Anything else is an expression: a variable called `linear` is differentiated as `(linear)`.
 
 The named form (the default) is the network as a textbook draws it, one named node per
-weight and no biases (the chain-rule network of seed 000 is `mlp:2-3-1`):
+weight and no biases (the chain-rule network of the book PyTorch计算机视觉实战 is `mlp:2-3-1`):
 
 * inputs `x` (one) or `x1 ... xN0`; targets `y` (one output) or `y1 ... yNL`;
 * hidden layer l, unit j: `hlj = sum of (source * weight)`, then `alj = act(hlj)`, all the
@@ -72,13 +72,18 @@ DEFAULT_ACTIVATION = _LOGISTIC.partition("(")[0]  # the logistic unit's: the boo
 TEMPLATES = {
     t.name: t
     for t in (
-        Template("linear", "w*{x}", {"w": 1.0}, "the course's model (seed 002); w starts at 1"),
-        Template("affine", "w*{x} + b", {"w": 1.0, "b": 0.0}, "nn.Linear(1, 1) (seed 003)"),
+        Template("linear", "w*{x}", {"w": 1.0}, "the PyTorch course's y = w*x; w starts at 1"),
+        Template(
+            "affine",
+            "w*{x} + b",
+            {"w": 1.0, "b": 0.0},
+            "PyTorch's nn.Linear(1, 1)",
+        ),
         Template(
             "quadratic",
             "w1*{x}**2 + w2*{x} + b",
             {"w1": 1.0, "w2": 1.0, "b": 0.0},
-            "the homework's quadratic model (seed 002)",
+            "the PyTorch course's homework quadratic model",
         ),
         Template(
             "logistic",

@@ -19,7 +19,7 @@ import numpy as np
 from ..core import ops
 from ..core.errors import BackpropError, LimitError
 
-# The course's data (seed 002): y = 2x.
+# The PyTorch course's data (lesson 3 of Liu Er's course): y = 2x.
 COURSE_X = (1.0, 2.0, 3.0)
 COURSE_Y = (2.0, 4.0, 6.0)
 
@@ -79,7 +79,7 @@ def from_lists(
     if x_text is None and y_text is None:
         return Dataset({"x": np.array(COURSE_X)}, "y", np.array(COURSE_Y))
     if x_text is None or y_text is None:
-        raise BackpropError("give both --x and --y, or neither (the course's data)")
+        raise BackpropError("give both --x and --y, or neither (the PyTorch course's data)")
     # Counted from the commas before any item is read: the lists are refused whole.
     rows = max(x_text.count(","), y_text.count(",")) + 1
     if 2 * rows > max_values:
@@ -108,7 +108,7 @@ def load(
         if target != "y":
             raise BackpropError("--target names a column of --data")
         dataset = from_lists(x_text, y_text, max_values=max_values)
-        return dataset, (" (the course's data: y = 2x)" if x_text is None else "")
+        return dataset, (" (the PyTorch course's data: y = 2x)" if x_text is None else "")
     if x_text is not None or y_text is not None:
         raise BackpropError("give --data or --x/--y, not both")
     from ..core.errors import visible

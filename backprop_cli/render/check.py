@@ -1,10 +1,12 @@
-"""The `backprop check` report for people: one row per check, then the worst point."""
+"""The `backprop check` report for people: one row per check, then the worst point. Numbers
+follow the --digits setting; two numbers that differ get the digits that tell them apart."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .gradient import error, short
+from .gradient import Column, Fitted, error, telling
+from .numbers import number, plural
 
 _NAMES = {
     "torch": "torch autograd",
@@ -15,41 +17,51 @@ _NAMES = {
 
 def _point(point: dict[str, Any]) -> str:
     return ", ".join(
-        f"{name} = {short(v, 'float64', 10) if isinstance(v, float) else v}"
-        for name, v in point.items()
+        f"{name} = {number(v) if isinstance(v, (int, float)) else v}" for name, v in point.items()
     )
+
+
+def _value(x: Any, n: int | None) -> str:
+    return number(x, n) if isinstance(x, (int, float)) and not isinstance(x, bool) else str(x)
 
 
 def check_table(report: dict[str, Any]) -> Any:
-    from rich.table import Table
+    """The table of checks; it stacks (a block per check) where the terminal is narrow."""
+    from rich.text import Text
 
     where = (
-        f"{report['points']:,} random points in [{report['range'][0]:g}, {report['range'][1]:g}]"
-        f" (seed {report['seed']})"
+        f"{plural(report['points'], 'random point')} in "
+        f"[{number(report['range'][0])}, {number(report['range'][1])}] (seed {report['seed']})"
         if report["source"] == "random"
-        else f"{report['points']:,} points from {report['source']}"
+        else f"{plural(report['points'], 'point')} from {report['source']}"
     )
-    table = Table(title=where[0].upper() + where[1:], title_justify="left")
-    table.add_column("check")
-    table.add_column("compared", justify="right")
-    table.add_column("agree", justify="right")
-    table.add_column("disagree", justify="right")
-    table.add_column("not compared")
-    table.add_column("max error", justify="right")
+    columns = [
+        Column("check", head=True),
+        Column("compared", justify="right", whole=True),
+        Column("agree", justify="right", whole=True),
+        Column("disagree", justify="right", whole=True),
+        Column("not compared"),
+        Column("max error", justify="right", whole=True),
+    ]
+    rows: list[list[Any] | None] = []
     for check, summary in report["checks"].items():
         if summary["skipped"]:
-            table.add_row(_NAMES[check], "", "", "", f"skipped ({summary['skipped']})", "")
+            rows.append([_NAMES[check], "", "", "", f"skipped ({summary['skipped']})", ""])
             continue
-        others = ", ".join(f"{n} {status}" for status, n in summary["not_compared"].items())
-        table.add_row(
-            _NAMES[check],
-            f"{summary['compared']:,}",
-            f"{summary['agree']:,}",
-            f"[bold red]{summary['mismatches']:,}[/]" if summary["mismatches"] else "0",
-            others,
-            error(summary["max_error"]) if summary["max_error"] is not None else "—",
+        others = ", ".join(f"{n:,} {status}" for status, n in summary["not_compared"].items())
+        rows.append(
+            [
+                _NAMES[check],
+                f"{summary['compared']:,}",
+                f"{summary['agree']:,}",
+                Text(
+                    f"{summary['mismatches']:,}", style="bold red" if summary["mismatches"] else ""
+                ),
+                others,
+                error(summary["max_error"]) if summary["max_error"] is not None else "—",
+            ]
         )
-    return table
+    return Fitted(where[0].upper() + where[1:], columns, rows)
 
 
 def check_heading(report: dict[str, Any]) -> str:
@@ -57,26 +69,26 @@ def check_heading(report: dict[str, Any]) -> str:
 
 
 def check_lines(report: dict[str, Any]) -> list[str]:
+    """The worst point, the first disagreements and the verdict (Rich markup)."""
     lines = []
     worst = report["worst"]
     if worst is not None:
-        other = worst["other"]
-        shown = short(other, "float64", 10) if isinstance(other, float) else str(other)
+        n = telling((worst["engine"], worst["other"]))
         lines.append(
             f"worst point: {_point(worst['point'])}: ∂/∂{worst['partial']} engine "
-            f"{short(worst['engine'], 'float64', 10)} vs {_NAMES[worst['check']]} {shown}"
+            f"{_value(worst['engine'], n)} vs {_NAMES[worst['check']]} {_value(worst['other'], n)}"
             + (f" ({worst['status']})" if worst["status"] != "ok" else "")
         )
     for m in report["mismatches"][:5]:
         what = f"∂/∂{m['partial']}" if m["partial"] else "a node's value or gradient"
+        n = telling((m["engine"], m["other"]))
         lines.append(
             f"[bold red]✗[/] {_NAMES[m['check']]} disagrees at {_point(m['point'])}: {what}: "
-            f"engine {m['engine']} vs {m['other']}"
+            f"engine {_value(m['engine'], n)} vs {_value(m['other'], n)}"
         )
     total = sum(s["mismatches"] for s in report["checks"].values())
     if report["ok"]:
-        n = report["points"]
-        lines.append(f"[green]✓[/] every comparison agrees at {n:,} point{'s' if n != 1 else ''}")
+        lines.append(f"[green]✓[/] every comparison agrees at {plural(report['points'], 'point')}")
     else:
-        lines.append(f"[bold red]✗[/] {total:,} disagreement{'s' if total != 1 else ''}")
+        lines.append(f"[bold red]✗[/] {plural(total, 'disagreement')}")
     return lines

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .gradient import _md, code, md_text, to_json
+from .gradient import code, md_math, md_text, telling, to_json
+from .numbers import number, plural
 
 __all__ = [
     "check_line",
@@ -18,7 +19,7 @@ __all__ = [
 
 
 def json_text(result: dict[str, Any]) -> str:
-    return to_json(result) + "\n"
+    return to_json(result, "diff") + "\n"
 
 
 def latex_block(result: dict[str, Any]) -> str:
@@ -34,12 +35,12 @@ def latex_block(result: dict[str, Any]) -> str:
     return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
 
 
-def _number(x: float | None) -> str:
-    return "undefined" if x is None else f"{x:.10g}"
+def _number(x: float | None, n: int | None = None) -> str:
+    return "undefined" if x is None else number(x, n)
 
 
 def _point(point: dict[str, float]) -> str:
-    return ", ".join(f"{name}={value:g}" for name, value in point.items())
+    return ", ".join(f"{name}={number(value)}" for name, value in point.items())
 
 
 def check_line(result: dict[str, Any]) -> tuple[str, str]:
@@ -48,8 +49,8 @@ def check_line(result: dict[str, Any]) -> tuple[str, str]:
     against = "the engine's gradient" if result["order"] == 1 else "the engine's Hessian"
     n = check["compared"]
     if check["state"] == "ok":
-        plural = "s" if n != 1 else ""
-        return "✓", f"checked at {n} random point{plural}: the formulas equal {against} there"
+        where = plural(n, "random point")
+        return "✓", f"checked at {where}: the formulas equal {against} there"
     if check["state"] == "mismatch":
         names = list(dict.fromkeys(m["name"] for m in check["mismatches"]))
         return "✗", f"{', '.join(names)} disagree{'s' if len(names) == 1 else ''} with {against}"
@@ -58,12 +59,15 @@ def check_line(result: dict[str, Any]) -> tuple[str, str]:
 
 def disagreements(result: dict[str, Any]) -> list[str]:
     """One line per disagreement: which derivative, where, and the two numbers."""
-    return [
-        f"{m['name']} at {_point(m['point'])}: the formula gives {_number(m['formula'])}"
-        + (f" ({m['undefined']})" if m.get("undefined") else "")
-        + f", the engine {_number(m['engine'])}"
-        for m in result["check"]["mismatches"]
-    ]
+    lines = []
+    for m in result["check"]["mismatches"]:
+        n = telling((m["formula"], m["engine"]))
+        lines.append(
+            f"{m['name']} at {_point(m['point'])}: the formula gives {_number(m['formula'], n)}"
+            + (f" ({m['undefined']})" if m.get("undefined") else "")
+            + f", the engine {_number(m['engine'], n)}"
+        )
+    return lines
 
 
 def notes(result: dict[str, Any]) -> list[str]:
@@ -71,7 +75,7 @@ def notes(result: dict[str, Any]) -> list[str]:
     sym = result["symbolic"]
     out = []
     raw = [d["name"] for d in result["derivatives"] if not d["simplified"]]
-    budget = f"the {sym['timeout']:g} s budget (--symbolic-timeout)"
+    budget = f"the {number(sym['timeout'])} s budget (--symbolic-timeout)"
     if sym["simplified"] == "budget" and raw:
         out.append(
             f"simplification did not finish within {budget}: {', '.join(raw)} "
@@ -127,30 +131,35 @@ def text(result: dict[str, Any], latex: bool = False) -> str:
 
 
 def markdown(result: dict[str, Any], latex: bool = False) -> str:
-    """A Markdown section: the function, a table of derivatives, the steps, the check."""
-
-    def cell(form: str, tex: str) -> str:
-        return f"${_md(tex)}$" if latex else code(form)
-
+    """A Markdown section whose math renders in Jupyter, on GitHub and in MkDocs: the
+    function, a table of the derivatives as $…$ LaTeX (with their SymPy text to copy,
+    unless `latex`), the steps, the check."""
     out = result["output"]
+    sympy = not latex
     lines = [
         f"### {code(result['expression'], table=False)}",
         "",
-        f"{cell(out['name'], out['name_latex'])} = {cell(out['formula'], out['latex'])}",
+        md_math(f"{out['name_latex']} = {out['latex']}"),
         "",
-        "| derivative | formula | simplified |",
-        "| --- | --- | --- |",
+        "| derivative | formula |" + (" SymPy |" if sympy else "") + " simplified |",
+        "| --- | --- |" + (" --- |" if sympy else "") + " --- |",
     ]
     for d in result["derivatives"]:
         lines.append(
-            f"| {cell(d['name'], d['name_latex'])} | {cell(d['formula'], d['latex'])} | "
-            f"{'yes' if d['simplified'] else 'no'} |"
+            f"| {md_math(d['name_latex'])} | {md_math(d['latex'])} | "
+            + (f"{code(d['formula'])} | " if sympy else "")
+            + f"{'yes' if d['simplified'] else 'no'} |"
         )
+    names = {tuple(d["wrt"]): d["name_latex"] for d in result["derivatives"]}
     for name, steps in _steps_by_variable(result):
-        lines += ["", f"#### Steps for {md_text(_first_name(result, name))} (forward order)", ""]
+        tex = names.get((name,))
+        title = md_math(tex) if tex else md_text(_first_name(result, name))
+        lines += ["", f"#### Steps for {title} (forward order)", ""]
         for i, step in enumerate(steps, 1):
-            shown = f"${step['latex']}$" if latex else code(step["equation"], table=False)
-            lines.append(f"{i}. **{step['rule']}**: {shown}; {code(_because(step), table=False)}")
+            lines.append(
+                f"{i}. **{md_text(step['rule'])}**: {md_math(step['latex'])}; "
+                f"{md_text(_because(step))}"
+            )
     mark, sentence = check_line(result)
     lines += ["", f"{mark} {md_text(sentence)}"]
     lines += [f"- {md_text(line)}" for line in disagreements(result)]

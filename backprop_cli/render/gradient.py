@@ -11,14 +11,18 @@ import io
 import json
 import math
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..core.errors import visible
+from . import numbers
+from .numbers import number, number_any, plural
 
 if TYPE_CHECKING:
-    from rich.console import RenderableType
+    from rich.console import JustifyMethod, RenderableType
 
 MAX_CELL = 400  # characters of a formula shown in a table cell
 MAX_PARTIAL_ROWS = 24  # rows of the partials table (JSON holds them all)
@@ -122,11 +126,26 @@ def _nullify(value: Any, path: str, found: list[str], rows: dict[str, str] | Non
 _ROW_MARK = "\x00row"  # NUL never reaches a report from input: the parser refuses it
 
 
-def to_json(report: dict[str, Any]) -> str:
-    """Strict JSON: NaN and infinities become null, with a warning entry saying where."""
+SCHEMA_MAJOR = 1  # raised when a key of a JSON document is renamed, removed or retyped
+
+
+def schema_id(kind: str) -> str:
+    """The first key of every JSON document: "backprop-cli/<kind>/<major>", the name of the
+    JSON Schema (backprop_cli/schemas/<kind>.json) that it follows."""
+    return f"backprop-cli/{kind}/{SCHEMA_MAJOR}"
+
+
+def with_schema(kind: str, document: dict[str, Any]) -> dict[str, Any]:
+    """`document` with its "schema" key first."""
+    return {"schema": schema_id(kind), **{k: v for k, v in document.items() if k != "schema"}}
+
+
+def to_json(report: dict[str, Any], kind: str | None = None) -> str:
+    """Strict JSON: NaN and infinities become null, with a warning entry saying where. With
+    `kind` (grad, explain, check, ...), the document starts with its "schema" key."""
     found: list[str] = []
     rows: dict[str, str] = {}
-    clean = _nullify(report, "", found, rows)
+    clean = _nullify(report if kind is None else with_schema(kind, report), "", found, rows)
     if found:
         shown = ", ".join(found[:12]) + (f" and {len(found) - 12} more" if len(found) > 12 else "")
         clean["warnings"].append({"message": f"non-finite numbers written as null: {shown}"})
@@ -203,44 +222,78 @@ def _symbolic_cell(partial: dict[str, Any]) -> str:
     return _STATUS_TEXT.get(partial["status"]["symbolic"], "—")
 
 
-def _check_cell(partial: dict[str, Any], key: str, digits: int | None = None) -> str:
-    """A check's value (every digit unless `digits`), or why it was not compared."""
+def _check_cell(partial: dict[str, Any], key: str, n: int | None = None) -> str:
+    """A check's value (`n` significant digits, default the --digits setting), or why it
+    was not compared."""
     status = partial["status"][key]
     value = partial[key] if key != "symbolic" else partial["symbolic_value"]
-    text = fmt(value) if digits is None else short(value, "float64", digits)
+    text = "—" if value is None else number(value, n)
     if status in ("ok", "mismatch"):
         return text
     note = _STATUS_TEXT.get(status, status)
     return note if value is None else f"{text} ({note})"
 
 
+def telling(values: Iterable[Any]) -> int | None:
+    """Digits enough to tell apart the different numbers of a row that disagrees (0.1491 vs
+    0.1491 would hide the disagreement): None (the setting) when it already does, else the
+    fewest that do."""
+    n = numbers.digits()
+    seen = {float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)}
+    if n == numbers.FULL or len({number(v) for v in seen}) == len(seen):
+        return None
+    for more in range(n + 1, 18):
+        if len({number(v, more) for v in seen}) == len(seen):
+            return more
+    return numbers.FULL
+
+
+def _row_digits(entry: dict[str, Any], keys: Iterable[str]) -> int | None:
+    if _mark(entry) != "✗":
+        return None
+    return telling(entry["symbolic_value"] if k == "symbolic" else entry[k] for k in keys)
+
+
+def node_names(report: dict[str, Any]) -> list[str]:
+    """Every node's one display name (Graph.display_names), as explain, the tree and the
+    picture call it."""
+    return [str(n["display_name"]) for n in report["nodes"]]
+
+
 def check_lines(report: dict[str, Any]) -> list[tuple[str, str]]:
     """One (mark, sentence) per check, for the summary under the tables."""
     checks = report["checks"]
     return [
-        _torch_line(checks["torch"]),
+        _torch_line(checks["torch"], report),
         _fd_line(checks["finite_difference"]),
         _symbolic_line(checks["symbolic"]),
     ]
 
 
-def _torch_line(torch: dict[str, Any]) -> tuple[str, str]:
+def _torch_line(torch: dict[str, Any], report: dict[str, Any]) -> tuple[str, str]:
     if torch["ok"] is None:
         return "·", f"torch autograd: skipped ({torch['skipped']})"
-    what = (
-        f"torch autograd, {torch['device']} {torch['dtype']}: "
-        f"{torch['compared']} node values and gradients"
-    )
+    compared = plural(torch["compared"], "node value and gradient", "node values and gradients")
+    what = f"torch autograd, {torch['device']} {torch['dtype']}: {compared}"
     unresolved = torch.get("inconclusive") or 0
-    aside = f"; {unresolved} too ill-conditioned to compare" if unresolved else ""
+    aside = f"; {unresolved:,} too ill-conditioned to compare" if unresolved else ""
     if torch["ok"]:
-        return "✓", f"{what} agree, max error {error(torch['max_error'])}{aside}"
-    bad = ", ".join(f"node {m['node']} {m['what']}" for m in torch["mismatches"][:5])
+        agree = "agrees" if torch["compared"] == 1 else "agree"
+        return "✓", f"{what} {agree}, max error {error(torch['max_error'])}{aside}"
+    names = node_names(report) if report.get("nodes") else []
+    bad = ", ".join(f"{_node_name(names, m['node'])} {m['what']}" for m in torch["mismatches"][:5])
     return "✗", f"{what}: disagreement at {bad}"
 
 
+def _node_name(names: list[str], node: Any) -> str:
+    """'t2 (node 4)': a node by its display name, and its id for the JSON."""
+    if isinstance(node, int) and 0 <= node < len(names):
+        return f"{names[node]} (node {node})"
+    return f"node {node}"
+
+
 def _partials_agree(n: int) -> str:
-    return "1 partial agrees" if n == 1 else f"{n} partials agree"
+    return f"{plural(n, 'partial')} {'agrees' if n == 1 else 'agree'}"
 
 
 def _fd_line(fd: dict[str, Any]) -> tuple[str, str]:
@@ -262,25 +315,26 @@ def _fd_line(fd: dict[str, Any]) -> tuple[str, str]:
 
 def _fd_directional_line(fd: dict[str, Any], aside: str) -> tuple[str, str]:
     """Finite differences of a large graph: the gradient along a few random directions."""
-    what = f"finite differences ({fd['directions']} random directions)"
+    what = f"finite differences ({plural(fd['directions'], 'random direction')})"
     if fd["ok"] is None:
         return "·", f"{what}: {fd['skipped']}{aside}"
     if fd["ok"]:
         n = fd["compared"]
-        agree = (
-            "1 directional derivative agrees" if n == 1 else f"{n} directional derivatives agree"
-        )
+        agree = f"{plural(n, 'directional derivative')} {'agrees' if n == 1 else 'agree'}"
         return (
             "✓",
-            f"{what}: {agree} (gradient · u over {fd['elements']:,} elements), "
+            f"{what}: {agree} (gradient · u over {plural(fd['elements'], 'element')}), "
             f"max error {error(fd['max_error'])}{aside}",
         )
-    shown = "; ".join(
-        f"{a['direction']}: engine gradient · u {fmt(a['engine'])} vs {fmt(a['finite_difference'])}"
-        for a in fd["along"]
-        if a["status"] == "mismatch"
-    )
-    return "✗", f"{what} disagree: {shown}"
+    shown = []
+    for a in fd["along"]:
+        if a["status"] == "mismatch":
+            n = telling((a["engine"], a["finite_difference"]))
+            shown.append(
+                f"{a['direction']}: engine gradient · u {number(a['engine'], n)} vs "
+                f"{number(a['finite_difference'], n)}"
+            )
+    return "✗", f"{what} disagree: {'; '.join(shown)}"
 
 
 def _symbolic_line(sym: dict[str, Any]) -> tuple[str, str]:
@@ -289,7 +343,7 @@ def _symbolic_line(sym: dict[str, Any]) -> tuple[str, str]:
     if sym["state"] == "error":
         return "·", f"SymPy: failed ({sym['error']}); the numeric results stand"
     if sym["state"] == "budget":
-        budget = fmt(sym["budget_seconds"])
+        budget = number(sym["budget_seconds"])
         return "·", f"SymPy: skipped: budget ({budget} s); the numeric results stand"
     note = "" if sym["simplified"] else " (not simplified within the budget)"
     if sym["ok"] is None:
@@ -307,7 +361,7 @@ def _origin(report: dict[str, Any]) -> str:
     n = report["statements"]
     where = "" if report["source"] == "expression" else f" from {report['source']}"
     if n > 1:
-        return f"   (the last of {n} statements{where})"
+        return f"   (the last of {n:,} statements{where})"
     return f"   ({where.strip()})" if where else ""
 
 
@@ -315,20 +369,30 @@ SWEEP_SHOWN = 8  # named intermediates listed in the table
 POINT_SHOWN = 12  # variables named in the heading; the rest are counted (JSON has all)
 
 
-def _point(report: dict[str, Any]) -> str:
+def given(x: Any, dtype: str = "float64", items: int = 6) -> str:
+    """A value the user gave (a variable, a constant) in full, whatever --digits says: at
+    x = 0.10000000001, x - 0.1 is 1e-11, which x = 0.1 would not explain."""
+    return short_any(x, dtype, 17, items)
+
+
+def _point_items(report: dict[str, Any]) -> list[str]:
+    """'b = 0.5', 'w = 2', …: the point, each value as given, the rest counted."""
     items = list(report["variables"].items())
-    shown = ", ".join(f"{k} = {short_any(v, 'float64', 17)}" for k, v in items[:POINT_SHOWN])
+    shown = [f"{k} = {given(v)}" for k, v in items[:POINT_SHOWN]]
     more = len(items) - POINT_SHOWN
-    return shown + (f", … ({more:,} more values)" if more > 0 else "")
+    return shown + ([f"… ({plural(more, 'more value')})"] if more > 0 else [])
+
+
+def _point(report: dict[str, Any]) -> str:
+    return ", ".join(_point_items(report))
 
 
 # ---- Rich tables ------------------------------------------------------------------------
 
 
 def short(x: float | None, dtype: str = "float64", digits: int = 10) -> str:
-    """A table cell: the exact shortest text when it is short, else `digits` significant
-    digits (trailing zeros kept, so 0.10000000001 shows as 0.1000000…) and '…'. JSON and
-    markdown always carry every digit."""
+    """The exact shortest text when it is short, else `digits` significant digits and '…'
+    (kept for the displays that still cut numbers; tables use numbers.number)."""
     text = fmt(x, dtype)
     if sum(c.isdigit() for c in text.split("e")[0].lstrip("-0.")) <= digits + 2:
         return text
@@ -342,59 +406,280 @@ def error(x: float) -> str:
     return "0" if x == 0 else format(x, ".2g")
 
 
-def _digits(width: int) -> int:
-    return 10 if width >= 110 else 7 if width >= 80 else 4
+FLOOR = 8  # a column that wraps keeps at least this many characters (or all it holds)
+WORD_ROOM = 16  # ... and room for its longest word up to this many
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of a terminal table. A `whole` column's cells are never broken (a number
+    cut in two misleads); a `words` column wraps between words only (an array's numbers);
+    any other wraps at spaces and folds a word too long for it. `head`: in the stacked
+    layout of a narrow terminal, the cell heads its row's block instead of getting a line.
+    A column never vanishes: a table too wide for the terminal stacks, with every column."""
+
+    header: str
+    justify: JustifyMethod = "left"
+    style: str = ""
+    whole: bool = False
+    words: bool = False
+    head: bool = False
+
+
+class Fitted:
+    """A table that fits the width it is drawn at, decided when it is drawn: bordered
+    when every number stays whole and no column gets narrower than FLOOR (the headers of
+    whole columns may take two lines for it), else stacked, a block per row (`header
+    cell` lines under the row's heading). Rows are lists of cells; None is a gap (…)."""
+
+    def __init__(
+        self,
+        title: str,
+        columns: list[Column],
+        rows: list[list[Any] | None],
+        caption: str | None = None,
+    ) -> None:
+        self.title, self.columns, self.rows, self.caption = title, columns, rows, caption
+
+    def _widths(self, headers: list[str]) -> list[tuple[int, int]]:
+        """Per column: (widest line, widest word), the header included."""
+        from rich.cells import cell_len
+
+        cells = [[_plain(c) for c in row] for row in self.rows if row is not None]
+        out = []
+        for i, header in enumerate(headers):
+            lines = [line for t in (header, *(row[i] for row in cells)) for line in t.split("\n")]
+            words = [w for line in lines for w in line.split()]
+            out.append((max(map(cell_len, lines), default=0), max(map(cell_len, words), default=0)))
+        return out
+
+    def _headers(self, folded: bool) -> list[str]:
+        """The headers, those of whole columns on two lines when `folded` (finite / diff.)."""
+        if not folded:
+            return [c.header for c in self.columns]
+        return [c.header.replace(" ", "\n", 1) if c.whole else c.header for c in self.columns]
+
+    def needs(self, folded: bool = False) -> int:
+        """The narrowest width the bordered table can take with nothing cut."""
+        widths = self._widths(self._headers(folded))
+        pairs = list(zip(widths, self.columns, strict=True))
+        words = [word for (_, word), c in pairs if not c.whole and not c.words]
+        floor = max([FLOOR, min(WORD_ROOM, max(words, default=0))])
+        floor = max([floor, *(word for (_, word), c in pairs if c.words)])
+        inner = sum(line if c.whole else min(line, floor) for (line, _), c in pairs)
+        return inner + 3 * len(self.columns) + 1
+
+    def natural(self) -> int:
+        """The width of the bordered table with no cell wrapped."""
+        return (
+            sum(line for line, _ in self._widths(self._headers(False))) + 3 * len(self.columns) + 1
+        )
+
+    def table(self, folded: bool = False, width: int | None = None) -> Any:
+        """The bordered table, at least as wide as its title where `width` leaves room."""
+        from rich.cells import cell_len
+        from rich.table import Table
+
+        table = Table(
+            title=self.title,
+            title_justify="left",
+            caption=self.caption,
+            caption_justify="left",
+            min_width=None if width is None else min(cell_len(self.title), width),
+        )
+        for c, header in zip(self.columns, self._headers(folded), strict=True):
+            table.add_column(
+                header, justify=c.justify, style=c.style, no_wrap=c.whole, overflow="fold"
+            )
+        for row in self.rows:
+            table.add_row(*(row if row is not None else ["…", *[""] * (len(self.columns) - 1)]))
+        return table
+
+    def stacked(self) -> Any:
+        from rich.cells import cell_len
+        from rich.console import Group
+        from rich.text import Text
+
+        keys = [c for c in self.columns if not c.head]
+        width = max((cell_len(c.header) for c in keys), default=0)
+        parts: list[Any] = [Hanging(Text(""), Text(self.title, style="table.title"))]
+        for row in self.rows:
+            if row is None:
+                parts.append(Text("…"))
+                continue
+            heading = Text("  ").join(
+                _styled(cell, c.style, bold=True)
+                for cell, c in zip(row, self.columns, strict=True)
+                if c.head and _plain(cell)
+            )
+            parts.append(Hanging(Text(""), heading))
+            for cell, c in zip(row, self.columns, strict=True):
+                if not c.head and _plain(cell):
+                    lead = Text("  " + c.header.ljust(width) + "  ", style="dim")
+                    parts.append(Hanging(lead, _styled(cell, c.style)))
+        if self.caption:
+            parts.append(Text(self.caption, style="table.caption"))
+        return Group(*parts)
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        width = options.max_width
+        for folded in (False, True):  # the whole table, or a block per row: never a column less
+            if self.needs(folded) <= width:
+                yield self.table(folded, width)
+                return
+        yield self.stacked()
+
+
+def _plain(cell: Any) -> str:
+    return str(getattr(cell, "plain", cell))
+
+
+def _styled(cell: Any, style: str, bold: bool = False) -> Any:
+    from rich.text import Text
+
+    text = cell.copy() if isinstance(cell, Text) else Text(str(cell))
+    if style:
+        text.stylize(style)
+    if bold and not isinstance(cell, Text):
+        text.stylize("bold")
+    return text
+
+
+HANG_ROOM = 16  # below this many columns beside the lead, the body starts on the next line
+
+
+class Hanging:
+    """`lead` (a mark, a name and '='), then `body` wrapped to the width it is drawn at,
+    its later lines starting under its first character: no line passes the right edge
+    and none ends in padding."""
+
+    def __init__(self, lead: Any, body: Any) -> None:
+        from rich.text import Text
+
+        self.lead = lead if isinstance(lead, Text) else Text(str(lead))
+        self.body = body if isinstance(body, Text) else Text(str(body))
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        from rich.cells import cell_len
+        from rich.segment import Segment
+
+        indent = cell_len(self.lead.plain)
+        own_line = options.max_width - indent < HANG_ROOM
+        if own_line:  # a long name on a narrow terminal: the formula goes under it
+            lead = self.lead.copy()
+            lead.rstrip()
+            yield from lead.render(console, end="")
+            yield Segment.line()
+            indent = min(4, max(0, options.max_width - HANG_ROOM))
+        room = max(1, options.max_width - indent)
+        lines = self.body.wrap(console, room, overflow="fold")
+        for i, line in enumerate(lines):
+            line.rstrip()
+            if i == 0 and not own_line:
+                yield from self.lead.render(console, end="")
+            else:
+                yield Segment(" " * indent)
+            yield from line.render(console, end="")
+            yield Segment.line()
+
+
+def listing(title: str, pairs: list[tuple[str, Any]], note: str | None = None) -> RenderableType:
+    """A titled list of `name = formula` lines, the names right-aligned so the '=' line
+    up; a formula too long for the terminal wraps under itself, never under the names."""
+    from rich.cells import cell_len
+    from rich.console import Group
+    from rich.text import Text
+
+    head = Text(title, style="bold")
+    if note:
+        head.append(note, style="dim")
+    width = max((cell_len(name) for name, _ in pairs), default=0)
+    lines: list[Any] = [head]
+    for name, formula in pairs:
+        lead = Text("  " + " " * (width - cell_len(name)) + f"{name} = ", style="bold")
+        lines.append(Hanging(lead, formula))
+    return Group(*lines)
+
+
+def verdicts(lines: list[tuple[str, str]], footnote: str | None = None) -> RenderableType:
+    """The checks' verdicts, a mark then a sentence that wraps under itself."""
+    from rich.console import Group
+    from rich.text import Text
+
+    shown: list[Any] = []
+    for mark, line in lines:
+        style = {"✓": "green", "✗": "bold red"}.get(mark[:1], "dim")
+        shown.append(
+            Hanging(Text(f"{mark} ", style=style), Text(line, style="red" if mark == "✗" else ""))
+        )
+    if footnote:
+        shown.append(Hanging(Text("* "), Text(footnote)))
+    return Group(*shown)
 
 
 def tables(report: dict[str, Any], width: int = 100, max_rows: int = 0) -> list[RenderableType]:
     """The human report: heading, graph table (at most `max_rows` rows, 0: all), partials,
-    and the checks' verdicts."""
-    out: list[RenderableType] = [
-        _heading(report),
-        _graph_table(report, _digits(width), max_rows, width),
-    ]
+    and the checks' verdicts; every number with the --digits setting."""
+    out: list[RenderableType] = [_heading(report), _graph_table(report, max_rows, width)]
     if report["partials"]:
         out += _partials(report, width)
     if "second_order" in report:
-        out.append(_second_order(report, width))
+        out += _second_order(report, width)
     out.append(_summary(report))
     return out
 
 
-def _second_order(report: dict[str, Any], width: int) -> RenderableType:
-    from rich.table import Table
+_CHECK_COLUMNS = (
+    ("SymPy exact", "symbolic"),
+    ("torch", "torch"),
+    ("finite diff.", "finite_difference"),
+)
+
+
+def _second_order(report: dict[str, Any], width: int) -> list[RenderableType]:
     from rich.text import Text
 
     second = report["second_order"]
-    digits = _digits(width)
-    inline = width >= 110
-    table = Table(title=f"Second derivatives of {output_name(report)}", title_justify="left")
-    table.add_column("partial", no_wrap=True)
-    if inline:
-        table.add_column("SymPy formula")
-    table.add_column("engine", justify="right", style="bold red", no_wrap=True)
-    for title in ("SymPy exact", "torch", "finite diff."):
-        table.add_column(title, justify="right", no_wrap=True)
-    table.add_column("agree", justify="center", no_wrap=True)
-    for e in second["entries"]:
-        cells = [
-            short(e["engine"], "float64", digits),
-            *(_entry_cell(e, key, digits) for key in ("symbolic", "torch", "finite_difference")),
-        ]
+    entries = second["entries"]
+    names = [_entry_name("hessian", {**second}, e["row"], e["column"]) for e in entries]
+    formulas = [_cap(e["symbolic"] or "—") for e in entries]
+    rows: list[list[Any] | None] = []
+    for e, label in zip(entries, names, strict=True):
+        n = _row_digits(e, ("engine", "symbolic", "torch", "finite_difference"))
         mark = _mark(e)
-        table.add_row(
-            _entry_name("hessian", {**second}, e["row"], e["column"]),
-            *([_cap(e["symbolic"] or "—")] if inline else []),
-            *cells,
-            Text(mark, style="green" if mark.startswith("✓") else "bold red"),
+        rows.append(
+            [
+                label,
+                number(e["engine"], n),
+                *(_entry_cell(e, key, n) for _, key in _CHECK_COLUMNS),
+                Text(mark, style="green" if mark.startswith("✓") else "bold red"),
+            ]
         )
-    return table
+    title = f"Second derivatives of {output_name(report)}"
+    columns = [
+        Column("partial", whole=True, head=True),
+        Column("engine", justify="right", style="bold red", whole=True),
+        *(Column(t, justify="right", whole=True) for t, _ in _CHECK_COLUMNS),
+        Column("agree", justify="center", whole=True, head=True),
+    ]
+    with_formulas = Fitted(
+        title,
+        [columns[0], Column("SymPy formula"), *columns[1:]],
+        [[r[0], f, *r[1:]] for r, f in zip(rows, formulas, strict=True) if r is not None],
+    )
+    if any(e["symbolic"] for e in entries) and with_formulas.natural() <= width:
+        return [with_formulas]
+    shown: list[RenderableType] = []
+    pairs = [(n, f) for n, f, e in zip(names, formulas, entries, strict=True) if e["symbolic"]]
+    if pairs:
+        shown.append(listing("SymPy second derivatives", pairs))
+    return [*shown, Fitted(title, columns, rows)]
 
 
-def _entry_cell(entry: dict[str, Any], key: str, digits: int) -> str:
+def _entry_cell(entry: dict[str, Any], key: str, n: int | None = None) -> str:
     status = entry["status"][key]
     value = entry["symbolic_value"] if key == "symbolic" else entry[key]
-    text = short(value, "float64", digits)
+    text = "—" if value is None else number(value, n)
     if status in ("ok", "mismatch"):
         return text
     note = _STATUS_TEXT.get(status, status)
@@ -402,28 +687,60 @@ def _entry_cell(entry: dict[str, Any], key: str, digits: int) -> str:
 
 
 def _heading(report: dict[str, Any]) -> RenderableType:
+    """The output, its value and the point; on a narrow terminal a line breaks between a
+    value and the next, never inside 'x = -1'."""
+    from rich.console import Group
     from rich.text import Text
 
     dtype = report["dtype"]
     name = output_name(report)
-    head = Text()
-    head.append(f"{name} = ", style="bold")
-    head.append(_cap(" ".join(report["output"]["text"].split())))
-    head.append(_origin(report), style="dim")
-    head.append("\nvalue ", style="bold")
-    head.append(short_any(report["value"], dtype, 17), style="bold green")
+    first = [
+        Text.assemble((f"{name} = ", "bold"), _cap(" ".join(report["output"]["text"].split())))
+    ]
+    if _origin(report):
+        first.append(Text(_origin(report).strip(), style="dim"))
+    second = [Text.assemble(("value ", "bold"), (number_any(report["value"], dtype), "bold green"))]
+    gaps = [""]
     if report["output"].get("shape"):
-        head.append(f"  (shape {tuple(report['output']['shape'])})", style="dim")
-    if report["variables"]:
-        head.append(f"  at {_point(report)}")
-    if dtype != "float64":
+        second.append(Text(f"(shape {tuple(report['output']['shape'])})", style="dim"))
+        gaps.append("  ")
+    items = _point_items(report)
+    for i, item in enumerate(items):
+        last = i == len(items) - 1
+        second.append(Text(("at " if i == 0 else "") + item + ("" if last else ",")))
+        gaps.append("  " if i == 0 else " ")
+    if dtype != "float64":  # what the inputs became in the engine's dtype: every digit
         rounded = {k: v for k, v in report["variables_used"].items() if v != report["variables"][k]}
         shown = ", ".join(f"{k} = {short_any(v, 'float64', 17)}" for k, v in rounded.items())
-        head.append(f"  ({dtype}" + (f": {shown})" if shown else ")"))
+        second.append(Text(f"({dtype}" + (f": {shown})" if shown else ")")))
+        gaps.append("  ")
+    lines: list[Any] = [Packed(first, ["", "   "][: len(first)]), Packed(second, gaps)]
     if report.get("symbolic_output"):
-        head.append("\nSymPy: ", style="bold")
-        head.append(f"{name} = {_cap(report['symbolic_output'])}")
-    return head
+        formula = Text(f"{name} = {_cap(report['symbolic_output'])}")
+        lines.append(Hanging(Text("SymPy: ", style="bold"), formula))
+    return Group(*lines)
+
+
+class Packed:
+    """Pieces of text on as few lines as the width allows, broken only between pieces (a
+    'name = value' is never split), later lines indented by two; `gaps[i]` goes before
+    piece i where both share a line."""
+
+    def __init__(self, pieces: list[Any], gaps: list[str]) -> None:
+        self.pieces, self.gaps = pieces, gaps
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        from rich.text import Text
+
+        width = options.max_width
+        line, indent = Text(), 0
+        for piece, gap in zip(self.pieces, self.gaps, strict=True):
+            if line.cell_len and indent + line.cell_len + len(gap) + piece.cell_len > width:
+                yield Hanging(Text(" " * indent), line) if indent else line
+                line, indent, gap = Text(), 2, ""
+            line.append(gap)
+            line.append_text(piece)
+        yield Hanging(Text(" " * indent), line) if indent else line
 
 
 def _shown_nodes(nodes: list[dict[str, Any]], max_rows: int) -> list[dict[str, Any] | None]:
@@ -443,122 +760,117 @@ def _shown_nodes(nodes: list[dict[str, Any]], max_rows: int) -> list[dict[str, A
     return rows
 
 
-def _graph_table(
-    report: dict[str, Any], digits: int, max_rows: int = 0, width: int = 100
-) -> RenderableType:
-    from rich.table import Table
+LABEL_WIDTH = 32  # characters of a node's source text in the graph table (JSON has all)
+
+
+def node_text(node: dict[str, Any], name: str) -> str:
+    """'t1 = w*x': a node's display name and the text it came from (the name alone for a
+    variable or a constant)."""
+    text = " ".join(str(node["text"]).split())
+    if len(text) > LABEL_WIDTH:
+        text = text[: LABEL_WIDTH - 1] + "…"
+    return name if node["op"] in ("input", "const") or text == name else f"{name} = {text}"
+
+
+def _graph_table(report: dict[str, Any], max_rows: int = 0, width: int = 100) -> RenderableType:
     from rich.text import Text
 
     dtype = report["dtype"]
     name = output_name(report)
-    notes = any(node["notes"] for node in report["nodes"])
+    names = node_names(report)
     nodes = report["nodes"]
-    rows = _shown_nodes(nodes, max_rows)
-    title = f"Computational graph: value and ∂{name}/∂node"
-    hidden = len(nodes) - sum(r is not None for r in rows)
-    caption = f"{hidden:,} of {len(nodes):,} nodes not shown (--max-rows 0 shows all)"
-    table = Table(
-        title=title, title_justify="left", caption=caption if hidden else None,
-        caption_justify="left",
-    )  # fmt: skip
-    table.add_column("id", justify="right", no_wrap=True)
-    table.add_column("node", min_width=8)
-    table.add_column("op", no_wrap=True)
-    table.add_column("inputs")
+    shown = _shown_nodes(nodes, max_rows)
+    notes = any(node["notes"] for node in nodes)
     arrays = any(node["shape"] for node in nodes)
-    room = max(14, (width - 40) // 2) if arrays else None
-    table.add_column(
-        "value", justify="right", style="green", no_wrap=True, max_width=room,
-        overflow="ellipsis",
-    )  # fmt: skip
-    table.add_column(
-        f"∂{name}/∂node", justify="right", style="red", no_wrap=True, max_width=room,
-        overflow="ellipsis",
-    )  # fmt: skip
-    if notes:
-        table.add_column("note", style="yellow")
-    cell_digits = min(digits, 4 if width < 110 else 6) if arrays else digits
+    hidden = len(nodes) - sum(r is not None for r in shown)
+    caption = f"{hidden:,} of {plural(len(nodes), 'node')} not shown (--max-rows 0 shows all)"
     items = 4 if width < 110 else 6
-    for node in rows:
+    rows: list[list[Any] | None] = []
+    for node in shown:
         if node is None:
-            table.add_row("…", "…", "", "", "", "", *([""] if notes else []))
+            rows.append(None)
             continue
-        label = node["label"] + (" ◀ output" if node["output"] else "")
-        row = [
-            str(node["id"]),
-            Text(label, style="bold" if node["output"] or node["op"] == "input" else ""),
-            node["op"],
-            ",".join(map(str, node["inputs"])),
-            *(
-                short_any(v, dtype, cell_digits if isinstance(v, list) else digits, items)
-                for v in (node["value"], node["grad"])
-            ),
-        ]
-        table.add_row(*row, *(["; ".join(node["notes"])] if notes else []))
-    return table
+        label = node_text(node, names[node["id"]]) + (" ◀ output" if node["output"] else "")
+        rows.append(
+            [
+                str(node["id"]),
+                Text(label, style="bold" if node["output"] or node["op"] == "input" else ""),
+                node["op"],
+                ", ".join(names[i] for i in node["inputs"]),
+                (given if node["op"] in ("input", "const") else number_any)(
+                    node["value"], dtype, items
+                ),
+                number_any(node["grad"], dtype, items),
+                *(["; ".join(node["notes"])] if notes else []),
+            ]
+        )
+    columns = [
+        Column("id", justify="right", whole=True, head=True),
+        Column("node", head=True),
+        Column("op", whole=True),
+        Column("inputs"),
+        Column("value", justify="right", style="green", whole=not arrays, words=arrays),
+        Column(f"∂{name}/∂node", justify="right", style="red", whole=not arrays, words=arrays),
+        *([Column("note", style="yellow")] if notes else []),
+    ]
+    return Fitted(
+        f"Computational graph: value and ∂{name}/∂node",
+        columns,
+        rows,
+        caption if hidden else None,
+    )
 
 
 def _partials(report: dict[str, Any], width: int) -> list[RenderableType]:
     """The partials table; a check skipped for every variable gets no column, and formulas
     too wide for the terminal are listed above the table instead of in it."""
-    from rich.table import Table
     from rich.text import Text
 
     dtype = report["dtype"]
     name = output_name(report)
-    digits = _digits(width)
     partials = report["partials"]
     hidden = max(0, len(partials) - MAX_PARTIAL_ROWS)
     if hidden:
         partials = partials[: MAX_PARTIAL_ROWS - 4] + partials[-4:]
-    ran = {
-        key: any(p["status"][key] != "skipped" for p in partials)
-        for key in ("symbolic", "torch", "finite_difference")
-    }
-    columns = [
-        ("SymPy exact", "symbolic"),
-        ("torch", "torch"),
-        ("finite diff.", "finite_difference"),
-    ]
-    columns = [(title, key) for title, key in columns if ran[key]]
-    rows = [
-        [
-            short(p["engine"], dtype, digits),
-            *(_check_cell(p, key, digits) for _, key in columns),
-        ]
-        for p in partials
-    ]
-    formulas = [_symbolic_cell(p) for p in partials] if ran["symbolic"] else []
-    numbers = max(sum(len(c) + 3 for c in row) for row in rows) + 20
-    inline = bool(formulas) and numbers + max(len(f) for f in formulas) <= width
-    caption = f"{hidden:,} more rows in --format json" if hidden else None
-    table = Table(
-        title=f"Partial derivatives of {name}", title_justify="left", caption=caption,
-        caption_justify="left",
-    )  # fmt: skip
-    table.add_column("partial", no_wrap=True)
-    if inline:
-        table.add_column("SymPy formula")
-    table.add_column("engine", justify="right", style="bold red", no_wrap=True)
-    for title, _ in columns:
-        table.add_column(title, justify="right", no_wrap=True)
-    table.add_column("agree", justify="center", no_wrap=True)
-    for i, (p, row) in enumerate(zip(partials, rows, strict=True)):
+    ran = {key: any(p["status"][key] != "skipped" for p in partials) for _, key in _CHECK_COLUMNS}
+    checks = [(title, key) for title, key in _CHECK_COLUMNS if ran[key]]
+    labels = [f"∂{name}/∂{p['element']}" for p in partials]
+    rows: list[list[Any] | None] = []
+    for p, label in zip(partials, labels, strict=True):
+        n = _row_digits(p, ("engine", *(key for _, key in checks)))
         mark = _mark(p)
-        table.add_row(
-            f"∂{name}/∂{p['element']}",
-            *([formulas[i]] if inline else []),
-            *row,
-            Text(mark, style="green" if mark.startswith("✓") else "bold red"),
+        rows.append(
+            [
+                label,
+                number(p["engine"], n, dtype),
+                *(_check_cell(p, key, n) for _, key in checks),
+                Text(mark, style="green" if mark.startswith("✓") else "bold red"),
+            ]
         )
+    formulas = [_symbolic_cell(p) for p in partials] if ran["symbolic"] else []
+    caption = f"{hidden:,} more rows in --format json" if hidden else None
+    title = f"Partial derivatives of {name}"
+    columns = [
+        Column("partial", whole=True, head=True),
+        Column("engine", justify="right", style="bold red", whole=True),
+        *(Column(t, justify="right", whole=True) for t, _ in checks),
+        Column("agree", justify="center", whole=True, head=True),
+    ]
     compact = _compact_formulas(report)
-    if inline or not formulas:
+    if formulas:
+        inline = Fitted(
+            title,
+            [columns[0], Column("SymPy formula"), *columns[1:]],
+            [[r[0], f, *r[1:]] for r, f in zip(rows, formulas, strict=True) if r is not None],
+            caption,
+        )
+        if inline.natural() <= width:
+            return [*compact, inline]
+    table = Fitted(title, columns, rows, caption)
+    if not formulas:
         return [*compact, table]
-    listing = Text("SymPy partials", style="bold")
-    for p, formula in zip(partials, formulas, strict=True):
-        listing.append(f"\n  ∂{name}/∂{p['element']} = ", style="bold")
-        listing.append(formula)
-    return [*compact, listing, table]
+    pairs = list(zip(labels, formulas, strict=True))
+    return [*compact, listing("SymPy partials", pairs), table]
 
 
 def _compact_formulas(report: dict[str, Any]) -> list[RenderableType]:
@@ -579,51 +891,38 @@ def _compact_formulas(report: dict[str, Any]) -> list[RenderableType]:
     shown: list[RenderableType] = []
     sweep = report.get("symbolic_sweep")
     if sweep and (sweep["intermediates"] or sweep["adjoints"]):
-        text = Text("SymPy, reverse sweep: the partials below use these names", style="bold")
         named = [*sweep["intermediates"], *sweep["adjoints"]]
-        for label, formula, _ in named[:SWEEP_SHOWN]:
-            text.append(f"\n  {label} = ", style="bold")
-            text.append(_cap(formula))
+        pairs: list[tuple[str, Any]] = [(label, _cap(f)) for label, f, _ in named[:SWEEP_SHOWN]]
         if len(named) > SWEEP_SHOWN:
-            text.append(f"\n  … {len(named) - SWEEP_SHOWN:,} more in --format json", style="dim")
-        shown.append(text)
+            pairs.append(("…", Text(f"{len(named) - SWEEP_SHOWN:,} more in --format json")))
+        shown.append(listing("SymPy, reverse sweep: the partials below use these names", pairs))
     if forms:
-        text = Text("SymPy, elementwise", style="bold")
+        pairs = []
         for v, formula in forms.items():
-            text.append(f"\n  ∂{name}/∂{v} = ", style="bold")
-            text.append(_cap(formula))
-            text.append(
-                f"   (each element of {v}, shape {tuple(report['shapes'][v])})", style="dim"
-            )
-        shown.append(text)
+            text = Text(_cap(formula))
+            text.append(f"   (each element of {v}, shape {tuple(report['shapes'][v])})", "dim")
+            pairs.append((f"∂{name}/∂{v}", text))
+        shown.append(listing("SymPy, elementwise", pairs))
     if matrix:
-        text = Text("SymPy, matrix calculus", style="bold")
-        text.append("  (a vector is a column)", style="dim")
+        pairs = []
         for v, formula in matrix.items():
-            text.append(f"\n  ∂{name}/∂{v} = ", style="bold")
-            text.append(_cap(formula))
+            text = Text(_cap(formula))
             text.append(f"   (shape {tuple(report['shapes'][v])})", style="dim")
-        shown.append(text)
+            pairs.append((f"∂{name}/∂{v}", text))
+        shown.append(listing("SymPy, matrix calculus", pairs, "  (a vector is a column)"))
     return shown
 
 
 def _summary(report: dict[str, Any]) -> RenderableType:
-    from rich.text import Text
-
-    summary = Text()
     lines = check_lines(report)
     if "second_order" in report:
         lines += [
             (mark, "second derivatives: " + line)
             for mark, line in higher_lines(report["second_order"], "hessian")
         ]
-    for i, (mark, line) in enumerate(lines):
-        style = {"✓": "green", "✗": "bold red"}.get(mark, "dim")
-        summary.append(("\n" if i else "") + f"{mark} ", style=style)
-        summary.append(line, style="red" if mark == "✗" else "")
-    if any(_mark(p) == "✓*" for p in report["partials"]):
-        summary.append("\n* some checks could not compare here (kink, convention or undefined)")
-    return summary
+    starred = any(_mark(p) == "✓*" for p in report["partials"])
+    note = "some checks could not compare here (kink, convention or undefined)"
+    return verdicts(lines, note if starred else None)
 
 
 # ---- markdown -----------------------------------------------------------------------------
@@ -654,56 +953,137 @@ def code(text: str, table: bool = True) -> str:
     return f"{fence}{pad}{_md(text) if table else text}{pad}{fence}"
 
 
-def _md_value(x: Any, dtype: str) -> str:
-    """Every digit of a number, and of an array up to 36 elements; a compact form beyond."""
-    if isinstance(x, list) and np.size(x) > 36:
-        return short_any(x, dtype, 17)
-    return fmt_any(x, dtype)
+def tex_safe(latex: str) -> str:
+    """LaTeX ready to sit between $ signs anywhere in Markdown, a table cell included: one
+    line, and no '|' (a table would split the cell there) but the same symbols written
+    as \\vert and \\Vert."""
+    latex = latex.replace("\\|", "\\Vert ").replace("|", "\\vert ").replace("$", "\\$")
+    return " ".join(latex.split())  # math ends at a '$' with no space before it
+
+
+def md_math(latex: str) -> str:
+    """Inline math: $…$, as Jupyter, GitHub and MkDocs (arithmatex) render it."""
+    return f"${tex_safe(latex)}$"
+
+
+def md_display_math(latex: str) -> str:
+    """Display math on a line of its own: $$…$$."""
+    return f"$${tex_safe(latex)}$$"
+
+
+def tex_name(name: str) -> str:
+    """A variable's, element's or node's name in LaTeX, as SymPy writes it (w11 as w_{11},
+    W[0,1] as W_{0,1}, loss as \\mathit{loss})."""
+    from ..checks.symbolic import to_latex_name
+
+    return to_latex_name(name)
+
+
+def tex_partial(out: str, of: str, order: int = 1, second: str | None = None) -> str:
+    """∂out/∂of as a LaTeX fraction: first, second (∂²out/∂of²) or mixed (∂²/∂of∂second)."""
+    top, name = tex_name(out), tex_name(of)
+    if order == 1:
+        return f"\\frac{{\\partial {top}}}{{\\partial {name}}}"
+    if second is None or second == of:
+        return f"\\frac{{\\partial^{{2}} {top}}}{{\\partial {name}^{{2}}}}"
+    return f"\\frac{{\\partial^{{2}} {top}}}{{\\partial {name} \\partial {tex_name(second)}}}"
+
+
+def _md_value(x: Any, dtype: str, items: int = 36) -> str:
+    """A number with the --digits setting; an array up to 36 elements whole, compact beyond."""
+    return number_any(x, dtype, items)
+
+
+def _md_formula(formula: str | None, latex: str | None) -> str:
+    """SymPy's formula as math when its LaTeX is at hand, else in SymPy syntax."""
+    if latex and len(latex) <= MAX_CELL:  # cut LaTeX would not compile: the SymPy text is cut
+        return md_math(latex)
+    return code(_cap(formula)) if formula else "—"
+
+
+def _md_output_formula(report: dict[str, Any], name: str) -> str:
+    """'f = …' as math when SymPy's LaTeX of the output is at hand, else as SymPy's text."""
+    latex = report.get("symbolic_output_latex")
+    if latex and len(latex) <= MAX_CELL:
+        return md_math(f"{tex_name(name)} = {latex}")
+    return code(name + " = " + _cap(report["symbolic_output"]), table=False)
 
 
 def to_markdown(report: dict[str, Any]) -> str:
+    """The grad report as Markdown whose math renders in Jupyter, on GitHub and in MkDocs:
+    partials as $\\frac{\\partial f}{\\partial x}$, SymPy's formulas as LaTeX where the report
+    holds it (grad asks SymPy for it with --format markdown; else as code), numbers with the
+    --digits setting."""
     dtype = report["dtype"]
     name = output_name(report)
+    names = node_names(report)
+    latex = report.get("latex") or {}
     lines = [
-        f"**{name}** = {code(' '.join(report['output']['text'].split()), table=False)}"
+        f"**{md_text(name)}** = {code(' '.join(report['output']['text'].split()), table=False)}"
         f"{md_text(_origin(report))}",
         "",
         f"value **{_md_value(report['value'], dtype)}**"
-        + (f" at {_point(report)}" if report["variables"] else ""),
+        + (f" at {md_text(_point(report))}" if report["variables"] else ""),
         "",
     ]
     if report.get("symbolic_output"):
-        lines += [f"SymPy: {code(name + ' = ' + report['symbolic_output'], table=False)}", ""]
+        lines += [f"SymPy: {_md_output_formula(report, name)}", ""]
+    sweep = report.get("symbolic_sweep")
+    if sweep and (sweep["intermediates"] or sweep["adjoints"]):
+        lines += ["SymPy, reverse sweep: the partials below use these names", ""]
+        lines += [
+            f"- {code(label + ' = ' + _cap(formula), table=False)}"
+            for label, formula, _ in [*sweep["intermediates"], *sweep["adjoints"]]
+        ]
+        lines.append("")
     for v in report["wrt"]:
+        partial = md_math(tex_partial(name, v))
         if report["shapes"].get(v) and v in report["symbolic"]:
-            formula = _md(_cap(report["symbolic"][v]))
-            lines += [f"SymPy, elementwise: `∂{name}/∂{v} = {formula}` (each element of {v})", ""]
+            formula = latex.get(v)
+            head = f"SymPy, elementwise (each element of {md_text(v)})"
+            if formula and len(formula) <= MAX_CELL:  # display math on a line of its own
+                shown = md_display_math(f"{tex_partial(name, v)} = {formula}")
+                lines += [f"{head}:", "", shown, ""]
+            else:
+                shown = code(_cap(report["symbolic"][v]), table=False)
+                lines += [f"{head}: {partial} = {shown}", ""]
         elif v in report.get("symbolic_matrix", {}):
-            formula = _md(_cap(report["symbolic_matrix"][v]))
-            lines += [f"SymPy, matrix calculus: `∂{name}/∂{v} = {formula}`", ""]
+            formula = code(_cap(report["symbolic_matrix"][v]), table=False)
+            lines += [f"SymPy, matrix calculus: {partial} = {formula}", ""]
+    grad = f"$\\partial {tex_name(name)} / \\partial \\mathrm{{node}}$"
     lines += [
-        f"| id | node | op | inputs | value | ∂{name}/∂node | note |",
-        "|---:|---|---|---|---:|---:|---|",
+        f"| id | name | node | op | inputs | value | {grad} | note |",
+        "|---:|---|---|---|---|---:|---:|---|",
     ]
     for node in report["nodes"]:
-        label = node["label"] + (" (output)" if node["output"] else "")
+        text = " ".join(str(node["text"]).split())
+        leaf = node["op"] in ("input", "const")
         lines.append(
-            f"| {node['id']} | {code(label)} | {node['op']} | "
-            f"{', '.join(map(str, node['inputs']))} | {_md_value(node['value'], dtype)} | "
-            f"{_md_value(node['grad'], dtype)} | {_md('; '.join(node['notes']))} |"
+            f"| {node['id']} | {code(names[node['id']])}"
+            f"{' (output)' if node['output'] else ''} | {code(text)} | {node['op']} | "
+            f"{', '.join(code(names[i]) for i in node['inputs'])} | "
+            f"{(given if leaf else _md_value)(node['value'], dtype, 36)} | "
+            f"{_md_value(node['grad'], dtype)} | "
+            f"{_md(md_text('; '.join(node['notes'])))} |"
         )
     if report["partials"]:
         lines += [
             "",
-            "| variable | SymPy formula | exact value | engine | torch | finite diff. | agree |",
+            "| partial | SymPy formula | exact value | engine | torch | finite diff. | agree |",
             "|---|---|---:|---:|---:|---:|:---:|",
         ]
         for p in report["partials"]:
+            n = _row_digits(p, ("engine", "symbolic", "torch", "finite_difference"))
+            formula = (
+                _md_formula(p["symbolic"], p.get("latex"))
+                if p["symbolic"] is not None
+                else _STATUS_TEXT.get(p["status"]["symbolic"], "—")
+            )
             lines.append(
-                f"| ∂{name}/∂{p['element']} | {code(_symbolic_cell(p))} | "
-                f"{_check_cell(p, 'symbolic')} | {fmt(p['engine'], dtype)} | "
-                f"{_check_cell(p, 'torch')} | "
-                f"{_check_cell(p, 'finite_difference')} | {_mark(p)} |"
+                f"| {md_math(tex_partial(name, p['element']))} | {formula} | "
+                f"{_check_cell(p, 'symbolic', n)} | {number(p['engine'], n, dtype)} | "
+                f"{_check_cell(p, 'torch', n)} | "
+                f"{_check_cell(p, 'finite_difference', n)} | {_mark(p)} |"
             )
     if "second_order" in report:
         second = report["second_order"]
@@ -714,17 +1094,18 @@ def to_markdown(report: dict[str, Any]) -> str:
             "|---|---|---:|---:|---:|---:|:---:|",
         ]
         for e in second["entries"]:
+            n = _row_digits(e, ("engine", "symbolic", "torch", "finite_difference"))
+            partial = md_math(tex_partial(second["output_name"], e["row"], 2, e["column"]))
             lines.append(
-                f"| {_entry_name('hessian', second, e['row'], e['column'])} | "
-                f"{code(e['symbolic'] or '—')} | {_entry_cell(e, 'symbolic', 17)} | "
-                f"{fmt(e['engine'])} | {_entry_cell(e, 'torch', 17)} | "
-                f"{_entry_cell(e, 'finite_difference', 17)} | {_mark(e)} |"
+                f"| {partial} | {code(e['symbolic'] or '—')} | {_entry_cell(e, 'symbolic', n)} | "
+                f"{number(e['engine'], n)} | {_entry_cell(e, 'torch', n)} | "
+                f"{_entry_cell(e, 'finite_difference', n)} | {_mark(e)} |"
             )
     lines.append("")
-    lines += [f"- {mark} {line}" for mark, line in check_lines(report)]
+    lines += [f"- {mark} {md_text(line)}" for mark, line in check_lines(report)]
     if "second_order" in report:
         lines += [
-            f"- {mark} second derivatives: {line}"
+            f"- {mark} second derivatives: {md_text(line)}"
             for mark, line in higher_lines(report["second_order"], "hessian")
         ]
     return "\n".join(lines) + "\n"
@@ -750,14 +1131,17 @@ def ops_rows() -> list[dict[str, Any]]:
 
 
 def ops_table(rows: list[dict[str, Any]]) -> RenderableType:
-    from rich.table import Table
-
-    table = Table(title="Operations and their derivative rules", title_justify="left")
-    for column in ("op", "written as", "derivative rule", "notes"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(row["op"], row["syntax"], row["rule"], "; ".join(row["notes"]))
-    return table
+    columns = [
+        Column("op", whole=True, head=True),
+        Column("written as"),
+        Column("derivative rule"),
+        Column("notes"),
+    ]
+    return Fitted(
+        "Operations and their derivative rules",
+        columns,
+        [[row["op"], row["syntax"], row["rule"], "; ".join(row["notes"])] for row in rows],
+    )
 
 
 def ops_markdown(rows: list[dict[str, Any]]) -> str:
@@ -788,6 +1172,12 @@ def _entry_name(kind: str, report: dict[str, Any], row: str, column: str) -> str
     return f"∂{row}/∂{column}"
 
 
+def _tex_entry(kind: str, report: dict[str, Any], row: str, column: str) -> str:
+    if kind == "hessian":
+        return tex_partial(report["output_name"], row, 2, column)
+    return tex_partial(row, column)
+
+
 def higher_lines(report: dict[str, Any], kind: str) -> list[tuple[str, str]]:
     """One (mark, sentence) per check of a Jacobian or Hessian."""
     lines = []
@@ -800,17 +1190,17 @@ def higher_lines(report: dict[str, Any], kind: str) -> list[tuple[str, str]]:
                 " (second differences, Richardson)" if kind == "hessian" else " (5-point central)"
             )
         unresolved = summary["not_compared"]
-        aside = f"; {unresolved} not compared (kink, undefined or unresolved)" if unresolved else ""
+        aside = (
+            f"; {unresolved:,} not compared (kink, undefined or unresolved)" if unresolved else ""
+        )
         if summary["ok"] is None:
             skipped = summary.get("skipped")
             reason = f"skipped ({skipped})" if skipped else "nothing comparable"
             lines.append(("·", f"{what}: {reason}"))
         elif summary["ok"]:
             n = summary["compared"]
-            plural = "entry agrees" if n == 1 else "entries agree"
-            lines.append(
-                ("✓", f"{what}: {n} {plural}, max error {error(summary['max_error'])}{aside}")
-            )
+            agree = f"{plural(n, 'entry', 'entries')} {'agrees' if n == 1 else 'agree'}"
+            lines.append(("✓", f"{what}: {agree}, max error {error(summary['max_error'])}{aside}"))
         else:
             shown = ", ".join(summary["mismatches"][:5])
             lines.append(("✗", f"{what}: disagreement at {shown}"))
@@ -818,7 +1208,6 @@ def higher_lines(report: dict[str, Any], kind: str) -> list[tuple[str, str]]:
 
 
 def higher_tables(report: dict[str, Any], kind: str, width: int = 100) -> list[RenderableType]:
-    from rich.table import Table
     from rich.text import Text
 
     if kind == "hessian":
@@ -832,13 +1221,11 @@ def higher_tables(report: dict[str, Any], kind: str, width: int = 100) -> list[R
     head.append(f"{kind} of ", style="bold")
     head.append(_cap(" ".join(report["expression"].split())))
     if report["variables"]:
-        point = ", ".join(
-            f"{k} = {short_any(v, 'float64', 17)}" for k, v in report["variables"].items()
-        )
+        point = ", ".join(f"{k} = {given(v)}" for k, v in report["variables"].items())
         head.append(f"  at {point}")
     value = report["value"] if kind == "hessian" else report["output"]["value"]
     head.append("\nvalue ", style="bold")
-    head.append(short_any(value, "float64", 17), style="bold green")
+    head.append(number_any(value), style="bold green")
     shown_rows = rows[:MAX_MATRIX]
     shown_cols = columns[:MAX_MATRIX]
     hidden = (len(rows) - len(shown_rows), len(columns) - len(shown_cols))
@@ -848,39 +1235,33 @@ def higher_tables(report: dict[str, Any], kind: str, width: int = 100) -> list[R
         if any(hidden)
         else None
     )
-    table = Table(
-        title=title,
-        title_justify="left",
-        caption=caption,
-        caption_justify="left",
-        min_width=len(title),
+    table = Fitted(
+        title,
+        [
+            Column("", style="bold", whole=True, head=True),
+            *(Column(c, justify="right", whole=True) for c in shown_cols),
+        ],
+        [
+            [r, *(number(float(matrix[i, j])) for j in range(len(shown_cols)))]
+            for i, r in enumerate(shown_rows)
+        ],
+        caption,
     )
-    table.add_column("", style="bold", no_wrap=True)
-    for c in shown_cols:
-        table.add_column(c, justify="right", no_wrap=True)
-    digits = 6 if width < 110 else 10
-    for i, r in enumerate(shown_rows):
-        table.add_row(
-            r, *(short(float(matrix[i, j]), "float64", digits) for j in range(len(shown_cols)))
-        )
     out: list[RenderableType] = [head, table]
     formulas = [e for e in report["entries"] if e["symbolic"] is not None][:24]
     if formulas:
-        text = Text("SymPy", style="bold")
-        for e in formulas:
-            text.append(f"\n  {_entry_name(kind, report, e['row'], e['column'])} = ", style="bold")
-            text.append(_cap(e["symbolic"]))
-        out.append(text)
-    summary = Text()
-    for i, (mark, line) in enumerate(higher_lines(report, kind)):
-        style = {"✓": "green", "✗": "bold red"}.get(mark, "dim")
-        summary.append(("\n" if i else "") + f"{mark} ", style=style)
-        summary.append(line, style="red" if mark == "✗" else "")
-    out.append(summary)
+        pairs = [
+            (_entry_name(kind, report, e["row"], e["column"]), _cap(e["symbolic"]))
+            for e in formulas
+        ]
+        out.append(listing("SymPy", pairs))
+    out.append(verdicts(higher_lines(report, kind)))
     return out
 
 
 def higher_markdown(report: dict[str, Any], kind: str) -> str:
+    """The matrix as a Markdown table (numbers with the --digits setting), the entries'
+    formulas after it, each named as math."""
     if kind == "hessian":
         rows = columns = report["elements"]
         matrix = report["hessian"]
@@ -889,20 +1270,20 @@ def higher_markdown(report: dict[str, Any], kind: str) -> str:
     lines = [
         f"**{kind}** of {code(' '.join(report['expression'].split()), table=False)}",
         "",
-        "| | " + " | ".join(code(c) for c in columns) + " |",
+        "| | " + " | ".join(md_math(tex_name(c)) for c in columns) + " |",
         "|---|" + "---:|" * len(columns),
     ]
     for r, values in zip(rows, matrix, strict=True):
-        lines.append(f"| {code(r)} | " + " | ".join(fmt(v) for v in values) + " |")
+        lines.append(f"| {md_math(tex_name(r))} | " + " | ".join(number(v) for v in values) + " |")
     lines.append("")
     for e in report["entries"]:
         if e["symbolic"] is not None:
             lines.append(
-                f"- {_entry_name(kind, report, e['row'], e['column'])} = "
+                f"- {md_math(_tex_entry(kind, report, e['row'], e['column']))} = "
                 f"{code(e['symbolic'], table=False)}"
             )
     lines.append("")
-    lines += [f"- {mark} {line}" for mark, line in higher_lines(report, kind)]
+    lines += [f"- {mark} {md_text(line)}" for mark, line in higher_lines(report, kind)]
     return "\n".join(lines) + "\n"
 
 

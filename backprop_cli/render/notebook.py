@@ -1,12 +1,14 @@
 """The reports as notebook output: small HTML tables and verdict lines for `_repr_html_`,
-with every text that came from the user escaped (one function, `text`)."""
+with every text that came from the user escaped (one function, `text`), and numbers with
+the --digits setting (render/numbers)."""
 
 from __future__ import annotations
 
 import html
-import math
 from collections.abc import Iterable
 from typing import Any
+
+from . import numbers
 
 STYLE = (
     "<style>.bp-table{border-collapse:collapse;font-family:ui-monospace,monospace;"
@@ -21,8 +23,9 @@ def text(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def number(value: Any, digits: int = 6) -> str:
-    """A float as a short readable number; arrays and lists as their elements."""
+def number(value: Any, digits: int | None = None) -> str:
+    """A number with `digits` significant digits (default: the --digits setting, 0: all);
+    arrays and lists as their elements; anything else as its text."""
     if value is None:
         return "—"
     if isinstance(value, list):
@@ -30,11 +33,7 @@ def number(value: Any, digits: int = 6) -> str:
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, (int, float)):
-        v = float(value)
-        if math.isnan(v) or math.isinf(v):
-            return str(v)
-        shown = f"{v:.{digits}g}"
-        return "0" if shown == "-0" else shown
+        return numbers.number(float(value), digits)
     return str(value)
 
 
@@ -65,40 +64,49 @@ def verdicts(lines: list[tuple[str, str]]) -> str:
 
 
 def grad_html(report: dict[str, Any]) -> str:
-    """The grad report: output value, the nodes table, the partials table, the verdicts."""
-    from .gradient import check_lines
+    """The grad report: output value, the nodes table (each node by its one display name),
+    the partials table, the verdicts."""
+    from .gradient import _mark, check_lines, node_names, node_text, output_name
 
-    out = report["output"]
+    name = output_name(report)
+    names = node_names(report)
+    statements = numbers.plural(report["statements"], "statement")
     head = (
-        f"<p><b>{text(out['label'])}</b> = {text(number(report['value']))}"
-        f" <span class='bp-note'>({report['statements']} statement"
-        f"{'s' if report['statements'] != 1 else ''}, {text(report['dtype'])})</span></p>"
+        f"<p><b>{text(name)}</b> = {text(number(report['value']))}"
+        f" <span class='bp-note'>({statements}, {text(report['dtype'])})</span></p>"
     )
     nodes = table(
-        ["id", "node", "op", "inputs", "value", "grad"],
+        ["id", "node", "op", "inputs", "value", f"∂{name}/∂node"],
         (
-            [n["id"], n["label"], n["op"], ", ".join(map(str, n["inputs"])), n["value"], n["grad"]]
+            [
+                n["id"],
+                node_text(n, names[n["id"]]) + (" (output)" if n["output"] else ""),
+                n["op"],
+                ", ".join(names[i] for i in n["inputs"]),
+                n["value"],
+                n["grad"],
+            ]
             for n in report["nodes"]
         ),
         left=4,
         caption="Computational graph (forward values, gradients of the output)",
     )
     partials = table(
-        ["∂ wrt", "SymPy formula", "engine", "exact", "torch", "finite diff.", "verdict"],
+        ["partial", "SymPy formula", "engine", "exact", "torch", "finite diff.", "agree"],
         (
             [
-                p["element"],
+                f"∂{name}/∂{p['element']}",
                 p.get("symbolic") or "",
                 p["engine"],
                 p.get("symbolic_value"),
                 p.get("torch"),
                 p.get("finite_difference"),
-                "ok" if p.get("ok") else "differs",
+                _mark(p),
             ]
             for p in report["partials"]
         ),
         left=2,
-        caption=f"Partials of {out['label']}",
+        caption=f"Partial derivatives of {name}",
     )
     warnings = "".join(
         f"<p class='bp-note'>warning: {text(w['message'])}</p>" for w in report["warnings"]

@@ -9,7 +9,7 @@ every table, explanation, picture and training line it prints follows it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
@@ -82,3 +82,30 @@ def number(x: float, n: int | None = None, dtype: str = "float64") -> str:
 def plural(count: int, word: str, many: str | None = None) -> str:
     """'1 operation', '2 operations', '1,234 epochs'."""
     return f"{count:,} {word if count == 1 else (many or word + 's')}"
+
+
+def number_any(x: object, dtype: str = "float64", items: int = 6) -> str:
+    """`number` for a number, or a compact array (nested lists): every element when there
+    are at most `items`, else the shape and the first and last elements
+    ((10,) [0, 1, 2, …, 9]). None reads as '—'."""
+    if x is None:
+        return "—"
+    if not isinstance(x, list):
+        return number(float(x), dtype=dtype)  # type: ignore[arg-type]
+    array = np.asarray(x, dtype=np.float64)
+    text = _compact(array, lambda v: number(v, dtype=dtype), items)
+    return text if array.size <= items else f"{tuple(array.shape)} {text}"
+
+
+def _compact(array: np.ndarray, cell: Callable[[float], str], items: int) -> str:
+    if array.ndim == 0:
+        return cell(float(array))
+    if array.size <= items:
+        parts = [_compact(a, cell, items) for a in array]
+    elif array.ndim == 1:
+        head = max(1, items // 2)
+        parts = [*(_compact(a, cell, items) for a in array[:head]), "…"]
+        parts.append(_compact(array[-1], cell, items))
+    else:
+        parts = [_compact(array[0], cell, items), *(["…"] if array.shape[0] > 1 else [])]
+    return "[" + ", ".join(parts) + "]"
