@@ -544,3 +544,24 @@ def test_ops_jsonl_is_one_operation_a_line():
 def test_graph_takes_the_shared_name_table_for_its_tree():
     tree = invoke("graph", "x*y", "x=1", "y=2").data
     assert invoke("graph", "x*y", "x=1", "y=2", "--format", "table").data == tree
+
+
+def _png_size(path) -> tuple[int, int]:
+    import struct
+
+    width, height = struct.unpack(">II", path.read_bytes()[16:24])
+    return width, height
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz is not installed")
+def test_grad_dpi_sets_the_pictures_resolution_and_warns_without_a_png(tmp_path):
+    args = ("grad", "(x+y)*z", "x=-2", "y=5", "z=-4", "--no-torch", "--no-symbolic")
+    small, large = tmp_path / "small.png", tmp_path / "large.png"
+    assert invoke(*args, "-o", str(small), "--dpi", "48").code == 0
+    assert invoke(*args, "--graph", str(large), "--dpi", "192").code == 0
+    (w1, h1), (w2, h2) = _png_size(small), _png_size(large)
+    assert 3.5 < w2 / w1 < 4.5 and 3.5 < h2 / h1 < 4.5
+    r = invoke(*args, "--dpi", "48")
+    assert r.code == 0 and "warning: --dpi changes PNG pictures only" in r.stderr
+    r = invoke(*args, "-o", str(tmp_path / "g.svg"), "--dpi", "48")
+    assert "--dpi changes PNG pictures only" in r.stderr

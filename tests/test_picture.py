@@ -354,3 +354,9 @@ def test_a_large_network_fits_a_laptop_screen_across(tmp_path):
     assert r.code == 0, r.stderr
     width, height = _png_size(out.read_bytes())
     assert width <= 2200 and height <= 2600, (width, height)
+
+
+def test_the_legend_has_no_wire_entry_when_the_wires_are_bare():
+    args = ("graph", "(x+y)*z", "x=-2", "y=5", "z=-4", "--format", "dot")
+    assert "on a wire" in run(*args).stdout
+    assert "on a wire" not in run(*args, "--no-edge-labels").stdout

@@ -52,6 +52,7 @@ _FLAGS: dict[str, tuple[str, Any]] = {
     "--output": ("output", None),
     "-o": ("output", None),
     "--digits": ("digits", None),
+    "--dpi": ("dpi", None),
 }
 _CHOICES = {
     "fmt": (  # grad_run.FORMATS
@@ -79,6 +80,7 @@ _NUMBERS: dict[str, tuple[type, float, float]] = {
     "symbolic_timeout": (float, 0.1, 3600),
     "seed": (int, 0, 2**63 - 1),
     "digits": (int, 0, 17),
+    "dpi": (int, 24, 600),
 }
 
 

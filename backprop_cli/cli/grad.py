@@ -226,6 +226,18 @@ def grad(
             rich_help_panel="Output",
         ),
     ] = None,
+    dpi: Annotated[
+        int | None,
+        typer.Option(
+            "--dpi",
+            min=24,
+            max=600,
+            metavar="N",
+            help="A PNG picture's resolution in dots per inch (default 96).",
+            show_default=False,
+            rich_help_panel="Output",
+        ),
+    ] = None,
     max_rows: Annotated[
         int,
         typer.Option(
@@ -268,7 +280,7 @@ def grad(
             simplify=simplify, latex=latex, symbolic_timeout=symbolic_timeout, expand=expand,
             picture_file=picture_file, max_rows=max_rows, max_length=max_length,
             allow_nonfinite=allow_nonfinite, loss=loss, form=_form(form), seed=seed, init=init,
-            show_program=show_program, output=output, digits=digits, given=_given(ctx),
+            show_program=show_program, output=output, digits=digits, dpi=dpi, given=_given(ctx),
         )
     )  # fmt: skip
     if code:

@@ -61,6 +61,7 @@ class GradArgs:
     show_program: bool = False  # print the program (a spec's expansion) and stop
     output: str | None = None  # -o FILE: the result goes there ('-': stdout)
     digits: int | None = None  # significant digits of the human formats (None: the default)
+    dpi: int | None = None  # a PNG picture's resolution (None: Graphviz's 96)
     given: frozenset[str] = frozenset()  # the fields set on the command line
 
 
@@ -100,7 +101,15 @@ def unused_options(a: GradArgs) -> list[str]:
     ]
     if a.points_file is not None and "device" in a.given and not a.check_points:
         unused.append("--device does nothing with --points without --check")
+    if a.dpi is not None and not _draws_png(a):
+        unused.append("--dpi changes PNG pictures only, and none is drawn")
     return unused
+
+
+def _draws_png(a: GradArgs) -> bool:
+    """Whether a PNG is written: --graph g.png, --format png, or -o g.png without --format."""
+    files = [f for f in (a.picture_file, None if a.fmt else a.output) if f is not None]
+    return a.fmt == "png" or any(f.lower().endswith(".png") for f in files)
 
 
 def _reads(a: GradArgs) -> list[tuple[str, str | None]]:
@@ -183,12 +192,12 @@ def run(a: GradArgs) -> int:
             if a.picture_file is not None:
                 pic = pictures.picture(program.graph, report["variables_used"], GRAPH_NODES)
                 folds = pictures.fold_notes(pic, GRAPH_NODES, "grad")
-                for note in folds + pictures.render(pic, a.picture_file):
+                for note in folds + pictures.render(pic, a.picture_file, dpi=a.dpi):
                     stderr(f"note: {note}")
             for warning in report["warnings"]:
                 stderr(f"warning: {warning['message']}")
             if fmt in PICTURE_FORMATS:
-                _draw(program, report, fmt, a.output)
+                _draw(program, report, fmt, a.output, a.dpi)
             else:
                 _write(report, fmt, a.max_rows, a.output)
     except BackpropError as exc:
@@ -241,7 +250,7 @@ def _write(report: dict[str, Any], fmt: str, max_rows: int, to: str | None = Non
             print_rich(report, max_rows)
 
 
-def _draw(program: Any, report: dict[str, Any], fmt: str, to: str | None) -> None:
+def _draw(program: Any, report: dict[str, Any], fmt: str, to: str | None, dpi: int | None) -> None:
     """The graph with its values and gradients as the result: DOT, Mermaid or a picture."""
     from ..render import picture as pictures
 
@@ -252,7 +261,7 @@ def _draw(program: Any, report: dict[str, Any], fmt: str, to: str | None) -> Non
     elif fmt == "mermaid":
         data = pictures.to_mermaid(pic)
     else:
-        data, notes = pictures.layout(pic, fmt)
+        data, notes = pictures.layout(pic, fmt, dpi=dpi)
         for note in pictures.fold_notes(pic, GRAPH_NODES, "grad") + notes:
             stderr(f"note: {note}")
     with output():

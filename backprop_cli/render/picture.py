@@ -767,7 +767,7 @@ def to_dot(
     for group in pic.ranks:
         lines.append("  {rank=same; " + "; ".join(group) + "}")
     if legend:
-        lines += _dot_legend(pic)
+        lines += _dot_legend(pic, wire_labels)
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -906,8 +906,9 @@ def _fans_out(pic: Picture, node_id: int) -> bool:
     return node_id in pic.fanout
 
 
-def _dot_legend(pic: Picture) -> list[str]:
-    """What the colours, shapes and small labels mean; only what this picture shows."""
+def _dot_legend(pic: Picture, wire_labels: bool = True) -> list[str]:
+    """What the colours, shapes and small labels mean; only what this picture shows (no
+    wire entry when the wires are drawn bare)."""
     out = pic.names[pic.graph.output]
     rows: list[tuple[str, str]] = [
         ("<b>op</b> name", "an operation, its node's name"),
@@ -918,7 +919,9 @@ def _dot_legend(pic: Picture) -> list[str]:
         rows.append((f'<font color="{GREEN}">value</font>', "its value (forward)"))
         if pic.grads is not None and any(g is not None for g in pic.grads):
             rows.append((f'<font color="{RED}">∂ gradient</font>', f"∂{out}/∂node (backward)"))
-        if pic.sparse:
+        if not wire_labels:
+            pass
+        elif pic.sparse:
             rows.append((f'wire <font color="{RED}">∂</font>', "the part sent back along it"))
         elif any(w.count == 1 for w in _wires(pic)):
             rows.append(("on a wire", "value forward, gradient back"))
