@@ -565,3 +565,37 @@ def test_grad_dpi_sets_the_pictures_resolution_and_warns_without_a_png(tmp_path)
     assert r.code == 0 and "warning: --dpi changes PNG pictures only" in r.stderr
     r = invoke(*args, "-o", str(tmp_path / "g.svg"), "--dpi", "48")
     assert "--dpi changes PNG pictures only" in r.stderr
+
+
+GRAD_LATEX_CASES = [
+    ("(x+y)*z", "x=-2", "y=5", "z=-4"),
+    ("a_b*c + x^2", "a_b=1", "c=2", "x=3"),
+    ("sum(sigmoid(W @ x + b))", "W=[[1,2],[3,4]]", "x=[1,-1]", "b=0"),
+    ("mlp:2-8-8-1", "x1=1", "x2=0.5", "y=1"),
+]
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="no LaTeX installed")
+@pytest.mark.parametrize("args", GRAD_LATEX_CASES, ids=[a[0] for a in GRAD_LATEX_CASES])
+def test_grad_latex_is_a_document_that_compiles_without_overfull_lines(args, tmp_path):
+    r = invoke("grad", *args, "--no-torch", "--format", "latex")
+    assert r.code == 0, r.stderr
+    tex = r.data.decode()
+    assert tex.startswith("\\documentclass{article}") and tex.rstrip().endswith("\\end{document}")
+    assert "\\frac{\\partial" in tex and "\\begin{longtable}" in tex
+    (tmp_path / "g.tex").write_text(tex)
+    for _ in range(2):  # longtable settles its column widths on the second run
+        done = subprocess.run(
+            ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "g.tex"],
+            cwd=tmp_path, capture_output=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout[-2000:]
+    assert "Overfull" not in (tmp_path / "g.log").read_text(errors="replace")
+
+
+def test_grad_latex_shows_the_partials_and_their_values():
+    tex = invoke("grad", "(x+y)*z", "x=-2", "y=5", "z=-4", "--no-torch", "-o", "-",
+                 "--format", "latex").data.decode()  # fmt: skip
+    assert "\\frac{\\partial f}{\\partial x} & = z = -4" in tex
+    assert "\\frac{\\partial f}{\\partial z} & = x + y = 3" in tex
+    assert "The value is $-12$ at $x = -2$, $y = 5$, $z = -4$." in tex

@@ -68,6 +68,7 @@ _CHOICES = {
         "svg",
         "png",
         "pdf",
+        "latex",
     ),
     "on_error": ("stop", "skip"),
     "dtype": ("float64", "float32"),

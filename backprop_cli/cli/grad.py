@@ -37,6 +37,7 @@ class GradFormat(str, Enum):
     svg = "svg"
     png = "png"
     pdf = "pdf"
+    latex = "latex"
 
 
 GRAD_EXAMPLES = """\

@@ -19,7 +19,7 @@ from .terminal import EXIT_DISAGREE, error_lines, output, print_rich, report_dis
 # quick path, have the same)
 FORMATS = (
     "table", "json", "csv", "markdown", "tsv", "jsonl",
-    "html", "dot", "mermaid", "svg", "png", "pdf",
+    "html", "dot", "mermaid", "svg", "png", "pdf", "latex",
 )  # fmt: skip
 ROW_FORMATS = ("csv", "tsv", "jsonl")
 PICTURE_FORMATS = ("dot", "mermaid", "svg", "png", "pdf")  # the graph with values and gradients
@@ -182,7 +182,7 @@ def run(a: GradArgs) -> int:
             report = api.grad(
                 program, point, wrt=_names(a.wrt), seed_grad=seed_grad, order=a.order,
                 dtype=a.dtype, torch=a.torch_check, device=a.device, symbolic=a.symbolic,
-                simplify=a.simplify, latex=a.latex or fmt == "markdown",  # math-ready Markdown
+                simplify=a.simplify, latex=a.latex or fmt in ("markdown", "latex"),  # math-ready
                 symbolic_timeout=a.symbolic_timeout, expand=a.expand,
                 allow_nonfinite=a.allow_nonfinite,
             ).report  # fmt: skip
@@ -241,6 +241,10 @@ def _write(report: dict[str, Any], fmt: str, max_rows: int, to: str | None = Non
             sys.stdout.write(to_csv(report, delimiter="\t"))
         elif fmt == "markdown":
             sys.stdout.write(to_markdown(report))
+        elif fmt == "latex":
+            from ..render.latex import grad_document
+
+            sys.stdout.write(grad_document(report))
         elif fmt == "html":
             from ..render.notebook import grad_html
 
