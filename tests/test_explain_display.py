@@ -461,3 +461,13 @@ def test_counts_agree_with_their_nouns():
     assert "1 path from f to x" in text
     text = " ".join(explain("x*y + x", "x=1", "y=2").split())
     assert "over 2 operations" in text and "2 inputs" in text and "2 paths from f to x" in text
+
+
+def test_a_local_derivative_that_is_a_sum_is_bracketed_in_the_product():
+    # ∂h/∂t1 = 1 - h**2: as a factor of 2 · … · x it must read 2 · (1 - h**2) · x
+    args = ("explain", "h = tanh(w*x); f = 2*h", "w=0.5", "x=1", "--wrt", "w")
+    text = run(*args).stdout
+    assert "= 2 · (1 - h**2) · x" in text and "= 2 · (1 - 0.4621**2) · 1 = 1.573" in text
+    tex = run(*args, "--format", "latex").stdout
+    assert r"2 \cdot \left(1 - h^{2}\right) \cdot x" in tex
+    assert "(1 - h**2)" not in run("explain", "1 - x**2", "x=3").stdout  # alone: no brackets

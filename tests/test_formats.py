@@ -599,3 +599,24 @@ def test_grad_latex_shows_the_partials_and_their_values():
     assert "\\frac{\\partial f}{\\partial x} & = z = -4" in tex
     assert "\\frac{\\partial f}{\\partial z} & = x + y = 3" in tex
     assert "The value is $-12$ at $x = -2$, $y = 5$, $z = -4$." in tex
+
+
+def test_o_ending_in_a_slash_names_a_folder_and_writes_nothing(tmp_path):
+    target = tmp_path / "out.json"
+    r = invoke("grad", "x", "x=1", "--no-torch", "-o", f"{target}/")
+    assert r.code == 2 and r.stderr.splitlines() == [
+        f"error: -o {target}/: names a folder, not a file"
+    ]
+    assert not target.exists()
+
+
+def test_a_file_written_by_o_has_no_colour_even_when_forced(tmp_path):
+    target = tmp_path / "t.txt"
+    env = {**os.environ, "FORCE_COLOR": "1"}
+    for args in (("grad", "x*y", "x=1", "y=2", "--no-torch"), ("ops",), ("train", "--list")):
+        done = subprocess.run(
+            [sys.executable, "-m", "backprop_cli", *args, "-o", str(target)],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "\x1b" not in target.read_text() and target.read_text().strip()

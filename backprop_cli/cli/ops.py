@@ -79,9 +79,9 @@ def ops(
         elif chosen == "markdown":
             sys.stdout.write(ops_markdown(rows))
         else:
-            from rich.console import Console
+            from .terminal import console
 
-            Console(highlight=False).print(ops_table(rows))
+            console().print(ops_table(rows))
 
 
 def register(app: typer.Typer) -> None:

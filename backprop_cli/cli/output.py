@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -86,6 +87,8 @@ def resolve(
                 f"-o {output}: cannot tell the format from the extension",
                 hint=f"give --format ({choices}), or end the file in one of {known}",
             )
+    if output is not None and output != "-" and output.endswith(("/", os.sep)):
+        raise InputError(f"-o {output}: names a folder, not a file")
     fmt = fmt or default
     if fmt not in allowed:
         raise InputError(f"{command} has no {fmt} output", hint=f"{command}'s formats: {choices}")
@@ -127,14 +130,17 @@ def into(output: str | None) -> Iterator[None]:
     if output is None or output == "-":
         yield
         return
+    from .terminal import TO_FILE
+
     with replacing(output) as temporary:
-        saved = sys.stdout
+        saved, plain = sys.stdout, TO_FILE.set(True)
         with open(temporary, "w", encoding="utf-8", newline="") as stream:
             sys.stdout = stream
             try:
                 yield
             finally:
                 sys.stdout = saved
+                TO_FILE.reset(plain)
 
 
 def emit(output: str | None, data: str | bytes) -> None:

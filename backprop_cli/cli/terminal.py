@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from typing import Any
 
 from ..core.errors import BackpropError, visible
@@ -109,11 +110,18 @@ def quiet_broken_pipes() -> None:
     Console.on_broken_pipe = on_broken_pipe  # type: ignore[method-assign]
 
 
+# Set while stdout is redirected into -o's file (output.into): a file gets no colour, even
+# where FORCE_COLOR asks the terminal for it.
+TO_FILE = ContextVar("backprop_to_file", default=False)
+
+
 def console() -> Any:
     """A Rich console on stdout whose closed pipe reaches `output` like any other write."""
     from rich.console import Console
 
     quiet_broken_pipes()
+    if TO_FILE.get():
+        return Console(highlight=False, force_terminal=False, no_color=True)
     return Console(highlight=False)
 
 

@@ -361,7 +361,6 @@ def _list_models(fmt: str) -> None:
         ]
         sys.stdout.write("\n".join(lines) + "\n")
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="Models for backprop train", title_justify="left")
@@ -369,7 +368,7 @@ def _list_models(fmt: str) -> None:
         table.add_column(column)
     for row in rows:
         table.add_row(row["model"], row["formula"], row["loss"], row["about"])
-    Console(highlight=False).print(table)
+    _console().print(table)
 
 
 def _hidden_units(built: Any) -> int | None:

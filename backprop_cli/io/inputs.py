@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..core import specs
-from ..core.errors import BackpropError, LimitError
+from ..core.errors import BackpropError, LimitError, visible
 from ..core.parse import Limits, Program, parse_binding, parse_program
 from ..core.shapes import MAX_TOTAL_ELEMENTS
 from .files import read_text
@@ -231,7 +231,7 @@ def parse_values(args: list[str], limits: Limits, warnings: list[str]) -> dict[s
             )
         name, value = parse_binding(arg, limits=limits, warnings=warnings)
         if name in point:
-            raise BackpropError(f"{name} is given twice ({name}={point[name]!r} and {arg!r})")
+            raise BackpropError(f"{name} is given twice (the second time as {visible(arg)})")
         point[name] = value
         held = sum(int(np.size(v)) for v in point.values())
         if held > MAX_TOTAL_ELEMENTS:  # each value is bounded; together they are too

@@ -144,6 +144,31 @@ def _factor_text(report: dict[str, Any], node: str, operand: str, position: str 
     return f"{shown} (local)" if _collides(report, node, operand, position) else shown
 
 
+def _is_sum(text: str) -> bool:
+    """Whether a formula has a + or a binary - outside brackets (1 - h**2, x + y): as a
+    factor of a product it needs parentheses. A leading sign and an exponent's sign (1e-05)
+    do not count."""
+    depth = 0
+    for i, ch in enumerate(text):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch in "+-" and depth == 0 and i > 0:
+            before = text[:i].rstrip()
+            if not before or before[-1] in "(*/^,=":
+                continue  # a sign, not an operation
+            if before[-1] in "eE" and len(before) > 1 and before[-2].isdigit():
+                continue  # 1e-05
+            return True
+    return False
+
+
+def _factor(text: str) -> str:
+    """A formula as a factor of a product: in parentheses where it is a sum."""
+    return f"({text})" if _is_sum(text) else text
+
+
 def _path_lines(report: dict[str, Any], path: dict[str, Any]) -> tuple[str, str, str]:
     """The chain, the product symbolically, and with the values put in."""
     chain, symbolic, numeric = [], [], []
@@ -154,8 +179,8 @@ def _path_lines(report: dict[str, Any], path: dict[str, Any]) -> tuple[str, str,
             numeric.append("…")
             continue
         chain.append(_factor_text(report, link["from"], link["to"], link.get("operand")))
-        symbolic.append(link["formula"]["text"])
-        numeric.append(_rounded(link["formula"]["at"]))
+        symbolic.append(_factor(link["formula"]["text"]))
+        numeric.append(_factor(_rounded(link["formula"]["at"])))
     product = _num(path["product"])
     values = " · ".join(numeric) or "1"
     return (
@@ -492,7 +517,8 @@ class _Tex:
                 continue
             text = link["formula"][key]
             text = _rounded_tex(text) if key == "at_latex" else text
-            factors.append(rf"\left({text}\right)" if text.startswith("-") else text)
+            wrap = text.startswith("-") or _is_sum(text)
+            factors.append(rf"\left({text}\right)" if wrap else text)
         return r" \cdot ".join(factors) or "1"
 
     def definition(self, entry: dict[str, Any]) -> str:

@@ -371,7 +371,11 @@ POINT_SHOWN = 12  # variables named in the heading; the rest are counted (JSON h
 
 def given(x: Any, dtype: str = "float64", items: int = 6) -> str:
     """A value the user gave (a variable, a constant) in full, whatever --digits says: at
-    x = 0.10000000001, x - 0.1 is 1e-11, which x = 0.1 would not explain."""
+    x = 0.10000000001, x - 0.1 is 1e-11, which x = 0.1 would not explain. -0 reads 0."""
+    if isinstance(x, list):
+        x = np.where(np.asarray(x, dtype=np.float64) == 0, 0.0, x).tolist()
+    elif x == 0:
+        x = 0.0
     return short_any(x, dtype, 17, items)
 
 

@@ -329,7 +329,8 @@ def markdown(doc: dict[str, Any]) -> str:
     n = numbers.number
     settings = doc["settings"]
     lines = [
-        f"**{doc['model']}**: $\\hat y = $ `{doc['formula']}`, loss {doc['loss_name']}, "
+        f"**{doc['model']}**: $\\hat y$ = `{'; '.join(doc['formula'].split(chr(10)))}`, "
+        f"loss {doc['loss_name']}, "
         f"{numbers.plural(doc['data_size'], 'sample')}",
         "",
         f"{settings['optimizer']}, lr {n(settings['lr'])}, "
