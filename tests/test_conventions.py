@@ -357,3 +357,28 @@ def test_a_missing_expression_suggests_the_commands_own_example(command):
     example = shlex.split(lines[1].removeprefix("hint: "))[1:]
     fast = ("--no-torch",) if command in ("grad", "jacobian", "hessian") else ()
     assert run(*example, *fast).code == 0
+
+
+@pytest.mark.parametrize("command", ["grad", "train", "explain", "graph"])
+@pytest.mark.parametrize("spec", ["mpl:2-3-1", "mlpp:2-3-1", "MLP:2-3-1"])
+def test_a_mistyped_mlp_spec_names_the_spec_meant(command, spec):
+    r = run(command, spec)
+    assert r.code == 2 and r.stdout == ""
+    assert (
+        r.stderr.splitlines()[0] == f"error: unknown model spec '{spec}'; did you mean 'mlp:2-3-1'?"
+    )
+
+
+def test_a_colon_inside_brackets_is_still_a_slice():
+    assert run("grad", "sum(x[0:2])", "x=[1,2,3]", "--no-torch", "--no-symbolic").code == 0
+
+
+def test_a_mistyped_loss_gets_the_loss_meant():
+    r = run("train", "linear", "--loss", "mes")
+    assert (
+        r.code == 2 and r.stderr.splitlines()[0] == "error: unknown loss 'mes'; did you mean 'mse'?"
+    )
+    assert (
+        run("train", "linear", "--loss", "xyz").stderr.splitlines()[0]
+        == "error: unknown loss 'xyz'"
+    )

@@ -265,6 +265,7 @@ def _refuse_model_slip(spec: str) -> None:
     from every model (w, bias, line) stay expressions (see core.suggest for "close")."""
     from ..core.suggest import closest
 
+    specs.refuse_a_mistyped_spec(spec)
     if not spec.isidentifier() or not spec.isascii():
         return
     meant = closest(spec, [*BUILTINS, "mlp"])

@@ -141,6 +141,19 @@ def is_spec(text: str | None) -> bool:
     return text is not None and (text in TEMPLATES or text == "mlp" or text.startswith("mlp:"))
 
 
+def refuse_a_mistyped_spec(text: str) -> None:
+    """`mpl:2-3-1`, `MLPP:2-3-1`: a spec whose family name is one slip from mlp (the one
+    spec written with a colon) is an error that names it, not a parse error about ':'."""
+    from .suggest import closest
+
+    head, colon, rest = text.partition(":")
+    if colon and head.isascii() and head.isalpha() and closest(head, ["mlp"]) == "mlp":
+        raise BackpropError(
+            f"unknown model spec '{show(text)}'; did you mean '{show('mlp:' + rest)}'?",
+            hint="`backprop train --list` lists the models",
+        )
+
+
 _SIZES = re.compile(r"[0-9]+(?:-[0-9]+)*", re.ASCII)
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
 
@@ -370,8 +383,11 @@ def normalise_loss(loss: str) -> list[str]:
     parts = [p.strip() for p in loss.split("+")]
     unknown = [p for p in parts if p not in LOSSES]
     if unknown:
+        from .suggest import closest
+
+        meant = closest(unknown[0], LOSSES)
         raise BackpropError(
-            f"unknown loss {unknown[0]!r}",
+            f"unknown loss {unknown[0]!r}" + (f"; did you mean {meant!r}?" if meant else ""),
             hint=f"losses: {', '.join(LOSSES)}, or sums such as mse+mae",
         )
     if len(set(parts)) != len(parts):

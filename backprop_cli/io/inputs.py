@@ -51,6 +51,8 @@ def load_model(
     model: ModelOptions,
 ) -> tuple[Program, list[str], specs.Expansion | None]:
     """load_program, with the spec's expansion (None for anything but a spec)."""
+    if file is None and expression is not None and not specs.is_spec(expression):
+        specs.refuse_a_mistyped_spec(expression)
     if file is None and specs.is_spec(expression):
         assert expression is not None
         expansion = specs.expand(
