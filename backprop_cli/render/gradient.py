@@ -40,15 +40,9 @@ _STATUS_TEXT = {
 
 
 def fmt(x: float | None, dtype: str = "float64") -> str:
-    """The shortest text that reads back as the same number in the engine's dtype."""
-    if x is None:
-        return "—"
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    text = str(np.float32(x)) if dtype == "float32" else repr(float(x))
-    return text[:-2] if text.endswith(".0") else text
+    """The shortest text that reads back as the same number in the engine's dtype ("—"
+    for none): numbers.full, which the machine formats use."""
+    return "—" if x is None else numbers.full(x, dtype)
 
 
 def fmt_any(x: Any, dtype: str = "float64") -> str:

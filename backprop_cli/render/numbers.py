@@ -46,8 +46,7 @@ def full(x: float, dtype: str = "float64") -> str:
     if math.isinf(x):
         return "inf" if x > 0 else "-inf"
     text = str(np.float32(x)) if dtype == "float32" else repr(float(x))
-    text = text[:-2] if text.endswith(".0") else text
-    return "0" if text == "-0" else text
+    return text[:-2] if text.endswith(".0") else text  # -0 stays: a machine format keeps it
 
 
 def number(x: float, n: int | None = None, dtype: str = "float64") -> str:
@@ -59,10 +58,10 @@ def number(x: float, n: int | None = None, dtype: str = "float64") -> str:
     """
     n = digits() if n is None else n
     x = float(x)
+    if x == 0:
+        return "0"  # and -0
     if n <= FULL or not math.isfinite(x):
         return full(x, dtype)
-    if x == 0:
-        return "0"
     if x == int(x) and abs(x) < 1e15:
         return str(int(x))
     size = abs(x)
