@@ -313,6 +313,7 @@ def grad(
     symbolic: bool = True,
     simplify: bool = True,
     latex: bool = False,
+    mathml: bool = False,
     symbolic_timeout: float = 5.0,
     expand: bool = False,
     allow_nonfinite: bool = False,
@@ -350,7 +351,7 @@ def grad(
             raise InputError("device needs the torch check; drop torch=False")
         options = Options(
             wrt=_wrt(wrt), dtype=dtype, torch=torch, device=device, symbolic=symbolic,
-            simplify=simplify, latex=latex,
+            simplify=simplify, latex="mathml" if mathml else latex,
             symbolic_timeout=_seconds("symbolic_timeout", symbolic_timeout),
             seed_grad=_value("seed_grad", seed_grad, allow_nonfinite) if seed_grad is not None
             else None, order=order, expand=expand,
@@ -395,8 +396,9 @@ def explain(
         graph = program.graph
         notes = [*program.warnings, *check_point(graph, point)]
         chosen = resolve_wrt(graph, _wrt(wrt))
-        report = run_explain(graph, {k: point[k] for k in graph.variables}, chosen, mode)
-    result = ExplainResult(report, notes)
+        used = {k: point[k] for k in graph.variables}
+        report = run_explain(graph, used, chosen, mode)
+    result = ExplainResult(report, notes, graph, used)
     _warn(result.warnings)
     return result
 

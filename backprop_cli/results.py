@@ -306,10 +306,28 @@ class GradResult(_Report):
     def picture(self) -> Picture:
         return Picture(self.program.graph, self._point)
 
-    def _repr_html_(self) -> str:
-        from .render.notebook import grad_html
+    def walk(self) -> dict[str, Any]:
+        """The step-through of this point as plain data: the forward pass node by node, the
+        reverse sweep's every += with the engine's numbers, each node's paths."""
+        from .analyses.walk import walk
 
-        return grad_html(self.report)
+        return walk(
+            self.program.graph, self._point, self._seed, formulas=True, dtype=self.report["dtype"]
+        )
+
+    def to_html(self, standalone: bool = True) -> str:
+        """The page `backprop grad ... -o page.html` writes: the graph with a step-through,
+        the nodes and the partials (formulas as MathML when computed with mathml=True, as
+        the command does). standalone=False: one element for a notebook's output."""
+        from .render import pages
+
+        walked = self.walk()
+        if standalone:
+            return pages.grad_page(self.report, walked)
+        return pages.grad_fragment(self.report, walked)
+
+    def _repr_html_(self) -> str:
+        return self.to_html(standalone=False)
 
     def _repr_markdown_(self) -> str:
         from .render.gradient import to_markdown
@@ -332,9 +350,35 @@ class ExplainResult(_Report):
 
     kind = "explain"
 
-    def __init__(self, report: dict[str, Any], notes: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        report: dict[str, Any],
+        notes: list[str] | None = None,
+        graph: Any = None,
+        point: dict[str, Any] | None = None,
+    ) -> None:
         self.report = report
         self._notes = list(notes or [])  # the program's and the point's warnings
+        self._graph, self._point = graph, point
+
+    def to_html(self, standalone: bool = True) -> str:
+        """The page `backprop explain ... -o page.html` writes: the step-through of the
+        forward and backward pass, and every path with its product.
+        standalone=False: one element for a notebook's output."""
+        from .analyses.walk import walk
+        from .render import pages
+
+        if self._graph is None or self._point is None:
+            from .core.errors import InputError
+
+            raise InputError("this explanation was made without its graph; run bp.explain")
+        walked = walk(self._graph, self._point, formulas=True)
+        if standalone:
+            return pages.explain_page(self.report, walked)
+        return pages.explain_fragment(self.report, walked)
+
+    def _repr_html_(self) -> str:
+        return self.to_html(standalone=False)
 
     @property
     def warnings(self) -> list[str]:
@@ -526,20 +570,23 @@ class TrainResult:
         """`to_dict()` as JSON text."""
         return json.dumps(self.to_dict(predictions), indent=2, ensure_ascii=False, allow_nan=False)
 
-    def _repr_html_(self) -> str:
-        from .render.notebook import STYLE, number, table, text
+    def to_html(
+        self, predictions: list[dict[str, Any]] | None = None, standalone: bool = True
+    ) -> str:
+        """The page `backprop train ... -o training.html` writes: the loss curve and the
+        parameters' trajectories as SVG, the first and last epoch's gradients, the final
+        parameters, the predictions, the settings. standalone=False: one element for a
+        notebook's output."""
+        from .render import page, pages
 
-        rows = [
-            [e.epoch, e.loss, *((e.params or {}).get(p) for p in self.model.params)]
-            for e in self.history
-        ]
-        if len(rows) > 12:
-            rows = [*rows[:5], ["…"] * len(rows[0]), *rows[-5:]]
-        head = (
-            f"<p><b>{text(self.model.name)}</b>: ŷ = {text(self.model.formula)}, "
-            f"{text(self.model.loss)} loss, final loss {text(number(self.loss))}</p>"
-        )
-        return STYLE + head + table(["epoch", "loss", *self.model.params], rows, left=0)
+        steps = {"first": self.result.first_steps, "last": self.result.last_steps}
+        body = pages.train_body(self.to_dict(predictions), steps)
+        if standalone:
+            return page.document(f"backprop train {self.model.name}", body)
+        return page.fragment(body)
+
+    def _repr_html_(self) -> str:
+        return self.to_html(standalone=False)
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={_short(v)}" for k, v in self.params.items())

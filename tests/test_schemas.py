@@ -75,12 +75,23 @@ def test_each_schema_is_a_valid_schema_with_id_and_descriptions(kind):
         assert "description" in prop or "description" in target, f"{kind}.{name}"
 
 
-def test_the_schemas_ship_as_package_data():
+def test_the_schemas_and_the_page_assets_ship_in_the_wheel(tmp_path):
+    import subprocess
+    import sys
+    import zipfile
     from pathlib import Path
 
-    pyproject = (Path(__file__).parent.parent / "pyproject.toml").read_text()
-    assert 'backprop_cli = ["schemas/*.json"]' in pyproject
-    assert all((SCHEMAS / f"{kind}.json").is_file() for kind in KINDS)
+    root = Path(__file__).parent.parent
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path), str(root)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    (wheel,) = tmp_path.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"backprop_cli/schemas/{kind}.json" for kind in KINDS} <= names
+    assert {"backprop_cli/render/assets/page.js", "backprop_cli/render/assets/page.css"} <= names
 
 
 # ---- strict enough ---------------------------------------------------------------------------

@@ -40,7 +40,7 @@ class Options:
     device: str = "cpu"
     symbolic: bool = True
     simplify: bool = True
-    latex: bool = False
+    latex: bool | str = False  # "mathml": LaTeX and presentation MathML (for pages)
     symbolic_timeout: float = 5.0
     symbolic_memory_mb: int = 2048
     finite_difference: bool = True
@@ -540,6 +540,8 @@ def _symbolic_part(
     row["simplified"] = label in run.sym.simplified
     if run.options.latex:
         row["latex"] = info.get("latex") if info else None
+    if run.options.latex == "mathml":
+        row["mathml"] = info.get("mathml") if info else None
     if info is None:
         if not run.options.symbolic or run.sym.reason:
             status["symbolic"] = "skipped"

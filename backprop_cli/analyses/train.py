@@ -40,6 +40,13 @@ class Result:
     check_max_error: float | None = None  # largest gradient disagreement with torch (--check)
     check_ok: bool | None = None
     warnings: list[str] = field(default_factory=list)
+    # The first and the last epoch's steps (at most MAX_KEPT_STEPS each): the sample or batch,
+    # its loss, and the gradients the step used, for the training page.
+    first_steps: list[dict[str, Any]] = field(default_factory=list)
+    last_steps: list[dict[str, Any]] = field(default_factory=list)
+
+
+MAX_KEPT_STEPS = 50
 
 
 Event = Callable[[str, dict[str, Any]], None]
@@ -70,6 +77,36 @@ def _inputs(model: Model, columns: dict[str, np.ndarray], idx: Any, dt: Any) -> 
         stacked = np.stack([columns[f][idx] for f in model.features], axis=-1)
         return {model.matrix: stacked.astype(dt)}
     return {f: columns[f][idx].astype(dt) for f in model.features}
+
+
+def _keep_step(
+    result: Result,
+    epoch: int,
+    model: Model,
+    data: Dataset,
+    idx: Any,
+    loss: float,
+    grads: dict[str, Any],
+) -> None:
+    kept = result.first_steps if epoch == 0 else result.last_steps
+    if epoch != 0 and kept and kept[0]["epoch"] != epoch:
+        kept.clear()
+    if len(kept) >= MAX_KEPT_STEPS:
+        return
+    sample = None
+    if len(idx) == 1:
+        columns = [*data.features.items(), (data.target_name, data.target)]
+        sample = {name: plain(column[idx[0]]) for name, column in columns}
+    kept.append(
+        {
+            "epoch": epoch,
+            "step": len(kept) + 1,
+            "size": len(idx),
+            "sample": sample,
+            "loss": loss,
+            "grads": {name: plain(grads[name]) for name in model.params},
+        }
+    )
 
 
 def _env(model: Model, data: Dataset, idx: Any, params: dict[str, Any], dt: Any) -> dict[str, Any]:
@@ -244,6 +281,8 @@ def run(model: Model, data: Dataset, settings: Settings, on_event: Event) -> Res
                 if settings.verbose:
                     on_event("grad", {"epoch": epoch, "env": env, "grads": grads, "idx": idx})
                 last_loss = float(batch_loss)
+                if epoch in (0, settings.epochs - 1):
+                    _keep_step(result, epoch, model, data, idx, last_loss, grads)
                 new = stepper.step(params, grads)
                 finite = all(bool(np.isfinite(v).all()) for v in new.values())
                 if not math.isfinite(last_loss) or not finite:

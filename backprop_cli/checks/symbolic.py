@@ -24,6 +24,8 @@ from ..core import ops
 from ..core.graph import Graph
 
 MAX_FORMULA_CHARS = 200_000
+MAX_MATHML_TEXT = 2_000  # formulas longer than this (as text) are not printed as MathML
+MAX_MATHML_CHARS = 40_000  # nor is MathML longer than this: pages stay small
 DIGITS = 30  # working precision of the exact evaluation
 
 # Where SymPy's value at a kink is a convention that differs from torch's subgradient.
@@ -198,12 +200,25 @@ def _value(expr: Any, sp: Any, at: Mapping[Any, Any]) -> dict[str, Any]:
     return info
 
 
-def _shown(expr: Any, sp: Any, shown: Mapping[Any, Any], latex: bool) -> dict[str, Any]:
+def _shown(expr: Any, sp: Any, shown: Mapping[Any, Any], latex: bool | str) -> dict[str, Any]:
+    """The formula as text; with `latex`, as LaTeX too; with latex="mathml", also as
+    presentation MathML (for pages; left out when it would be too long to read)."""
     readable = expr.xreplace(shown)
-    info = {"formula": _cap(sp.sstr(readable))}
+    info: dict[str, Any] = {"formula": _cap(sp.sstr(readable))}
     if latex:
         info["latex"] = _cap(sp.latex(readable))
+    if latex == "mathml":
+        info["mathml"] = mathml(readable, sp) if len(info["formula"]) <= MAX_MATHML_TEXT else None
     return info
+
+
+def mathml(expr: Any, sp: Any) -> str | None:
+    """SymPy's presentation MathML of expr as one <math> element, or None past
+    MAX_MATHML_CHARS (a page then shows the text)."""
+    inner = sp.mathml(expr, printer="presentation")
+    if len(inner) > MAX_MATHML_CHARS:
+        return None
+    return f'<math xmlns="http://www.w3.org/1998/Math/MathML">{inner}</math>'
 
 
 def _cap(text: str) -> str:
@@ -227,7 +242,7 @@ def partials(
     graph: Graph,
     point: Mapping[str, Any],
     wrt: list[Any],
-    latex: bool,
+    latex: bool | str,
     simplify: bool,
     cores: list[tuple[int, ...]] | None = None,
     seed: Any = None,
@@ -241,6 +256,7 @@ def partials(
     unless `expand`."""
     import sympy as sp
 
+    markup, latex = latex, bool(latex)  # the partials' own formulas may also get MathML
     wrt = [(entry, ()) if isinstance(entry, str) else entry for entry in wrt]
     if cores is None and seed is None and not expand and len(graph.nodes) > SWEEP_NODES:
         sweep_partials(graph, point, [name for name, _ in wrt], latex, emit=emit)
@@ -262,7 +278,7 @@ def partials(
     }
 
     def described(expr: Any) -> dict[str, Any]:
-        return {**_shown(expr, sp, built.shown, latex), **_value(expr, sp, at)}
+        return {**_shown(expr, sp, built.shown, markup), **_value(expr, sp, at)}
 
     raw = {n: _guarded(partial(described, d)) for n, d in derivatives.items()}
     emit(
@@ -283,7 +299,7 @@ def partials(
     # Simplified forms replace only the formula: the value stays the one computed from the
     # differentiated graph, whose algebra has not cancelled anything.
     def simplified(expr: Any) -> dict[str, Any]:
-        return _shown(_simplify(expr.xreplace(built.shown), sp), sp, {}, latex)
+        return _shown(_simplify(expr.xreplace(built.shown), sp), sp, {}, markup)
 
     if not isinstance(out, np.ndarray):
         emit({"stage": "simplified", "output": _guarded(partial(simplified, out))})
@@ -580,11 +596,13 @@ def local_formulas(
     names: list[str],
     values: list[float],
     edges: list[tuple[int, int]],
+    with_mathml: bool = False,
 ) -> dict[tuple[int, int], dict[str, str]]:
     """The local derivative ∂node/∂input_k of each edge as a formula in the nodes' short
     names (2*r for r**2), and the same formula with the values put in (2*(-2)), as text and
-    LaTeX. Each input position gets its own symbol, so x*x has ∂/∂a = b on each edge. The
-    derivative of each (op, position, constant operands) is worked out once."""
+    LaTeX (and, with `with_mathml`, the formula as MathML, "" when too long). Each input
+    position gets its own symbol, so x*x has ∂/∂a = b on each edge. The derivative of each
+    (op, position, constant operands) is worked out once."""
     import sympy as sp
 
     cache: dict[tuple[Any, ...], Any] = {}
@@ -618,6 +636,8 @@ def local_formulas(
             "at": sp.sstr(at),
             "at_latex": sp.latex(at, mul_symbol="dot", symbol_names=tex),
         }
+        if with_mathml:
+            out[(node_id, k)]["mathml"] = mathml(formula, sp) or ""
     return out
 
 

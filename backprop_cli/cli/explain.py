@@ -11,6 +11,7 @@ import typer
 from ..core.errors import BackpropError
 from ..core.parse import DEFAULT_LIMITS, Limits
 from . import output as out
+from . import step as stepper
 from .common import (
     _AllowNonfinite,
     _console,
@@ -38,6 +39,7 @@ class ExplainFormat(str, Enum):
     jsonl = "jsonl"
     csv = "csv"
     tsv = "tsv"
+    html = "html"
 
 
 FORMATS = tuple(f.value for f in ExplainFormat)
@@ -109,7 +111,8 @@ def explain(
         typer.Option(
             "--format",
             help="Output format (default: table); csv and tsv have a row per link of each "
-            "chain-rule path. Without it, -o's extension decides.",
+            "chain-rule path; html is a page with a step-through of both passes. Without it, "
+            "-o's extension decides.",
             show_default=False,
             rich_help_panel=out.PANEL,
         ),
@@ -125,6 +128,15 @@ def explain(
     seed: _ModelSeed = None,
     init: _Init = None,
     show_program: _ShowProgram = False,
+    step: Annotated[
+        bool,
+        typer.Option(
+            "--step",
+            help="Step through the forward and backward pass, a key per step (in a "
+            "terminal; elsewhere every step is printed).",
+            rich_help_panel=out.PANEL,
+        ),
+    ] = False,
 ) -> None:
     """The chain rule step by step: every path from the output down to each variable with
     its product of local derivatives, the reverse sweep as numbered local steps (or, with
@@ -144,16 +156,22 @@ def explain(
         return
     try:
         chosen = out.resolve(fmt and fmt.value, output, FORMATS, "table", "explain")
+        if step:
+            stepper.refuse(chosen, mode.value)
         reads = [("the program", expression), ("--file", file), ("--values", values_file)]
         out.refuse(output, [*reads, ("--init", init if init and init_is_file(init) else None)])
         program, point, expansion = _load(
             expression, values, file, values_file, limits, model, "explain"
         )
+        if step:
+            stepper.run(program, point, _names(wrt), digits, output)
+            return
         with api.quiet():  # its warnings are printed below
             result = api.explain(
                 program, point, wrt=_names(wrt), mode=mode.value, allow_nonfinite=allow_nonfinite
             )
         report = result.report
+        page = result.to_html() if chosen == "html" else None
         if chosen in ("csv", "tsv") and "partials" not in report:
             raise BackpropError(
                 "explain's csv and tsv have a row per link of each chain-rule path, and "
@@ -177,6 +195,8 @@ def explain(
             sys.stdout.write(view.markdown(report))
         elif chosen == "latex":
             sys.stdout.write(result.latex())
+        elif page is not None:
+            sys.stdout.write(page)
         else:
             console = _console()
             for i, item in enumerate(view.panels(report)):

@@ -179,13 +179,14 @@ def run(a: GradArgs) -> int:
                 _need_dot()
             pictures.check_layout(pictures.picture(program.graph, None, GRAPH_NODES))
         with api.quiet():  # the warnings are printed below, after the checks of the input
-            report = api.grad(
+            result = api.grad(
                 program, point, wrt=_names(a.wrt), seed_grad=seed_grad, order=a.order,
                 dtype=a.dtype, torch=a.torch_check, device=a.device, symbolic=a.symbolic,
                 simplify=a.simplify, latex=a.latex or fmt in ("markdown", "latex"),  # math-ready
-                symbolic_timeout=a.symbolic_timeout, expand=a.expand,
+                mathml=fmt == "html", symbolic_timeout=a.symbolic_timeout, expand=a.expand,
                 allow_nonfinite=a.allow_nonfinite,
-            ).report  # fmt: skip
+            )  # fmt: skip
+            report = result.report
         from ..render import numbers
 
         with numbers.precision(a.digits):
@@ -198,6 +199,10 @@ def run(a: GradArgs) -> int:
                 stderr(f"warning: {warning['message']}")
             if fmt in PICTURE_FORMATS:
                 _draw(program, report, fmt, a.output, a.dpi)
+            elif fmt == "html":  # the page: its step-through is worked out before writing
+                page = result.to_html()
+                with out.into(a.output), output():
+                    sys.stdout.write(page)
             else:
                 _write(report, fmt, a.max_rows, a.output)
     except BackpropError as exc:
@@ -245,11 +250,6 @@ def _write(report: dict[str, Any], fmt: str, max_rows: int, to: str | None = Non
             from ..render.latex import grad_document
 
             sys.stdout.write(grad_document(report))
-        elif fmt == "html":
-            from ..render.notebook import grad_html
-
-            title = f"backprop grad {' '.join(report['expression'].split())}"
-            sys.stdout.write(out.html_page(title, grad_html(report)))
         else:
             print_rich(report, max_rows)
 

@@ -176,16 +176,6 @@ def delimiter(fmt: str) -> str:
     return "\t" if fmt == "tsv" else ","
 
 
-def html_page(title: str, body: str) -> str:
-    """A fragment (a notebook display) as a standalone HTML page."""
-    from html import escape
-
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{escape(title)}</title>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
-    )
-
-
 PANEL = "Output"  # the help panel of --format, -o and --digits
 
 # The typer option types of -o and --digits. They are made on first use, so that what needs

@@ -35,14 +35,16 @@ class TrainFormat(str, Enum):
     csv = "csv"
     tsv = "tsv"
     markdown = "markdown"
+    html = "html"
     svg = "svg"
     png = "png"
     pdf = "pdf"
 
 
 # what training writes: the log (table), its lines (jsonl), one document (json), the
-# history (csv, tsv) or the loss curve (svg, png, pdf); --list, the models as a listing
-FORMATS = ("table", "json", "jsonl", "csv", "tsv", "markdown", "svg", "png", "pdf")
+# history (csv, tsv), a page (html) or the loss curve (svg, png, pdf); --list, the models
+# as a listing
+FORMATS = tuple(f.value for f in TrainFormat)
 LIST_FORMATS = ("table", "json", "jsonl", "csv", "tsv", "markdown")
 LIST_COLUMNS = ("model", "formula", "loss", "about")
 
@@ -188,8 +190,9 @@ def train(
         typer.Option(
             "--format",
             help="Output format (default: table): json is one document (settings, history, "
-            "final parameters), csv and tsv the history, markdown a report, svg, png and pdf "
-            "the loss curve. "
+            "final parameters), csv and tsv the history, markdown a report, html a page (the "
+            "loss curve, the parameters' paths, the first and last epoch's gradients), svg, "
+            "png and pdf the loss curve. "
             "Without it, -o's extension decides.",
             show_default=False,
             rich_help_panel=out.PANEL,
@@ -454,7 +457,7 @@ def _run_training(
                 engine=settings.engine, device=settings.device, check=settings.check,
                 log_every=settings.log_every, verbose=settings.verbose,
                 max_step_elements=settings.max_step_elements, on_event=with_progress,
-                history=fmt in ("json", "csv", "tsv", "markdown"),
+                history=fmt in ("json", "csv", "tsv", "markdown", "html"),
             )  # fmt: skip
 
 
@@ -508,6 +511,8 @@ def _finish_training(
             print(trained.to_json(predictions))
         elif fmt == "markdown":
             sys.stdout.write(view.markdown(trained.to_dict(predictions)))
+        elif fmt == "html":
+            sys.stdout.write(trained.to_html(predictions))
         elif fmt in ("csv", "tsv"):
             sys.stdout.write(history_rows(trained, out.delimiter(fmt)))
         elif fmt in out.PICTURES:

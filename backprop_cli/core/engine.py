@@ -63,6 +63,18 @@ def _nonfinite_word(x: Array) -> str:
     return "-inf" if (np.isneginf(arr)).any() and not np.isposinf(arr).any() else "inf"
 
 
+@dataclass(frozen=True)
+class Step:
+    """One += of the reverse sweep: wire k of `node` adds `contribution` (computed from the
+    node's upstream gradient `upstream`) into its input, whose gradient is then `total`."""
+
+    node: int
+    k: int
+    upstream: Array
+    contribution: Array
+    total: Array
+
+
 Jitter = Callable[[Array, int], Array]  # (value, its core's number of axes) -> value
 
 
@@ -201,11 +213,12 @@ def backward(
     issues: list[Issue] | None = None,
     jitter: Jitter | None = None,
     cores: Cores | None = None,
+    record: list[Step] | None = None,
 ) -> list[Array | None]:
     """The reverse sweep: ∂output/∂node for every node that depends on a variable (zero
     where the output does not depend on it), each with its node's shape. `seed` is the
     upstream gradient of the output (1 for a scalar). `jitter`, when given, perturbs every
-    contribution (see `spread`)."""
+    contribution (see `spread`). `record`, when given, receives every += as it happens."""
     if cores is None:
         cores = [np.shape(v) for v in values]
     needs = requires_grad(graph)
@@ -234,6 +247,8 @@ def backward(
                     issues.append(_gradient_issue(node.id, op, k, args, contrib))
                 prev = grads[i]
                 grads[i] = contrib if prev is None else prev + contrib
+                if record is not None:
+                    record.append(Step(node.id, k, g, contrib, grads[i]))
     for i, need in enumerate(needs):
         if need and grads[i] is None:  # depends on a variable, but the output does not
             grads[i] = np.zeros(np.shape(values[i]), dtype=dtype)[()]

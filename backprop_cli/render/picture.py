@@ -1185,6 +1185,13 @@ def layout(
             "(--format dot prints them)"
         )
     dot_text = to_dot(pic, rankdir, labelled, legend=legend, quick=span > LABELLED_SPAN)
+    extra = [f"-Gdpi={dpi}"] if dpi is not None and fmt == "png" else []
+    return run_dot(dot_text, fmt, extra), notes
+
+
+def run_dot(dot_text: str, fmt: str, extra: list[str] | None = None) -> bytes:
+    """Graphviz's dot run on dot_text (-T`fmt`), bounded in time and dying with us; an
+    error when dot is missing or fails."""
     dot = shutil.which("dot")
     if dot is None:
         raise BackpropError(
@@ -1192,7 +1199,7 @@ def layout(
             hint="install Graphviz (apt-get install graphviz, brew install graphviz); "
             "--format dot prints the DOT text without it",
         )
-    command = [dot, f"-T{fmt}"] + ([f"-Gdpi={dpi}"] if dpi is not None and fmt == "png" else [])
+    command = [dot, f"-T{fmt}", *(extra or [])]
     try:
         done = subprocess.run(
             command,
@@ -1207,7 +1214,7 @@ def layout(
     if done.returncode != 0:
         message = done.stderr.decode(errors="replace").strip().splitlines()
         raise BackpropError(f"Graphviz failed: {message[-1] if message else 'no message'}")
-    return done.stdout, notes
+    return done.stdout
 
 
 def fold_notes(pic: Picture, max_nodes: int, command: str = "backprop graph") -> list[str]:
