@@ -311,8 +311,13 @@ class GradResult(_Report):
         reverse sweep's every += with the engine's numbers, each node's paths."""
         from .analyses.walk import walk
 
+        symbolic = self.report["checks"]["symbolic"].get("skipped") != "--no-symbolic"
         return walk(
-            self.program.graph, self._point, self._seed, formulas=True, dtype=self.report["dtype"]
+            self.program.graph,
+            self._point,
+            self._seed,
+            formulas=symbolic,  # SymPy's local derivatives, unless SymPy was left out
+            dtype=self.report["dtype"],
         )
 
     def to_html(self, standalone: bool = True) -> str:
@@ -373,9 +378,11 @@ class ExplainResult(_Report):
 
             raise InputError("this explanation was made without its graph; run bp.explain")
         walked = walk(self._graph, self._point, formulas=True)
+        # the program's and the point's warnings too, as the command prints them
+        report = {**self.report, "warnings": [{"message": w} for w in self.warnings]}
         if standalone:
-            return pages.explain_page(self.report, walked)
-        return pages.explain_fragment(self.report, walked)
+            return pages.explain_page(report, walked)
+        return pages.explain_fragment(report, walked)
 
     def _repr_html_(self) -> str:
         return self.to_html(standalone=False)

@@ -139,7 +139,7 @@ def unwrap(remote: dict[str, Any]) -> Any:
 class Firefox:
     """One headless Firefox and its BiDi session; `events` holds every event received."""
 
-    def __init__(self, timeout: float = 10.0) -> None:
+    def __init__(self, timeout: float = 30.0) -> None:
         self.timeout = timeout
         self.events: list[dict[str, Any]] = []
         self.stderr: list[str] = []
@@ -176,16 +176,16 @@ class Firefox:
         found: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read_stderr, args=(found,), daemon=True).start()
         try:
-            url = found.get(timeout=max(self.timeout, 30.0))
+            url = found.get(timeout=max(self.timeout, 90.0))  # a busy machine starts it slowly
         except queue.Empty:
             url = None
         if url is None:  # it ended, or never said where WebDriver BiDi listens
             said = "".join(self.stderr[-20:])
             raise BidiError(f"Firefox gave no WebDriver BiDi address:\n{said}")
         self._ws = websocket.create_connection(
-            url.rstrip("/") + "/session", timeout=self.timeout, suppress_origin=True
+            url.rstrip("/") + "/session", timeout=max(self.timeout, 90.0), suppress_origin=True
         )
-        self.command("session.new", {"capabilities": {}})
+        self.command("session.new", {"capabilities": {}}, timeout=max(self.timeout, 90.0))
         self.command("session.subscribe", {"events": EVENTS})
         tree = self.command("browsingContext.getTree", {"maxDepth": 0})
         self.context = tree["contexts"][0]["context"]

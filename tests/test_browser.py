@@ -1042,3 +1042,63 @@ def test_readme_picture_is_a_png() -> None:
     """README shows docs/step-through.png (UPDATE_README=1 rewrites it from
     test_screenshots)."""
     assert _png_size(README_PICTURE.read_bytes()) == (1100, 900)
+
+
+def test_a_node_with_too_many_paths_to_list_still_lights_them(driver: Any, tmp_path: Path) -> None:
+    """Past the listing's bounds the page counts a node's paths and still highlights every
+    wire on them: here x reaches the output through a chain too long to list."""
+    program = tmp_path / "chain.bp"
+    program.write_text("t = x\n" + "t = t * 1.5 + y\n" * 80 + "f = t\n")
+    page = tmp_path / "chain.html"
+    done = subprocess.run(
+        [sys.executable, "-m", "backprop_cli", "grad", "--file", str(program), "x=1", "y=2",
+         "--no-torch", "--no-symbolic", "-o", str(page)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    show(driver, page)
+    x = driver.execute_script(
+        "return [...document.querySelectorAll('.bp-node')].find("
+        "n => n.querySelector('.bp-title').textContent.trim() === 'x').dataset.node"
+    )
+    driver.execute_script(
+        f"document.querySelector('.bp-node[data-node=\"{x}\"]')"
+        ".dispatchEvent(new MouseEvent('click', {bubbles: true}))"
+    )
+    lit = driver.execute_script(
+        "return [...document.querySelectorAll('.bp-edge.bp-on-path')].map(e => e.dataset.edge)"
+    )
+    on_nodes = driver.execute_script(
+        "return document.querySelectorAll('.bp-node.bp-on-path').length"
+    )
+    detail = driver.execute_script(
+        f"return document.querySelector('.bp-detail[data-detail=\"{x}\"]').textContent"
+    )
+    assert "too many or too long to list" in detail
+    # x's one path, as explain lists it: its wires and the nodes along it
+    report = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "backprop_cli", "explain", "--file", str(program), "x=1",
+             "y=2", "--wrt", "x", "--format", "json"],
+            capture_output=True, text=True, timeout=120, check=True,
+        ).stdout
+    )  # fmt: skip
+    (path,) = report["partials"][0]["paths"]
+    assert len(lit) == path["length"] > 80 and on_nodes == path["length"] + 1
+    assert not driver.get_log("browser")
+
+
+def test_a_graph_without_wires_ends_with_its_seed_gradient(driver: Any, tmp_path: Path) -> None:
+    page = tmp_path / "x.html"
+    done = subprocess.run(
+        [sys.executable, "-m", "backprop_cli", "grad", "x", "x=3", "--no-torch", "-o", str(page)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    show(driver, page)
+    grad = "return document.querySelector('.bp-node .bp-live-grad').textContent"
+    assert driver.execute_script(grad) == ""
+    driver.find_element("css selector", 'button[data-action="next"]').click()
+    assert driver.execute_script(grad) == "1"  # the last step: ∂x/∂x = 1, final
+    assert driver.execute_script("return document.querySelector('.bp-node.bp-final') !== null")
+    assert not driver.get_log("browser")

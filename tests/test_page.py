@@ -290,3 +290,32 @@ def test_a_training_page_with_warnings_and_a_cut_history(monkeypatch):
     html = t.to_html()
     assert "warning: " in html and "first epochs only" in html
     assert html.count('<svg class="bp-chart"') == 2
+
+
+def test_what_the_terminal_says_reaches_the_page(tmp_path):
+    """--digits, warnings, --order 2, --mode forward, --seed-grad, a training's divergence
+    and its check, --no-symbolic: each shows on the page as in the terminal."""
+    r = invoke("explain", *NEURON, "--digits", "2", "--format", "html")
+    assert r.exit_code == 0 and ">-0.2<" in r.stdout and ">-0.1966<" not in r.stdout
+    r = invoke("explain", "x*y", "x=1", "y=2", "q=3", "--format", "html")
+    assert "warning: " in r.stdout and "&#x27;q&#x27;" in r.stdout
+    r = invoke("grad", "x*y", "x=1", "y=2", "--order", "2", "--no-torch", "--format", "html")
+    assert "Second derivatives" in r.stdout and "∂²f/∂x∂y" in r.stdout
+    r = invoke("explain", "x*x*y", "x=1", "y=2", "--mode", "forward", "--format", "html")
+    assert "Forward mode: ∂f/∂x = 4" in r.stdout and "What each mode costs here" in r.stdout
+    html = bp.grad("x*x", x=3, seed_grad=2, torch=False).to_html()
+    assert "Their sum, 6, times the output's gradient 2 (--seed-grad): 12" in html
+    r = invoke("train", "linear", "--lr", "100", "--epochs", "50", "--format", "html")
+    assert r.exit_code == 1 and "diverged at epoch 2" in r.stdout
+    r = invoke("train", "linear", "--epochs", "5", "--check", "--format", "html")
+    assert "torch autograd: the gradients agree" in r.stdout
+    r = invoke("grad", *NEURON, "--no-symbolic", "--no-torch", "--format", "html")
+    assert "<math" not in r.stdout
+
+
+def test_a_long_chain_gets_the_layered_layout_quickly(tmp_path):
+    program = tmp_path / "chain.bp"
+    program.write_text("t = x\n" + "t = t * 1.5 + y\n" * 80 + "f = t\n")
+    html = bp.grad(program, x=1, y=2, torch=False, symbolic=False).to_html()
+    assert "laid out in layers, not by Graphviz: its wires cross" in html
+    assert len(html.encode()) < 2_000_000  # the long paths are counted, not listed

@@ -17,6 +17,7 @@ from .explain_arrays import operand_position
 
 MAX_NODES = 3_000  # nodes a step-through walks (each is a step, each wire another)
 MAX_PATHS = 32  # paths listed for a node; past this they are only counted
+MAX_PATH_WIRES = 160  # nor are they listed when they would take more wires than this
 
 
 def _plain(x: Any) -> Any:
@@ -33,11 +34,13 @@ def walk(
     seed_grad: Any = None,
     formulas: bool = False,
     dtype: str = "float64",
+    paths: bool = True,
 ) -> dict[str, Any]:
     """Everything a step-through shows for `graph` at `point` (values by variable name),
     the output's gradient seeded with `seed_grad` (ones by default) as grad does; with
     `formulas`, each wire of a graph of numbers also gets its local derivative from SymPy
-    (text, LaTeX, MathML, and with the values put in)."""
+    (text, LaTeX, MathML, and with the values put in); `paths=False` leaves out each node's
+    paths (the terminal's stepper shows none)."""
     from .gradient import upstream
 
     if len(graph.nodes) > MAX_NODES:
@@ -118,12 +121,13 @@ def walk(
         "output": graph.output,
         "output_name": names[graph.output],
         "variables": {name: _plain(value) for name, value in point.items()},
+        "seed": _plain(seed),
         "arrays": arrays,
         "nodes": nodes,
         "edges": edges,
         "forward": [n["id"] for n in nodes],
         "backward": backward,
-        "paths": {} if local is None else _all_paths(graph, reach, local),
+        "paths": {} if local is None or not paths else _all_paths(graph, reach, local),
         "kinks": list(trace.kinks),
         "issues": [{"node": i.node, "message": i.message} for i in trace.issues],
     }
@@ -147,25 +151,29 @@ def _all_paths(
     graph: Graph, reach: list[bool], local: list[tuple[Any, ...]]
 ) -> dict[str, dict[str, Any]]:
     """For every node the output depends on: how many paths lead from the output down to it,
-    and (up to MAX_PATHS) each path's wires, output first, with its product of local
-    derivatives. The sum of the products is the node's gradient."""
+    and (up to MAX_PATHS of at most MAX_PATH_WIRES wires in all) each path's wires, output
+    first, with its product of local derivatives. The sum of the products is the node's
+    gradient. The work is bounded: a long chain's nodes are counted, not listed."""
     counts = [0] * len(graph.nodes)
     counts[graph.output] = 1
+    longest = [0] * len(graph.nodes)  # the most wires on a path from the output down to it
     users: list[list[tuple[int, int]]] = [[] for _ in graph.nodes]
     for node in reversed(graph.nodes[: graph.output + 1]):
         if not reach[node.id] or node.op in ops.LEAVES:
             continue
         for k, i in enumerate(node.inputs):
             counts[i] += counts[node.id]
+            longest[i] = max(longest[i], longest[node.id] + 1)
             users[i].append((node.id, k))
     found: dict[str, dict[str, Any]] = {}
     for node in graph.nodes:
         if not reach[node.id]:
             continue
         entry: dict[str, Any] = {"count": counts[node.id], "paths": []}
-        if counts[node.id] <= MAX_PATHS:
+        if counts[node.id] <= MAX_PATHS and counts[node.id] * longest[node.id] <= MAX_PATH_WIRES:
             for wires in _paths_to(graph.output, node.id, users):
-                product = float(np.prod([float(local[n][k]) for n, k in wires])) if wires else 1.0
+                with np.errstate(all="ignore"):  # a product may overflow: inf is its value
+                    product = float(np.prod([float(local[n][k]) for n, k in wires]))
                 entry["paths"].append(
                     {
                         "edges": [f"{n}-{k}" for n, k in wires],

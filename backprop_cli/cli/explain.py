@@ -151,6 +151,8 @@ def explain(
 
     limits = Limits(max_length=max_length, allow_nonfinite=allow_nonfinite)
     model = ModelOptions(loss=loss, form=_form(form), seed=seed, init=init)
+    if show_program and step:
+        _fail(BackpropError("--show-program prints the program and stops; it does not take --step"))
     if show_program:
         _show_program(expression, file, limits, model)
         return
@@ -171,7 +173,10 @@ def explain(
                 program, point, wrt=_names(wrt), mode=mode.value, allow_nonfinite=allow_nonfinite
             )
         report = result.report
-        page = result.to_html() if chosen == "html" else None
+        page = None
+        if chosen == "html":  # worked out here, so that its errors are one-line errors
+            with numbers.precision(digits):
+                page = result.to_html()
         if chosen in ("csv", "tsv") and "partials" not in report:
             raise BackpropError(
                 "explain's csv and tsv have a row per link of each chain-rule path, and "

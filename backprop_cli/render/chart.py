@@ -10,6 +10,9 @@ from . import numbers
 WIDTH, HEIGHT = 640.0, 300.0
 LEFT, RIGHT, TOP, BOTTOM = 64.0, 16.0, 16.0, 40.0
 COLOURS = ("#1f5fbf", "#b3261e", "#2e7d32", "#8e44ad", "#e67e22", "#00838f", "#6d4c41")
+DASHES = ("", "6 3", "2 3")  # after the colours, the same colours dashed
+LEGEND = 130.0  # room on the right for the names, where there is more than one line
+MAX_TICKS = 8
 MAX_POINTS = 2_000  # points drawn per line; a longer one is thinned evenly
 
 
@@ -52,7 +55,8 @@ def line_chart(
 
     finite = [(x, y) for _, pts in series for x, y in pts if math.isfinite(y)]
     if not finite:
-        return '<p class="bp-muted">nothing to draw: no finite values</p>'
+        said = "no values to draw" if not any(pts for _, pts in series) else "no finite values"
+        return f'<p class="bp-muted">nothing to draw: {said}</p>'
     ys = [y for _, y in finite]
     if log is None:
         log = min(ys) > 0 and max(ys) / min(ys) > 100
@@ -68,7 +72,8 @@ def line_chart(
         y_low, y_high = y_low - 0.5, y_high + 0.5
     margin = (y_high - y_low) * 0.05  # no line runs along the frame
     y_low, y_high = y_low - margin, y_high + margin
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    right = RIGHT + (LEGEND if len(series) > 1 else 0.0)
+    plot_w, plot_h = WIDTH - LEFT - right, HEIGHT - TOP - BOTTOM
 
     def px(x: float) -> float:
         return LEFT + (x - x_low) / (x_high - x_low) * plot_w
@@ -82,17 +87,23 @@ def line_chart(
         f'{text(x_label)}">'
     ]
     if log:
-        y_ticks = [10.0**e for e in range(math.ceil(y_low), math.floor(y_high) + 1)] or [10**y_low]
+        powers = list(range(math.ceil(y_low), math.floor(y_high) + 1)) or [round(y_low)]
+        every = max(1, math.ceil(len(powers) / MAX_TICKS))
+        y_ticks = [10.0**e for e in powers[::every]]
     else:
         y_ticks = _ticks(y_low, y_high)
     for t in y_ticks:
         y = py(t)
+        label = f"1e{round(math.log10(t))}" if log else numbers.number(t, 3)
         parts.append(
-            f'<line class="bp-gridline" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" '
+            f'<line class="bp-gridline" x1="{LEFT}" x2="{LEFT + plot_w}" y1="{y:.1f}" '
             f'y2="{y:.1f}"/><text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">'
-            f"{text(numbers.number(t, 3))}</text>"
+            f"{text(label)}</text>"
         )
-    for t in _ticks(x_low, x_high):
+    x_ticks = _ticks(x_low, x_high)
+    if all(float(x).is_integer() for x, _ in finite):  # epochs: whole numbers only
+        x_ticks = [t for t in x_ticks if float(t).is_integer()] or [x_low]
+    for t in x_ticks:
         x = px(t)
         parts.append(
             f'<text x="{x:.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle">'
@@ -110,16 +121,23 @@ def line_chart(
     )
     for j, (name, pts) in enumerate(series):
         colour = COLOURS[j % len(COLOURS)]
-        drawn = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in _thin(pts) if math.isfinite(y))
+        dash = DASHES[(j // len(COLOURS)) % len(DASHES)]
+        style = f' stroke-dasharray="{dash}"' if dash else ""
+        kept = [(px(x), py(y)) for x, y in _thin(pts) if math.isfinite(y)]
+        drawn = " ".join(f"{x:.1f},{y:.1f}" for x, y in kept)
         parts.append(
-            f'<polyline points="{drawn}" stroke="{colour}"><title>{text(name)}</title></polyline>'
+            f'<polyline points="{drawn}" stroke="{colour}"{style}><title>{text(name)}</title>'
+            "</polyline>"
         )
-        if len(series) > 1:
-            ly = TOP + 14 + 16 * j
+        if len(kept) == 1:  # one point draws no line: a dot
             parts.append(
-                f'<line x1="{WIDTH - RIGHT - 110}" x2="{WIDTH - RIGHT - 92}" y1="{ly - 4}" '
-                f'y2="{ly - 4}" stroke="{colour}" stroke-width="3"/><text x="{WIDTH - RIGHT - 86}" '
-                f'y="{ly}">{text(name)}</text>'
+                f'<circle cx="{kept[0][0]:.1f}" cy="{kept[0][1]:.1f}" r="3" fill="{colour}"/>'
+            )
+        if len(series) > 1:
+            ly, lx = TOP + 10 + 16 * j, LEFT + plot_w + 12
+            parts.append(
+                f'<line x1="{lx}" x2="{lx + 18}" y1="{ly - 4}" y2="{ly - 4}" stroke="{colour}" '
+                f'stroke-width="3"{style}/><text x="{lx + 24}" y="{ly}">{text(name)}</text>'
             )
     parts.append("</svg>")
     return "".join(parts)

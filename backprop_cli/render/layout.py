@@ -14,6 +14,8 @@ POINTS = 72.0  # Graphviz's plain output is in inches; the SVG in points
 RANK_GAP = 56.0  # fallback: space between ranks
 NODE_GAP = 18.0  # fallback: space between boxes of one rank
 MAX_DOT_NODES = 1_500  # beyond this dot takes long with labelled wires: use the fallback
+MAX_DOT_SPAN = 1_000  # nor when the wires cross more ranks than this in all
+DOT_SECONDS = 30  # and dot gets this long before the fallback is drawn instead
 
 
 @dataclass
@@ -48,16 +50,40 @@ def lay_out(
 ) -> Layout:
     """Boxes of the given sizes (node id → width, height) and wires (key, from node, to node,
     label), laid out by dot when it can be, else by the layered fallback."""
-    if use_dot and shutil.which("dot") and len(sizes) <= MAX_DOT_NODES:
+    if not use_dot or shutil.which("dot") is None:
+        return layered(sizes, wires)
+    why = None
+    span = _span(sizes, wires)
+    if len(sizes) > MAX_DOT_NODES:
+        why = f"{len(sizes):,} nodes are more than the {MAX_DOT_NODES:,} Graphviz lays out here"
+    elif span > MAX_DOT_SPAN:
+        why = (
+            f"its wires cross {span:,} ranks, more than the {MAX_DOT_SPAN:,} Graphviz lays "
+            "out with labels in seconds"
+        )
+    else:
         try:
             return _dot_layout(sizes, wires)
         except BackpropError as exc:
-            layout = layered(sizes, wires)
-            layout.notes.append(
-                f"Graphviz could not lay the graph out ({exc}); a layered layout is shown"
-            )
-            return layout
-    return layered(sizes, wires)
+            why = "Graphviz took too long" if "took over" in str(exc) else f"Graphviz failed: {exc}"
+    layout = layered(sizes, wires)
+    layout.notes.append(f"The graph is laid out in layers, not by Graphviz: {why}.")
+    return layout
+
+
+def _span(sizes: dict[int, tuple[float, float]], wires: list[tuple[str, int, int, str]]) -> int:
+    """How many ranks the wires cross in all (each node one rank past its deepest input):
+    what makes dot slow with labelled wires."""
+    inputs: dict[int, list[int]] = {}
+    for _, source, target, _ in wires:
+        inputs.setdefault(target, []).append(source)
+    rank: dict[int, int] = {}
+    total = 0
+    for node in sorted(sizes):
+        below = [rank[i] for i in inputs.get(node, []) if i in rank]
+        rank[node] = 1 + max(below) if below else 0
+        total += sum(rank[node] - r for r in below)
+    return total
 
 
 def _dot_text(sizes: dict[int, tuple[float, float]], wires: list[tuple[str, int, int, str]]) -> str:
@@ -81,7 +107,7 @@ def _dot_layout(
 ) -> Layout:
     from .picture import run_dot
 
-    plain = run_dot(_dot_text(sizes, wires), "plain").decode()
+    plain = run_dot(_dot_text(sizes, wires), "plain", timeout=DOT_SECONDS).decode()
     height = 0.0
     width = 0.0
     boxes: dict[int, Box] = {}
@@ -169,12 +195,26 @@ def layered(
         for node in members:
             boxes[node].y += shift
     placed: dict[str, Wire] = {}
+    into: dict[int, int] = {}  # wires drawn so far into each node: their ends are spread
+    count = {n: len(inputs[n]) for n in sizes}
     for key, source, target, _ in wires:
         a, b = boxes[source], boxes[target]
+        j = into.get(target, 0)
+        into[target] = j + 1
+        spread = (j - (count[target] - 1) / 2) * min(20.0, b.height / max(1, count[target]))
         start = (a.x + a.width / 2, a.y)
-        end = (b.x - b.width / 2 - 10.0, b.y)  # room for the arrowhead
+        end = (b.x - b.width / 2 - 10.0, b.y + spread)  # room for the arrowhead
         bend = max(20.0, (end[0] - start[0]) / 2)
         points = [start, (start[0] + bend, start[1]), (end[0] - bend, end[1]), end]
-        middle = ((start[0] + end[0]) / 2, (start[1] + end[1]) / 2 - 6.0)
-        placed[key] = Wire(key, points, middle)
+        # the label near the wire's end, where it is clear of the boxes it passes
+        placed[key] = Wire(key, points, _on_curve(points, 0.8 if end[0] - start[0] > 120 else 0.7))
     return Layout(x - RANK_GAP + 12.0, tallest + 24.0, boxes, placed, "layered")
+
+
+def _on_curve(points: list[tuple[float, float]], t: float) -> tuple[float, float]:
+    """The point at t along a cubic Bézier, nudged up off the line for its label."""
+    (x0, y0), (x1, y1), (x2, y2), (x3, y3) = points
+    u = 1 - t
+    x = u**3 * x0 + 3 * u * u * t * x1 + 3 * u * t * t * x2 + t**3 * x3
+    y = u**3 * y0 + 3 * u * u * t * y1 + 3 * u * t * t * y2 + t**3 * y3
+    return x, y - 6.0

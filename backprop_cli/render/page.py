@@ -176,12 +176,6 @@ def step_data(walk: dict[str, Any]) -> dict[str, Any]:
         }
         for n in walk["nodes"]
     }
-    paths = {}
-    for key, entry in walk["paths"].items():
-        if entry["paths"]:
-            edges = sorted({e for p in entry["paths"] for e in p["edges"]})
-            on = sorted({i for p in entry["paths"] for i in p["nodes"]})
-            paths[key] = {"edges": edges, "nodes": on}
     output = next(n for n in walk["nodes"] if n["id"] == walk["output"])
     return {
         "steps": steps,
@@ -189,7 +183,6 @@ def step_data(walk: dict[str, Any]) -> dict[str, Any]:
         "output": walk["output"],
         "seed": shown(output["grad"]),
         "nodes": nodes,
-        "paths": paths,
         "start": "Press Next (or →) to walk the forward pass node by node, then the backward "
         "pass wire by wire. Click a node for its paths.",
     }
@@ -228,7 +221,9 @@ def graph_svg(walk: dict[str, Any], use_dot: bool = True) -> tuple[str, Layout]:
     parts = [
         f'<svg class="bp-graph" xmlns="http://www.w3.org/2000/svg" role="group" '
         f'viewBox="{-m:.1f} {-m:.1f} {layout.width + 2 * m:.1f} {layout.height + 2 * m:.1f}" '
-        f'width="{layout.width + 2 * m:.0f}" aria-label="the computational graph">'
+        f'width="{layout.width + 2 * m:.0f}" aria-label="the computational graph" '
+        # shrunk to fit its box, but never below 60 %: a wider graph scrolls inside the box
+        f'style="min-width:{0.6 * (layout.width + 2 * m):.0f}px">'
     ]
     for edge in walk["edges"]:
         parts.append(_svg_wire(edge, layout, names))
@@ -256,7 +251,7 @@ def _svg_wire(edge: dict[str, Any], layout: Layout, names: dict[int, str]) -> st
     if edge["operand"]:
         tip_text += f" ({edge['operand']})"
     formula = edge.get("formula")
-    if formula:
+    if formula and (edge["local"] is None or formula["text"] != shown(edge["local"])):
         tip_text += f" = {formula['text']}"
     label = ""
     if edge["local"] is not None:
@@ -376,19 +371,28 @@ def _detail(
             )
         parts.append("<p>Local derivatives:</p><ul>" + "".join(items) + "</ul>")
     entry = walk["paths"].get(str(node["id"]))
-    if entry and node["id"] != walk["output"]:
-        parts.append(_path_list(entry, names, name, out))
+    if node["grad"] is None or node["id"] == walk["output"]:
+        pass  # a constant has no gradient; the output's is its seed
+    elif walk["arrays"]:
+        parts.append(
+            "<p>The paths from the output down to it are highlighted; with arrays each wire "
+            "carries a vector-Jacobian product, whose shares the backward steps show.</p>"
+        )
+    elif entry:
+        parts.append(_path_list(entry, names, name, out, walk.get("seed", 1.0)))
     parts.append("</section>")
     return "".join(parts)
 
 
-def _path_list(entry: dict[str, Any], names: dict[int, str], name: str, out: str) -> str:
+def _path_list(
+    entry: dict[str, Any], names: dict[int, str], name: str, out: str, seed: Any = 1.0
+) -> str:
     count = entry["count"]
     if count == 0:
         return f"<p>The output does not depend on {text(name)}.</p>"
     head = f"<p>{text(numbers.plural(count, 'path'))} from {text(out)} down to {text(name)}"
     if not entry["paths"]:
-        return head + " (too many to list; the highlighted wires carry them all).</p>"
+        return head + " (too many or too long to list; the highlighted wires carry them).</p>"
     items = []
     for path in entry["paths"]:
         route = " → ".join(names[i] for i in path["nodes"])
@@ -399,9 +403,15 @@ def _path_list(entry: dict[str, Any], names: dict[int, str], name: str, out: str
             f"{text(shown(path['product']))}</b></li>"
         )
     total = sum(p["product"] for p in entry["paths"])
+    said = f"<p>Their sum: {text(shown(total))}</p>"
+    if isinstance(seed, float) and seed != 1.0:  # --seed-grad: the output's own gradient
+        said = (
+            f"<p>Their sum, {text(shown(total))}, times the output's gradient "
+            f"{text(shown(seed))} (--seed-grad): {text(shown(total * seed))}</p>"
+        )
     return (
         head + ", each the product of its local derivatives:</p><ol>" + "".join(items)
-        + f"</ol><p>Their sum: {text(shown(total))}</p>"
+        + "</ol>" + said
     )  # fmt: skip
 
 

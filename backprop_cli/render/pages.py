@@ -108,7 +108,25 @@ def grad_body(report: dict[str, Any], walk: dict[str, Any]) -> str:
         f"{graph_section(walk)}"
         f"<section><h2>Nodes</h2>{nodes_table(walk)}</section>"
         f"<section><h2>Partial derivatives</h2>{partials_table(report, out)}</section>"
+        f"{_second_order(report, out)}"
     )
+
+
+def _second_order(report: dict[str, Any], out: str) -> str:
+    """--order 2: each second partial from every source, as the terminal's table."""
+    second = report.get("second_order")
+    if not second:
+        return ""
+    rows = [
+        f"<tr><td>{text('∂²' + out + '/∂' + e['row'] + '∂' + e['column'])}</td>"
+        f"<td><code>{text(e.get('symbolic') or '—')}</code></td>{_cell(e['engine'])}"
+        f"{_cell(e.get('symbolic_value'))}{_cell(e.get('torch'))}"
+        f"{_cell(e.get('finite_difference'))}{_mark(e)}</tr>"
+        for e in second["entries"]
+    ]
+    head = [("second partial", False), ("SymPy formula", False), ("engine", True),
+            ("exact", True), ("torch", True), ("finite diff.", True), ("agree", False)]  # fmt: skip
+    return "<section><h2>Second derivatives</h2>" + _table(head, rows, "--order 2") + "</section>"
 
 
 def grad_page(report: dict[str, Any], walk: dict[str, Any]) -> str:
@@ -174,8 +192,48 @@ def explain_body(report: dict[str, Any], walk: dict[str, Any]) -> str:
             "every path from the output down to the variable of the product of the local "
             f"derivatives along it.</p>{chain}</section>"
         )
+    for sweep in report.get("forward_sweeps", []):
+        parts.append(_forward_sweep(sweep, out))
+    parts.append(_cost(report))
     parts.append(f"<section><h2>Nodes</h2>{nodes_table(walk)}</section>")
     return "".join(parts)
+
+
+def _forward_sweep(sweep: dict[str, Any], out: str) -> str:
+    """--mode forward: one tangent sweep, ∂node/∂variable node by node."""
+    name = sweep["variable"]
+    rows = [
+        f"<tr><td><code>{text(s['to'])}</code></td><td><code>{text(s['from'])}"
+        f"{' (' + text(s['operand']) + ')' if s.get('operand') else ''}</code></td>"
+        f"{_cell(s['tangent_in'])}{_cell(s['local'])}{_cell(s['contribution'])}"
+        f"{_cell(s['tangent'])}</tr>"
+        for s in sweep["steps"]
+    ]
+    more = sweep["steps_total"] - len(sweep["steps"])
+    head = [("node", False), ("from", False), (f"∂from/∂{name}", True), ("local", True),
+            ("contribution", True), (f"∂node/∂{name} so far", True)]  # fmt: skip
+    caption = f"The tangent sweep for {name}" + (f" ({more:,} more steps)" if more else "")
+    return (
+        f"<section><h2>Forward mode: ∂{text(out)}/∂{text(name)} = "
+        f"{text(shown(sweep['result']))}</h2>{_table(head, rows, caption)}</section>"
+    )
+
+
+def _cost(report: dict[str, Any]) -> str:
+    cost = report.get("cost")
+    if not cost:
+        return ""
+    items = "".join(
+        f"<li>{text(mode)}: {text(numbers.plural(cost[mode]['sweeps'], 'sweep'))}, "
+        f"{text(cost[mode]['stored'])} values kept ({text(cost[mode]['note'])})</li>"
+        for mode in ("reverse", "forward")
+        if mode in cost
+    )
+    operations = numbers.plural(cost["operations"], "operation")
+    return (
+        f"<section><h2>What each mode costs here</h2><p>{text(operations)}</p>"
+        f"<ul>{items}</ul></section>"
+    )
 
 
 def explain_page(report: dict[str, Any], walk: dict[str, Any]) -> str:
@@ -198,13 +256,23 @@ def _settings_table(doc: dict[str, Any]) -> str:
     return _table([("setting", False), ("value", False)], rows, "Settings")
 
 
-def _history_series(doc: dict[str, Any]) -> list[tuple[str, list[tuple[float, float]]]]:
+MAX_SERIES = 12  # parameter elements drawn; the rest are named under the chart
+
+
+def _history_series(doc: dict[str, Any]) -> tuple[list[tuple[str, list[tuple[float, float]]]], int]:
+    """Each parameter element's value by epoch (W1[0,1] for an array's), the first
+    MAX_SERIES of them; and how many more there are."""
+    import numpy as np
+
     series: dict[str, list[tuple[float, float]]] = {}
     for entry in doc["history"]:
         for name, value in (entry.get("params") or {}).items():
-            if isinstance(value, (int, float)):
-                series.setdefault(name, []).append((entry["epoch"], float(value)))
-    return list(series.items())
+            array = np.asarray(value, dtype=np.float64)
+            for index in np.ndindex(array.shape):
+                label = name if not index else f"{name}[{','.join(map(str, index))}]"
+                series.setdefault(label, []).append((entry["epoch"], float(array[index])))
+    items = list(series.items())
+    return items[:MAX_SERIES], max(0, len(items) - MAX_SERIES)
 
 
 def _sample(step: dict[str, Any]) -> str:
@@ -230,12 +298,35 @@ def _grads_table(steps: list[dict[str, Any]], params: list[str], caption: str) -
     return _table(head, rows, caption)
 
 
+def _status(doc: dict[str, Any]) -> str:
+    """How the training ended: diverged, interrupted, and the torch check's verdict."""
+    lines = []
+    if doc.get("diverged_at") is not None:
+        said = f"✗ diverged at epoch {doc['diverged_at']}: the loss or a parameter went "
+        lines.append(("bp-bad", said + "non-finite; the last finite parameters are kept"))
+    if doc.get("interrupted"):
+        lines.append(("bp-bad", f"! interrupted after {doc['epochs']} epochs"))
+    check = doc.get("check")
+    if check:
+        said = "agree" if check.get("ok") else "disagree"
+        error = check.get("max_error")
+        worst = f", max error {shown(error)}" if error is not None else ""
+        mark, kind = ("✓", "bp-ok") if check.get("ok") else ("✗", "bp-bad")
+        lines.append((kind, f"{mark} torch autograd: the gradients {said}{worst}"))
+    return "".join(f'<p class="{kind}">{text(line)}</p>' for kind, line in lines)
+
+
+def _input(x: Any) -> str:
+    if isinstance(x, dict):
+        return ", ".join(f"{k} = {shown(v)}" for k, v in x.items())
+    return shown(x)
+
+
 def _predictions(doc: dict[str, Any]) -> str:
     if not doc["predictions"]:
         return ""
     rows = [
-        f"<tr><td><code>{text(shown(p['x']) if not isinstance(p['x'], dict) else p['x'])}"
-        f"</code></td>{_cell(p['y'])}</tr>"
+        f"<tr><td><code>{text(_input(p['x']))}</code></td>{_cell(p['y'])}</tr>"
         for p in doc["predictions"]
     ]
     return (
@@ -257,14 +348,15 @@ def train_body(doc: dict[str, Any], grads: dict[str, list[dict[str, Any]]]) -> s
         f'<header><h1>backprop train <code class="bp-expression">{text(doc["model"])}</code>'
         f"</h1><p>ŷ = <code>{text(doc['formula'])}</code>, {text(doc['loss_name'])} loss; "
         f"{text(numbers.plural(doc['epochs'], 'epoch'))}, final loss "
-        f"<b>{text(shown(doc['loss']))}</b></p>{_warnings(doc)}</header>",
+        f"<b>{text(shown(doc['loss']))}</b></p>{_status(doc)}{_warnings(doc)}</header>",
         f"<section><h2>Loss</h2>{line_chart([('loss', curve)], 'epoch', 'loss')}</section>",
     ]
-    series = _history_series(doc)
+    series, more = _history_series(doc)
     if series:
+        left_out = f'<p class="bp-muted">{more:,} more elements are not drawn.</p>' if more else ""
         parts.append(
             "<section><h2>Parameters</h2>"
-            f"{line_chart(series, 'epoch', 'value', log=False)}</section>"
+            f"{line_chart(series, 'epoch', 'value', log=False)}{left_out}</section>"
         )
     last_epoch = grads["last"][0]["epoch"] if grads.get("last") else None
     for key, title in (

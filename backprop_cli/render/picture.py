@@ -1189,7 +1189,9 @@ def layout(
     return run_dot(dot_text, fmt, extra), notes
 
 
-def run_dot(dot_text: str, fmt: str, extra: list[str] | None = None) -> bytes:
+def run_dot(
+    dot_text: str, fmt: str, extra: list[str] | None = None, timeout: float = DOT_TIMEOUT
+) -> bytes:
     """Graphviz's dot run on dot_text (-T`fmt`), bounded in time and dying with us; an
     error when dot is missing or fails."""
     dot = shutil.which("dot")
@@ -1205,12 +1207,12 @@ def run_dot(dot_text: str, fmt: str, extra: list[str] | None = None) -> bytes:
             command,
             input=dot_text.encode(),
             capture_output=True,
-            timeout=DOT_TIMEOUT,
+            timeout=timeout,
             check=False,
             preexec_fn=die_with_parent(),  # dot dies with us: it never writes later
         )
     except subprocess.TimeoutExpired:
-        raise LimitError(f"Graphviz took over {DOT_TIMEOUT} s; try a smaller --max-nodes") from None
+        raise LimitError(f"Graphviz took over {timeout:g} s; try a smaller --max-nodes") from None
     if done.returncode != 0:
         message = done.stderr.decode(errors="replace").strip().splitlines()
         raise BackpropError(f"Graphviz failed: {message[-1] if message else 'no message'}")

@@ -10,15 +10,27 @@ from typing import TYPE_CHECKING, Any
 from . import numbers
 
 if TYPE_CHECKING:
-    from rich.console import RenderableType
+    from rich.console import Console, RenderableType
     from rich.table import Table
+    from rich.text import Text
 
 D = "∂"
 ITEMS = 4  # the elements an array shows in a cell or a step's line
-KEYS = "→ Enter Space n: next   ← p Backspace: back   q Esc Ctrl-C: quit"
+KEYS = (  # the keys line, the first that fits the width
+    "→ Enter Space n: next   ← p Backspace: back   q Esc Ctrl-C Ctrl-D: quit",
+    "→ n Enter: next   ← p: back   q Esc: quit",
+    "→ n: next  ← p: back  q: quit",
+    "→ ← q",
+)
+LAST = "  · last step"
 CURRENT, SOURCE = "▶", "•"  # the node the step computes or adds to; the node it comes from
-CHROME = 7  # the frame's lines besides the table's rows and the step's line
 COMPUTES = 12  # the fewest columns the table's `computes` keeps
+NAME = 24  # the widest the node column gets (a longer name is cut with …)
+NAME_FEWEST = 4  # and the fewest it gives way to on a narrow terminal
+VALUE = 30  # the widest a value column gets (a longer value, an array's, is cut with …)
+VALUE_FEWEST = 8  # and the fewest it gives way to before it goes
+TABLE_FEWEST = 3  # a table's fewest lines: its header, the rule and the step's row
+MARK, NODE, OP, FORMULA, VALUE_COLUMN, SO_FAR, FINAL = range(7)  # the table's columns
 
 
 def _num(x: Any) -> str:
@@ -31,6 +43,14 @@ def _hop(name: str, operand: str | None) -> str:
 
 def _flat(text: str) -> str:
     return " ".join(text.split())
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def formula(node: dict[str, Any], nodes: dict[int, dict[str, Any]]) -> str:
@@ -64,6 +84,7 @@ class Steps:
     each node's value in evaluation order, then each `+=` of the reverse sweep."""
 
     data: dict[str, Any]
+    notes: list[str] = field(default_factory=list)  # the warnings, shown under the heading
     nodes: dict[int, dict[str, Any]] = field(init=False)
     operands: dict[str, str | None] = field(init=False)
     last: dict[int, int] = field(init=False)  # node: the backward step that completes it
@@ -104,6 +125,12 @@ class Steps:
             f"{numbers.plural(len(self.data['backward']), 'backward step')} (one += each)"
         )
 
+    def warning(self) -> str:
+        """`! 1 warning: node 1: log(-1) is undefined (nan) …` (empty where there is none)."""
+        if not self.notes:
+            return ""
+        return f"! {numbers.plural(len(self.notes), 'warning')}: " + "; ".join(self.notes)
+
     def line(self, n: int) -> str:
         """Step `n`'s line: `step 9 of 9 · backward: ∂f/∂y += … = -4  (so far -4)`."""
         return f"step {n} of {self.count} · {self.what(n)}"
@@ -117,8 +144,10 @@ class Steps:
     def _computes(self, node: dict[str, Any]) -> str:
         if node["kind"] == "variable":
             return f"{node['name']} = {_num(node['value'])}  (a variable)"
-        if node["kind"] == "constant":
-            return f"{node['name']}  (a constant)"
+        if node["kind"] == "constant":  # a literal is its value; a named one (pi) is not
+            literal = _flat(node["text"])
+            shown = literal if _is_number(literal) else f"{node['name']} = {_num(node['value'])}"
+            return f"{shown}  (a constant)"
         return f"{node['name']} = {formula(node, self.nodes)} = {_num(node['value'])}"
 
     def _adds(self, step: dict[str, Any]) -> str:
@@ -175,49 +204,77 @@ class Steps:
         return _State(computed, so_far, final, done[-1]["input"], done[-1]["node"])
 
     def frame(self, n: int, width: int, height: int) -> RenderableType:
-        """Step `n` on a terminal of this size: the heading, the node table (a window
-        around the step's node where it would not fit), the step's line and the keys."""
-        from rich.cells import cell_len
+        """Step `n` on a terminal of this size: the heading, the warnings, the plan, the node
+        table (a window around the step's node where it would not fit), the step's line and
+        the keys. What goes where the height is short: table rows, then the plan, the
+        warnings, the heading, then the keys; the step's line is always there (cut with …
+        only where it is taller than the terminal)."""
         from rich.console import Group
         from rich.text import Text
 
-        line = self.line(n)
-        wrapped = -(-cell_len(line) // max(1, width))
-        rows = max(3, height - CHROME - wrapped)
-        keys = KEYS + ("  · last step" if n == self.count else "")
-        return Group(
-            Text(self.heading(), style="bold", no_wrap=True, overflow="ellipsis"),
-            Text(self.plan(), style="dim", no_wrap=True, overflow="ellipsis"),
-            Text(""),
-            self._table(self.state(n), rows, width),
-            Text(""),
-            Text(line, style="bold"),
-            Text(keys, style="dim", no_wrap=True, overflow="ellipsis"),
-        )
+        width, height = max(1, width), max(1, height)
+        wrapped = _wrap(self.line(n), width)
+        said = wrapped[:height]
+        if len(said) < len(wrapped):
+            said[-1] = _cut(said[-1], width)
+        room = height - len(said)
+        keys = [Text(self.keys(n, width), style="dim", no_wrap=True, overflow="ellipsis")]
+        keys, room = keys[:room], max(0, room - 1)
+        top: list[RenderableType] = []
+        for text, style in ((self.heading(), "bold"), (self.warning(), "yellow"),
+                            (self.plan(), "dim")):  # fmt: skip
+            if text and room:
+                top.append(Text(text, style=style, no_wrap=True, overflow="ellipsis"))
+                room -= 1
+        middle: list[RenderableType] = []
+        if room >= TABLE_FEWEST:
+            gaps = min(2 if top else 1, room - TABLE_FEWEST)
+            table = self._table(self.state(n), room - gaps - 2, width, n > self.forward)
+            above, below = [Text("")] * (gaps - 1), [Text("")] * min(gaps, 1)
+            middle = [*above, table, *below]  # blank lines: under the plan, over the step
+        elif top and room:
+            middle = [Text("")]
+        return Group(*top, *middle, *said, *keys)
 
-    def _table(self, state: _State, rows: int, width: int) -> Table:
+    def keys(self, n: int, width: int) -> str:
+        """The keys line, as much of it as fits (and that this is the last step)."""
+        from rich.cells import cell_len
+
+        last = LAST if n == self.count else ""
+        for keys in KEYS:
+            if cell_len(keys + last) <= width:
+                return keys + last
+        return KEYS[-1]
+
+    def _table(self, state: _State, rows: int, width: int, backward: bool) -> Table:
+        """The node table in `rows` lines below its header, no wider than `width`: the
+        marker and node columns always, the others as they fit (see `_fit`)."""
         from rich import box
+        from rich.cells import cell_len
         from rich.table import Table
 
         grad = f"{D}{self.out}/{D}node"
         titles = ["", "node", "op", "computes", "value", f"{grad} so far", grad]
         order = self.data["forward"]
-        start, stop = window(len(order), order.index(state.current), rows)
-        widths = self._widths(titles)
-        if (start, stop) != (0, len(order)):  # room for `… 12 more`
-            widths[1] = max(widths[1], len(f"… {len(order):,} more"))
-        keep = _columns(widths, width)
-        table = Table(box=box.SIMPLE_HEAD, show_edge=False, header_style="bold")
+        at = order.index(state.current)
+        start, stop = window(len(order), at, rows) if rows >= 3 else (at, at + 1)
+        counted = rows >= 3 and (start, stop) != (0, len(order))
+        measured = self._widths(titles)
+        if counted:  # room for `… 12 more`
+            measured[NODE] = max(measured[NODE], cell_len(f"… {len(order):,} more"))
+        keep, widths = _fit(measured, width, backward)
+        if widths[SO_FAR] < cell_len(titles[SO_FAR]):
+            titles[SO_FAR] = "so far"
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, header_style="bold", pad_edge=False)
         for i in keep:
-            wide = widths[i]
-            table.add_column(titles[i], justify="right" if i > 3 else "left", no_wrap=True,
-                             overflow="ellipsis", min_width=wide, max_width=wide)  # fmt: skip
-        if start:
+            table.add_column(titles[i], justify="right" if i > FORMULA else "left",
+                             no_wrap=True, overflow="ellipsis", width=widths[i])  # fmt: skip
+        if counted and start:
             table.add_row("", f"… {start:,} more", style="dim")
         for i in order[start:stop]:
             cells = self._row(self.nodes[i], state)
             table.add_row(*(cells[k] for k in keep), style=_style(i, state))
-        if stop < len(order):
+        if counted and stop < len(order):
             table.add_row("", f"… {len(order) - stop:,} more", style="dim")
         return table
 
@@ -266,19 +323,79 @@ class Steps:
         ]
 
 
-def _columns(widths: list[int], width: int) -> list[int]:
-    """The columns that fit `width`, `computes` (3) narrowed to fit; where even that is too
-    wide, op (2) goes, then `computes`. Sets widths[3] to the width `computes` gets."""
-    keep = list(range(len(widths)))
-    for drop in (None, 2, 3):
-        if drop is not None:
-            keep.remove(drop)
-        rest = sum(widths[i] for i in keep if i != 3) + 3 * len(keep) - 1  # padding, rules
-        if 3 not in keep or width - rest >= COMPUTES:
-            break
-    if 3 in keep:
-        widths[3] = min(widths[3], width - rest)
-    return keep
+def _fit(measured: list[int], width: int, backward: bool) -> tuple[list[int], list[int]]:
+    """The table's columns for a terminal `width` wide, and the width each gets: every
+    column where all fit (`computes` narrowed to what is left, down to COMPUTES); where they
+    do not, op goes, then `computes`, then the final gradient. Narrower still, the value
+    columns and then the node names give way down to their fewest, and one of the two value
+    columns goes (the value in the backward sweep, the gradient so far in the forward
+    pass), then the other. The marker and the node column always stay, and the table is
+    never wider than `width` (so nothing else is squeezed)."""
+    widths = list(measured)
+    widths[NODE] = min(widths[NODE], NAME)
+    for i in (VALUE_COLUMN, SO_FAR, FINAL):
+        widths[i] = min(widths[i], VALUE)
+
+    def total(keep: list[int]) -> int:  # a space either side of each rule, none at the edges
+        return sum(widths[i] for i in keep) + 3 * (len(keep) - 1)
+
+    for drop in ((), (OP,), (OP, FORMULA), (OP, FORMULA, FINAL)):
+        keep = [i for i in range(len(widths)) if i not in drop]
+        if FORMULA not in keep:
+            if total(keep) <= width:
+                return keep, widths
+            continue
+        spare = width - total(keep) + widths[FORMULA]
+        if spare >= min(widths[FORMULA], COMPUTES):
+            widths[FORMULA] = min(widths[FORMULA], spare)
+            return keep, widths
+    fewest = {i: min(measured[i], VALUE_FEWEST) for i in (VALUE_COLUMN, SO_FAR)}
+    fewest[NODE] = min(measured[NODE], NAME_FEWEST)
+    kept = SO_FAR if backward else VALUE_COLUMN
+    for columns in ([VALUE_COLUMN, SO_FAR], [kept], []):
+        keep = sorted([MARK, NODE, *columns])
+        while total(keep) > width and any(widths[i] > fewest[i] for i in columns):
+            widest = max((i for i in columns if widths[i] > fewest[i]), key=widths.__getitem__)
+            widths[widest] -= 1  # the wider value column gives way first
+        widths[NODE] = max(fewest[NODE], widths[NODE] - max(0, total(keep) - width))
+        if total(keep) <= width:
+            return keep, widths
+    widths[NODE] = max(1, width - widths[MARK] - 3)
+    return keep, widths
+
+
+def _wrap(line: str, width: int) -> list[Text]:
+    """The step's line as the terminal shows it, wrapped at `width` (Rich's own wrapping)."""
+    from rich.text import Text
+
+    return [
+        Text(part.plain, style="bold", no_wrap=True, overflow="ellipsis")
+        for part in Text(line).wrap(_measure(), width)
+    ]
+
+
+def _cut(text: Text, width: int) -> Text:
+    """A line that goes on below the screen: ends in … within `width`."""
+    from rich.cells import set_cell_size
+    from rich.text import Text
+
+    plain = text.plain.rstrip()
+    return Text(set_cell_size(plain, max(0, width - 1)).rstrip() + "…", style=text.style,
+                no_wrap=True, overflow="ellipsis")  # fmt: skip
+
+
+_measurer: list[Console] = []
+
+
+def _measure() -> Console:
+    """A console that only measures (Text.wrap takes one); it writes nowhere."""
+    if not _measurer:
+        import io
+
+        from rich.console import Console
+
+        _measurer.append(Console(file=io.StringIO(), color_system=None, force_terminal=False))
+    return _measurer[0]
 
 
 def _style(i: int, state: _State) -> str:

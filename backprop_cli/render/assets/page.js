@@ -40,6 +40,18 @@
       }
     }
 
+    // Every node's and wire's elements, found once: a step then touches each of them once.
+    var byNode = {};
+    Object.keys(data.nodes || {}).forEach(function (id) {
+      var els = all(root, '[data-node="' + id + '"]');
+      byNode[id] = {
+        els: els,
+        values: all(root, '[data-node="' + id + '"] .bp-live-value'),
+        grads: all(root, '[data-node="' + id + '"] .bp-live-grad'),
+      };
+    });
+    var wires = all(root, ".bp-edge");
+
     function show() {
       var seen = {};
       var sofar = {};
@@ -53,25 +65,30 @@
           contributed[step.edge] = true;
         }
       }
-      var backward = at > data.forward_count;
-      Object.keys(data.nodes || {}).forEach(function (id) {
+      // the backward pass has begun (or, with no wire to walk, the walk is over): the
+      // output holds its seed gradient
+      var backward = at > data.forward_count || (count > 0 && at === count);
+      Object.keys(byNode).forEach(function (id) {
         var info = data.nodes[id];
+        var found = byNode[id];
         var grad = sofar[id];
         if (grad === undefined && backward && id === String(data.output)) grad = data.seed;
         var final = grad !== undefined && (info.last === null ? backward : at >= info.last);
-        all(root, '[data-node="' + id + '"]').forEach(function (el) {
+        var value = seen[id] ? info.value : "";
+        found.els.forEach(function (el) {
           el.classList.toggle("bp-computed", seen[id] === true);
           el.classList.toggle("bp-has-grad", grad !== undefined);
           el.classList.toggle("bp-final", final);
         });
-        all(root, '[data-node="' + id + '"] .bp-live-value').forEach(function (el) {
-          el.textContent = seen[id] ? info.value : "";
+        found.values.forEach(function (el) {
+          if (el.textContent !== value) el.textContent = value;
         });
-        all(root, '[data-node="' + id + '"] .bp-live-grad').forEach(function (el) {
-          el.textContent = grad === undefined ? "" : grad;
+        var text = grad === undefined ? "" : grad;
+        found.grads.forEach(function (el) {
+          if (el.textContent !== text) el.textContent = text;
         });
       });
-      all(root, ".bp-edge").forEach(function (el) {
+      wires.forEach(function (el) {
         el.classList.toggle("bp-done", contributed[el.getAttribute("data-edge")] === true);
       });
       mark(".bp-current", "bp-current", false);
@@ -101,10 +118,16 @@
       }
       var prev = button("prev");
       var next = button("next");
+      var reset = button("reset");
+      var had = document.activeElement;
       if (prev) prev.disabled = at === 0;
       if (next) next.disabled = at === count;
-      var reset = button("reset");
       if (reset) reset.disabled = at === 0;
+      if (had && had.disabled) {
+        // a button that has just been disabled keeps no focus: hand it to the way back
+        var other = had === next ? prev : next;
+        if (other && !other.disabled) other.focus();
+      }
     }
 
     function go(to) {
@@ -141,6 +164,33 @@
       }, data.interval || 700);
     }
 
+    // The wires and nodes on the paths from the output down to a node: every wire leaving
+    // it or a node that uses it, up to the output (every node drawn is one the output
+    // depends on). A walk over the drawing, not arithmetic.
+    var users = {};
+    wires.forEach(function (el) {
+      var from = el.getAttribute("data-from");
+      (users[from] = users[from] || []).push(el);
+    });
+
+    function cone(id) {
+      var seen = {};
+      var edges = [];
+      var todo = [String(id)];
+      seen[id] = true;
+      while (todo.length) {
+        (users[todo.pop()] || []).forEach(function (el) {
+          edges.push(el.getAttribute("data-edge"));
+          var to = el.getAttribute("data-to");
+          if (!seen[to]) {
+            seen[to] = true;
+            todo.push(to);
+          }
+        });
+      }
+      return { edges: edges, nodes: Object.keys(seen) };
+    }
+
     function select(id) {
       mark(".bp-selected", "bp-selected", false);
       mark(".bp-on-path", "bp-on-path", false);
@@ -156,7 +206,7 @@
       selected = id;
       if (empty) empty.hidden = true;
       mark('[data-node="' + id + '"]', "bp-selected", true);
-      var on = (data.paths || {})[id] || { edges: [], nodes: [] };
+      var on = cone(id);
       on.edges.forEach(function (edge) {
         mark('.bp-edge[data-edge="' + edge + '"]', "bp-on-path", true);
       });
