@@ -23,7 +23,7 @@ from backprop_cli.core.parse import parse
 from backprop_cli.render import check as check_view
 from backprop_cli.render import diff as diff_view
 from backprop_cli.render import gradient as view
-from backprop_cli.render import notebook, numbers
+from backprop_cli.render import numbers
 from tests.conftest import run
 from tests.transcripts import differences
 
@@ -89,7 +89,8 @@ def test_the_digits_setting_reaches_every_human_display(digits, expected):
     with numbers.precision(digits):
         table = shown(view.tables(report, 100))
         markdown = view.to_markdown(report)
-        html = notebook.grad_html(report)
+        page = bp.grad("sigmoid(x)", x=1, torch=False)._repr_html_()
+    html = re.sub(r' (title|data-final)="[^"]*"', "", page)  # tooltips hold every digit
     for text in (table, markdown, html):
         assert expected in text
     if digits:
@@ -179,15 +180,12 @@ def test_display_names_come_from_the_report():
 
 
 def test_the_notebook_html_uses_the_same_names_and_digits():
-    html = notebook.grad_html(report_of("sigmoid(w*x+b)", w=2, x=-1, b=0.5))
-    assert (
-        "t1 = w*x" in html
-        and "t1, b" in html
-        and ">2, 3<" not in html
-        and "f = sigmoid(w*x+b) (output)" in html
-    )
+    page = bp.grad("sigmoid(w*x+b)", w=2, x=-1, b=0.5, torch=False)._repr_html_()
+    html = re.sub(r' (title|data-final)="[^"]*"', "", page)  # tooltips hold every digit
+    assert "<code>w * x</code>" in html and "<code>t1 + b</code>" in html
+    assert "<code>sigmoid(t2)</code>" in html and ">2, 3<" not in html
     assert "0.1824" in html and "0.18242552" not in html
-    assert "(1 statement, float64)" in html
+    assert "(float64)" in html
 
 
 # ---- Markdown with mathematics ------------------------------------------------------------
