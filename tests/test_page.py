@@ -319,3 +319,11 @@ def test_a_long_chain_gets_the_layered_layout_quickly(tmp_path):
     html = bp.grad(program, x=1, y=2, torch=False, symbolic=False).to_html()
     assert "laid out in layers, not by Graphviz: its wires cross" in html
     assert len(html.encode()) < 2_000_000  # the long paths are counted, not listed
+
+
+def test_a_long_epoch_says_its_table_shows_its_first_steps():
+    x = [i / 80 for i in range(80)]
+    t = bp.train("linear", x=x, y=[2 * v for v in x], epochs=2)
+    html = t.to_html()
+    assert html.count("the first 50 of the epoch&#x27;s 80 steps") == 2
+    assert "the first" not in bp.train("linear", epochs=2).to_html()

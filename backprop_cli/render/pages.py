@@ -365,6 +365,10 @@ def train_body(doc: dict[str, Any], grads: dict[str, list[dict[str, Any]]]) -> s
     ):
         if grads.get(key):
             caption = "each step's gradients, before the step updates the parameters"
+            batch = doc["settings"].get("batch_size") or doc["data_size"]
+            per_epoch = -(-doc["data_size"] // max(1, batch))
+            if per_epoch > len(grads[key]):
+                caption += f" (the first {len(grads[key])} of the epoch's {per_epoch:,} steps)"
             table = _grads_table(grads[key], params, caption)
             parts.append(f"<section><h2>{text(title)}</h2>{table}</section>")
     parts.append(

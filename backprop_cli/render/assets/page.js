@@ -168,7 +168,9 @@
     // it or a node that uses it, up to the output (every node drawn is one the output
     // depends on). A walk over the drawing, not arithmetic.
     var users = {};
+    var wireById = {};
     wires.forEach(function (el) {
+      wireById[el.getAttribute("data-edge")] = el;
       var from = el.getAttribute("data-from");
       (users[from] = users[from] || []).push(el);
     });
@@ -208,10 +210,12 @@
       mark('[data-node="' + id + '"]', "bp-selected", true);
       var on = cone(id);
       on.edges.forEach(function (edge) {
-        mark('.bp-edge[data-edge="' + edge + '"]', "bp-on-path", true);
+        if (wireById[edge]) wireById[edge].classList.add("bp-on-path");
       });
       on.nodes.forEach(function (node) {
-        mark('.bp-node[data-node="' + node + '"]', "bp-on-path", true);
+        (byNode[node] ? byNode[node].els : []).forEach(function (el) {
+          if (el.classList.contains("bp-node")) el.classList.add("bp-on-path");
+        });
       });
       var detail = root.querySelector('.bp-detail[data-detail="' + id + '"]');
       if (detail) detail.hidden = false;
@@ -249,6 +253,7 @@
       if (event.altKey || event.ctrlKey || event.metaKey) return;
       var tag = event.target && event.target.tagName;
       if (tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT") return;
+      if (event.target && event.target.isContentEditable) return;
       var key = { ArrowRight: "next", ArrowLeft: "prev", Home: "reset", End: "end" }[event.key];
       if (key) {
         event.preventDefault();
