@@ -358,7 +358,7 @@ def grad(
         )  # fmt: skip
         report = gradient_report(program, point, options)
     _warn(report["warnings"])
-    return GradResult(report, program, point, options.seed_grad)
+    return GradResult(report, program, point, options.seed_grad, symbolic)
 
 
 def explain(

@@ -240,12 +240,18 @@ class GradResult(_Report):
     kind = "grad"
 
     def __init__(
-        self, report: dict[str, Any], program: Program, point: dict[str, Any], seed: Any = None
+        self,
+        report: dict[str, Any],
+        program: Program,
+        point: dict[str, Any],
+        seed: Any = None,
+        symbolic: bool = True,
     ) -> None:
         self.report = report
         self.program = program
         self._point = point
         self._seed = seed
+        self._symbolic = symbolic  # whether SymPy was asked for (its formulas on the page)
 
     @property
     def value(self) -> Any:
@@ -311,12 +317,11 @@ class GradResult(_Report):
         reverse sweep's every += with the engine's numbers, each node's paths."""
         from .analyses.walk import walk
 
-        symbolic = self.report["checks"]["symbolic"].get("skipped") != "--no-symbolic"
         return walk(
             self.program.graph,
             self._point,
             self._seed,
-            formulas=symbolic,  # SymPy's local derivatives, unless SymPy was left out
+            formulas=self._symbolic,  # SymPy's local derivatives, unless it was left out
             dtype=self.report["dtype"],
         )
 

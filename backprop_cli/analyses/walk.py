@@ -13,19 +13,11 @@ import numpy as np
 from ..core import engine, ops, shapes
 from ..core.errors import BackpropError
 from ..core.graph import Graph
-from .explain_arrays import operand_position
+from .explain_arrays import _plain, operand_position
 
 MAX_NODES = 3_000  # nodes a step-through walks (each is a step, each wire another)
 MAX_PATHS = 32  # paths listed for a node; past this they are only counted
 MAX_PATH_WIRES = 160  # nor are they listed when they would take more wires than this
-
-
-def _plain(x: Any) -> Any:
-    """A float, or nested lists of floats for an array (non-finite values stay floats)."""
-    if np.ndim(x) == 0:
-        return float(x)
-    value: Any = np.asarray(x, dtype=np.float64).tolist()
-    return value
 
 
 def walk(
@@ -51,9 +43,8 @@ def walk(
         )
     cores = shapes.infer(graph, {name: np.shape(value) for name, value in point.items()})
     seed = upstream(graph, cores[graph.output], seed_grad)
-    trace = engine.run(graph, point, dtype, seed)
     record: list[engine.Step] = []
-    engine.backward(graph, trace.values, seed, cores=trace.cores, record=record)
+    trace = engine.run(graph, point, dtype, seed, record=record)
     arrays = any(cores)
     local = None if arrays else engine.local_partials(graph, trace.values)
     names = graph.display_names()

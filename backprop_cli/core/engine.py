@@ -327,12 +327,18 @@ def kinks(graph: Graph, values: list[Array], cores: Cores | None = None) -> list
     return found
 
 
-def run(graph: Graph, env: Mapping[str, Array], dtype: str = "float64", seed: Array = 1.0) -> Trace:
-    """Forward, backward, and the notes a report needs."""
+def run(
+    graph: Graph,
+    env: Mapping[str, Array],
+    dtype: str = "float64",
+    seed: Array = 1.0,
+    record: list[Step] | None = None,
+) -> Trace:
+    """Forward, backward, and the notes a report needs (`record`: as in `backward`)."""
     issues: list[Issue] = []
     cores = input_cores(graph, env)
     values = evaluate(graph, env, DTYPES[dtype], issues, cores=cores)
-    grads = backward(graph, values, seed, issues, cores=cores)
+    grads = backward(graph, values, seed, issues, cores=cores, record=record)
     return Trace(values, grads, issues, kinks(graph, values, cores), cores)
 
 

@@ -14,8 +14,6 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import numpy as np
-
 from . import numbers
 from .layout import Layout, lay_out
 
@@ -94,23 +92,9 @@ def fragment(body: str) -> str:
 
 
 def shown(value: Any) -> str:
-    """A number at the current precision; an array as its shape and first elements."""
-    if value is None:
-        return "—"
-    if isinstance(value, list):
-        array = np.asarray(value, dtype=np.float64)
-        if array.size <= MAX_ELEMENTS:  # small: as written, [[1, 2], [3, 4]]
-            return _nested(array)
-        items = [numbers.number(float(v)) for v in array.ravel()[:MAX_ELEMENTS]]
-        shape = "×".join(str(d) for d in array.shape)
-        return f"[{', '.join(items)}, …] ({shape})"
-    return numbers.number(float(value))
-
-
-def _nested(array: Any) -> str:
-    if np.ndim(array) == 0:
-        return numbers.number(float(array))
-    return "[" + ", ".join(_nested(part) for part in array) + "]"
+    """A number at the current precision; an array compactly (its shape and a few elements
+    when it has more than MAX_ELEMENTS); None as —."""
+    return numbers.number_any(value, items=MAX_ELEMENTS)
 
 
 def full(value: Any) -> str:
