@@ -22,14 +22,14 @@ for _error in (BackpropError, InputError, LimitError, ParseError):
 __version__ = "0.1.0"
 
 _API = ("grad", "diff", "explain", "jacobian", "hessian", "check", "train", "compile",
-        "expand", "quiet", "Compiled", "BackpropWarning")  # fmt: skip
+        "codegen", "expand", "quiet", "Compiled", "BackpropWarning")  # fmt: skip
 _RESULTS = ("GradResult", "DiffResult", "ExplainResult", "HigherResult", "CheckResult",
             "TrainResult", "Node", "Partial", "Picture", "Epoch")  # fmt: skip
 
 __all__ = [
     "BackpropError", "BackpropWarning", "CheckResult", "Compiled", "DiffResult", "Epoch",
     "ExplainResult", "GradResult", "HigherResult", "InputError", "LimitError", "Node",
-    "ParseError", "Partial", "Picture", "TrainResult", "__version__", "check", "compile",
+    "ParseError", "Partial", "Picture", "TrainResult", "__version__", "check", "codegen", "compile",
     "diff", "expand", "explain", "grad", "hessian", "jacobian", "quiet", "train",
 ]  # fmt: skip
 
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         BackpropWarning,
         Compiled,
         check,
+        codegen,
         compile,
         diff,
         expand,

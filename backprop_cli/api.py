@@ -555,6 +555,130 @@ def check(
     return CheckResult(report)
 
 
+CODEGEN_POINTS = 20  # random points a check of generated code runs at
+
+
+def codegen(
+    expr: str | Program | os.PathLike[str],
+    /,
+    *,
+    target: str = "python",
+    wrt: str | list[str] | None = None,
+    name: str | None = None,
+    forward_mode: bool = False,
+    hessian: bool = False,
+    check: bool = False,
+    values: Mapping[str, Any] | None = None,
+    max_length: int = DEFAULT_LIMITS.max_length,
+) -> str:
+    """The backward pass as source code (`backprop codegen`): one function, `f_and_grad` by
+    default, whose parameters are the variables in order of first appearance and which
+    returns `(value, (d_v1, d_v2, …))`. Targets: python (math), numpy, torch, jax, c.
+    `forward_mode=True` gives the tangent version `f_and_tangent(*variables, *tangents)`,
+    `hessian=True` forward over reverse, `f_grad_and_hessian` (scalar programs).
+    `check=True` runs the code at random points (around `values`, which array variables
+    need for their shapes) and raises unless it agrees with the engine::
+
+        >>> print(bp.codegen("(x+y)*z").splitlines()[-1])
+            return f, (d_x, d_y, d_z)
+    """
+    with _errors():
+        program = _program(expr, _limits(False, max_length))
+        source, built = generate(program, target, _wrt(wrt), name, forward_mode, hessian)
+        if check:
+            agreement = check_generated(program, source, built, target, dict(values or {}))
+            if not agreement.ok:
+                raise BackpropError(_disagreement(target, agreement))
+    return source
+
+
+def generate(
+    program: Program,
+    target: str,
+    wrt: list[str] | None,
+    name: str | None,
+    forward_mode: bool,
+    hessian: bool,
+) -> tuple[str, Any]:
+    from .analyses import codegen as cg
+    from .render import code as printers
+
+    if target not in printers.TARGETS:
+        raise InputError(
+            f"unknown target {target!r}", hint=f"targets: {', '.join(printers.TARGETS)}"
+        )
+    if forward_mode and hessian:
+        raise InputError("forward mode and the Hessian are two different codes: pick one")
+    graph = program.graph
+    if target in ("python", "c") and cg.is_array_program(graph):
+        at = cg.first_array_node(graph)
+        where = (
+            ""
+            if at is None
+            else f" ({graph.text(at, 40)!r} at column {graph.nodes[at].span[0] + 1})"
+        )
+        raise InputError(
+            f"the {target} target works on numbers; this program uses arrays{where}",
+            hint="use --target numpy, torch or jax",
+        )
+    reserved = printers.reserved(target)
+    if name is not None:
+        _check_function_name(name, reserved, list(graph.variables))
+    mode = "hessian" if hessian else "forward" if forward_mode else "reverse"
+    built = cg.build(graph, mode=mode, wrt=wrt, fn_name=name, reserved=reserved)
+    return printers.source(built, target), built
+
+
+def _check_function_name(name: str, reserved: set[str], variables: list[str]) -> None:
+    import keyword
+    import re
+
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name, re.ASCII):
+        raise InputError(
+            f"the function name {name!r} is not an identifier (ASCII letters, digits, '_')"
+        )
+    if keyword.iskeyword(name) or name in reserved or name in variables:
+        raise InputError(
+            f"the function name {name!r} is taken (a keyword, a library or a variable)"
+        )
+
+
+def check_generated(
+    program: Program, source: str, built: Any, target: str, values: Mapping[str, Any]
+) -> Any:
+    """Run generated code at the given point and random ones; compare with the engine."""
+    from .analyses.codegen import is_array_program
+    from .checks import generated
+
+    graph = program.graph
+    given = {k: _numbers(k, v) for k, v in values.items() if k in graph.variables}
+    missing = [v for v in graph.variables if v not in given]
+    if missing and is_array_program(graph):
+        raise InputError(
+            f"--check needs a value for {', '.join(missing)}: an array program's variables "
+            "take their shapes from the values",
+            hint="give them, e.g. W=[[1,2],[3,4]] x=[1,-1]",
+        )
+    points = generated.random_points(graph, given, CODEGEN_POINTS)
+    wrt = [v for v in built.variables if built.wrt and v in _wrt_names(built)]
+    with generated.workdir() as folder:
+        function = generated.load(source, target, built.name, folder)
+        return generated.compare(
+            function, target, graph, points, mode=built.mode, variables=built.variables, wrt=wrt
+        )
+
+
+def _wrt_names(built: Any) -> set[str]:
+    """The user's names of the variables the code differentiates."""
+    names = dict(zip(built.params, built.variables, strict=True))
+    return {names[w] for w in built.wrt}
+
+
+def _disagreement(target: str, agreement: Any) -> str:
+    first = agreement.failures[0] if agreement.failures else "no point had finite numbers"
+    return f"the generated {target} code disagrees with the engine: {first}"
+
+
 def diff(
     expr: str | Program | os.PathLike[str],
     /,

@@ -26,7 +26,7 @@ from typer.core import TyperCommand, TyperGroup
 from .. import __version__
 from ..core.errors import BackpropError, InputError, visible
 from ..core.suggest import closest
-from . import check, diff, explain, grad, graph, higher, ops, terminal, train
+from . import check, codegen, diff, explain, grad, graph, higher, ops, terminal, train
 from .common import _fail, _stderr  # noqa: F401
 from .terminal import EXIT_DISAGREE, EXIT_INTERNAL
 
@@ -503,7 +503,7 @@ def _main(
     """The terminal's backpropagation workbench."""
 
 
-for _command in (grad, ops, explain, higher, check, graph, train, diff):
+for _command in (grad, ops, explain, higher, check, graph, train, diff, codegen):
     _command.register(app)
 for _info in app.registered_commands:  # -h is help in every command, as in the group
     _info.context_settings = {**(_info.context_settings or {}), "help_option_names": HELP_OPTIONS}

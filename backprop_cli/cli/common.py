@@ -110,6 +110,7 @@ MISSING_HINTS = {
     "check": 'backprop check "sin(x)*y"',
     "jacobian": 'backprop jacobian "sin(x)*y" "x=[1,2]" y=3',
     "hessian": 'backprop hessian "x**2*y" x=1 y=2',
+    "codegen": 'backprop codegen "(x+y)*z"',
 }
 
 

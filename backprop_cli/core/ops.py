@@ -54,6 +54,14 @@ class Op:
     matrix: Callable[..., Any] | None = None
     # Array ops' test cases: the inputs' shapes and the node's attributes.
     array_samples: tuple[tuple[tuple[tuple[int, ...], ...], tuple[tuple[str, Any], ...]], ...] = ()
+    # Generated code (`backprop codegen`): the forward, each input's VJP and the tangent,
+    # written with c, a builder of the code's vocabulary ((c, *args, **attrs) -> expression;
+    # VJPs take (c, g, out, *args, **attrs), the tangent (c, tangents, out, *args, **attrs)
+    # with None for a zero tangent). Elementwise ops need none of them: their numpy rules
+    # above are traced as they are, and a tangent is the VJP applied to it.
+    code: Callable[..., Any] | None = None
+    code_vjp: tuple[Callable[..., Any], ...] = ()
+    code_jvp: Callable[..., Any] | None = None
 
     @property
     def elementwise(self) -> bool:
@@ -168,6 +176,7 @@ _OPS: list[Op] = [
         "∂/∂a = b·a^(b-1), ∂/∂b = a^b·ln a",
         ((2.0, 3.0), (1.5, 0.5), (-2.0, 3.0), (0.0, 2.0), (4.0, -0.5)),
         call="pow", symbol="**", domain="a > 0, or b an integer",
+        code=lambda c, a, b: c.call("power", a, b),
     ),
     Op(
         "neg", 1, "-a", np.negative,
@@ -599,6 +608,93 @@ _ARRAY_OPS: list[Op] = [
 ]  # fmt: skip
 
 _OPS += _ARRAY_OPS
+
+
+# ---- generated code: the array ops in the code's vocabulary ---------------------------------
+
+
+def _linear_code(fn: str) -> Callable[..., Any]:
+    """The tangent of a linear op: the op applied to the tangent."""
+    return lambda c, t, out, a, **kw: None if t[0] is None else c.call(fn, t[0], **kw)
+
+
+def _bilinear_code(fn: str) -> Callable[..., Any]:
+    """The tangent of a product: each factor's tangent times the other factor."""
+
+    def tangent(c: Any, t: Any, out: Any, a: Any, b: Any) -> Any:
+        left = None if t[0] is None else c.call(fn, t[0], b)
+        right = None if t[1] is None else c.call(fn, a, t[1])
+        return c.plus(left, right)
+
+    return tangent
+
+
+def _extreme_code(fn: str) -> tuple[Callable[..., Any], ...]:
+    # torch's amax/amin: the elements attaining the extreme share it evenly
+    return (
+        lambda c, a, axis=None: c.call(fn, a, axis=axis),
+        lambda c, g, out, a, axis=None: c.call("share", g, a, out, axis=axis),
+        lambda c, t, out, a, axis=None: (
+            None if t[0] is None else c.call("share_tangent", t[0], a, out, axis=axis)
+        ),
+    )
+
+
+_CODE: dict[str, tuple[Callable[..., Any], tuple[Callable[..., Any], ...], Callable[..., Any]]] = {
+    "sum": (
+        lambda c, a, axis=None: c.call("sum", a, axis=axis),
+        (lambda c, g, out, a, axis=None: c.call("spread", g, a, axis=axis),),
+        _linear_code("sum"),
+    ),
+    "mean": (
+        lambda c, a, axis=None: c.call("mean", a, axis=axis),
+        (
+            lambda c, g, out, a, axis=None: c.call(
+                "divide", c.call("spread", g, a, axis=axis), c.call("size", a, axis=axis)
+            ),
+        ),
+        _linear_code("mean"),
+    ),
+    "amax": (_extreme_code("amax")[0], (_extreme_code("amax")[1],), _extreme_code("amax")[2]),
+    "amin": (_extreme_code("amin")[0], (_extreme_code("amin")[1],), _extreme_code("amin")[2]),
+    "dot": (
+        lambda c, a, b: c.call("dot", a, b),
+        (
+            lambda c, g, out, a, b: c.call("multiply", g, b),
+            lambda c, g, out, a, b: c.call("multiply", g, a),
+        ),
+        _bilinear_code("dot"),
+    ),
+    "matmul": (
+        lambda c, a, b: c.call("matmul", a, b),
+        (
+            lambda c, g, out, a, b: c.call("matmul_grad_a", g, a, b),
+            lambda c, g, out, a, b: c.call("matmul_grad_b", g, a, b),
+        ),
+        _bilinear_code("matmul"),
+    ),
+    "transpose": (
+        lambda c, a: c.call("transpose", a),
+        (lambda c, g, out, a: c.call("transpose", g),),
+        _linear_code("transpose"),
+    ),
+    "reshape": (
+        lambda c, a, shape: c.call("reshape", a, shape=shape),
+        (lambda c, g, out, a, shape: c.call("reshape_as", g, a),),
+        _linear_code("reshape"),
+    ),
+    "getitem": (
+        lambda c, a, index: c.call("getitem", a, index=index),
+        (lambda c, g, out, a, index: c.call("scatter", g, a, index=index),),
+        _linear_code("getitem"),
+    ),
+}
+_OPS = [
+    replace(op, code=_CODE[op.name][0], code_vjp=_CODE[op.name][1], code_jvp=_CODE[op.name][2])
+    if op.name in _CODE
+    else op
+    for op in _OPS
+]
 
 
 # ---- matrix calculus: counterparts of the linear and bilinear ops ---------------------------
