@@ -413,6 +413,7 @@ class _Build:
         self.values: dict[int, Expr] = {}  # node id -> its value's expression
         self.codes: dict[int, str] = {}  # node id -> its code name (op and input nodes)
         self.body: list[Stmt | str] = []
+        self.folded: dict[int, Expr] = {}  # op nodes whose value is a constant
         self._name_nodes()
 
     def _name_nodes(self) -> None:
@@ -443,6 +444,8 @@ class _Build:
             self.codes[node.id] = self.namer.fresh(wanted)
 
     def value(self, node_id: int) -> Expr:
+        if node_id in self.folded:
+            return self.folded[node_id]
         node = self.graph.nodes[node_id]
         if node.op == "const" and node_id not in self.codes:
             return const(node.value)
@@ -476,6 +479,9 @@ class _Build:
             op = ops.OPS[node.op]
             args = [self.value(i) for i in node.inputs]
             expr = self.forward_expr(op, args, node.params)
+            if expr.fn == "const":  # an op of constants: a constant, written where it is used
+                self.folded[node.id] = expr
+                continue
             shown = _shown_call(op, [_text(a) for a in args], node.params)
             comment = shown if _uses(expr, {"where"}) else ""
             self.emit(self.codes[node.id], expr, comment=comment)

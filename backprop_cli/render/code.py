@@ -59,6 +59,7 @@ class Printer:
 
     def __init__(self) -> None:
         self.helpers: dict[str, str] = {}
+        self.taken: set[str] = set()
 
     # -- expressions --
     def expr(self, e: Expr) -> str:
@@ -127,10 +128,15 @@ class Printer:
     def fn_negative(self, a: Expr) -> tuple[str, int]:
         return "-" + self.at(a, UNARY), UNARY
 
+    def power(self, a: Expr, b: Expr) -> tuple[str, int]:
+        # ** is right-associative and binds more tightly than a unary minus on its left;
+        # ruff (like black) writes it without spaces between simple operands: t2**2
+        op = "**" if _simple(a) and _simple(b) else " ** "
+        return f"{self.at(a, POWER + 1)}{op}{self.at(b, UNARY)}", POWER
+
     def fn_power(self, a: Expr, b: Expr) -> tuple[str, int]:
         if b.fn == "const" and float(b.value).is_integer():
-            # ** is right-associative and binds more tightly than a unary minus on its left
-            return f"{self.at(a, POWER + 1)} ** {self.at(b, UNARY)}", POWER
+            return self.power(a, b)
         # math.pow, not **: a negative base with a fractional exponent is an error, not a
         # complex number
         return self.call("math.pow", a, b), ATOM
@@ -175,12 +181,51 @@ class Printer:
     def copy(self, text: str) -> str:
         return text
 
+    lazy_where = True  # `a if c else b` evaluates one branch: hoist nothing out of it
+
     def statement(self, s: Stmt, indent: str) -> list[str]:
-        value = self.expr(s.expr)
-        if s.copy:
-            value = self.copy(value)
-        line = f"{indent}{s.target} {'+=' if s.accumulate else '='} {value}"
-        return self.with_comment(line, self.note(s), indent)
+        op = "+=" if s.accumulate else "="
+        return self.assign(s.target, op, s.expr, indent, self.note(s), s.copy)
+
+    def assign(
+        self,
+        target: str,
+        op: str,
+        expr: Expr,
+        indent: str,
+        note: str = "",
+        copy: bool = False,
+        base: str | None = None,
+    ) -> list[str]:
+        """target op expr, within the line length as ruff keeps it: a statement too long is
+        split, its largest operand computed first into a name of its own (a conditional
+        whose branches must stay lazy becomes an if/else)."""
+        value = self.expr(expr)
+        line = f"{indent}{target} {op} {self.copy(value) if copy else value}"
+        if len(line) <= LINE:
+            return self.with_comment(line, note, indent)
+        above = [f"{indent}{self.comment} {note}"] if note else []
+        if expr.fn == "where" and self.lazy_where:
+            cond, left, right = expr.args
+            inner = indent + "    "
+            return [*above, f"{indent}if {self.expr(cond)}:",
+                    *self.assign(target, op, left, inner, base=base), f"{indent}else:",
+                    *self.assign(target, op, right, inner, base=base)]  # fmt: skip
+        parts = [a for a in expr.args if a.fn not in ("name", "const")]
+        if not parts:
+            return [*above, line]
+        sub = max(parts, key=lambda a: len(self.expr(a)))
+        temp = self.fresh(base or target)
+        first = self.assign(temp, "=", sub, indent, base=base or target)
+        rest = self.assign(target, op, _swap(expr, sub, temp), indent, "", copy, base)
+        return [*above, *first, *rest]
+
+    def fresh(self, base: str) -> str:
+        k = 1
+        while f"{base}_{k}" in self.taken:
+            k += 1
+        self.taken.add(f"{base}_{k}")
+        return f"{base}_{k}"
 
     def note(self, s: Stmt) -> str:
         text = s.comment
@@ -207,6 +252,7 @@ class Printer:
         return "import math"
 
     def module(self, code: Code) -> str:
+        self.taken = _names(code) | reserved(self.target)
         lines = self.header(code)
         body = self.function_lines(code, code.name if code.mode != "hessian" else _hvp(code))
         helpers = [self.helpers[k] for k in sorted(self.helpers)]
@@ -266,6 +312,25 @@ class Printer:
         return lines
 
 
+def _names(code: Code) -> set[str]:
+    found = {code.name, *code.params, *code.tangent_params}
+    return found | {s.target for s in code.body if isinstance(s, Stmt)}
+
+
+def _swap(expr: Expr, old: Expr, temp: str) -> Expr:
+    args = tuple(Expr("name", value=temp) if a is old else a for a in expr.args)
+    return Expr(expr.fn, args, expr.value, expr.attrs)
+
+
+def _simple(e: Expr) -> bool:
+    """A name or a finite number, perhaps negated: what ruff hugs ** around."""
+    if e.fn == "negative":
+        e = e.args[0]
+    if e.fn == "name":
+        return True
+    return e.fn == "const" and isinstance(e.value, float) and math.isfinite(e.value)
+
+
 def _tuple(items: list[str]) -> str:
     if len(items) == 1:
         return f"({items[0]},)"
@@ -311,6 +376,7 @@ def _hessian_doc(code: Code) -> str:
 class NumpyPrinter(Printer):
     target = "numpy"
     lib = "np"
+    lazy_where = False  # np.where evaluates both branches anyway
 
     def imports(self) -> str:
         return "import numpy as np"
@@ -325,7 +391,7 @@ class NumpyPrinter(Printer):
         return f"np.array({_nested(value)})"
 
     def fn_power(self, a: Expr, b: Expr) -> tuple[str, int]:
-        return f"{self.at(a, POWER + 1)} ** {self.at(b, UNARY)}", POWER
+        return self.power(a, b)
 
     def fn_absolute(self, a: Expr) -> tuple[str, int]:
         return self.call(f"{self.lib}.abs", a), ATOM
@@ -532,6 +598,9 @@ class JaxPrinter(NumpyPrinter):
 
     def imports(self) -> str:
         return "import jax.numpy as jnp"
+
+    def copy(self, text: str) -> str:
+        return text  # jax's arrays never change: += makes a new one
 
     def convert(self, param: str) -> str | None:
         # float: jax's default floating type (float64 once jax_enable_x64 is set)
