@@ -111,7 +111,7 @@ class Value:
     """A scalar that remembers how it was made, micrograd's way: children and a closure
     that pushes its gradient to them."""
 
-    __slots__ = ("data", "grad", "_backward", "_prev")
+    __slots__ = ("_backward", "_prev", "data", "grad")
 
     def __init__(self, data: float, prev: tuple[Value, ...] = ()) -> None:
         self.data = data
