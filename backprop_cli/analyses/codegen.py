@@ -355,7 +355,13 @@ PY_RESERVED = set(keyword.kwlist) | {
 }  # fmt: skip
 # C99's keywords, the <math.h> functions the code calls and the names of its own arguments
 C_RESERVED = set(
-    ["auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else", "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long", "register", "restrict", "return", "short", "signed", "sizeof", "static", "struct", "switch", "typedef", "union", "unsigned", "void", "volatile", "while", "bool", "true", "false", "exp", "log", "sqrt", "sin", "cos", "tan", "tanh", "fabs", "fmod", "pow", "log1p", "fmax", "isnan", "NAN", "INFINITY", "main", "grad", "hess", "hvp", "t_out", "size_t", "NULL", "errno", "math_errhandling", "signbit"]
+    """
+    auto break case char const continue default do double else enum extern float for goto if
+    inline int long register restrict return short signed sizeof static struct switch typedef
+    union unsigned void volatile while bool true false exp log sqrt sin cos tan tanh fabs fmod
+    pow log1p fmax isnan NAN INFINITY main grad hess hvp t_out size_t NULL errno
+    math_errhandling signbit
+    """.split()  # noqa: SIM905  (the words are C's, not op names of the registry)
 )
 
 
