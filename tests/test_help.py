@@ -11,7 +11,8 @@ import pytest
 
 from tests.conftest import run
 
-COMMANDS = ["grad", "ops", "explain", "jacobian", "hessian", "check", "graph", "train", "diff"]
+COMMANDS = ["grad", "ops", "explain", "jacobian", "hessian", "check", "graph", "train", "diff",
+            "codegen"]  # fmt: skip
 
 
 @pytest.mark.parametrize("command", ["", *COMMANDS])

@@ -50,7 +50,7 @@ CODEGEN_EXAMPLES = """\
     backprop codegen "(x+y)*z"
 
   NumPy, two of the gradients only:
-    backprop codegen --file examples/chain_rule_network.bp --target numpy --wrt w11,w31
+    backprop codegen examples/chain_rule_network.bp --target numpy --wrt w11
 
   PyTorch tensor ops, no autograd:
     backprop codegen mlp:2-3-1 --target torch
