@@ -183,8 +183,9 @@ def engine_tangent(graph: Any, point: dict[str, Any], wrt: list[str], direction:
             total = 0.0
             for name, t in zip(wrt, direction, strict=True):
                 g = grads[graph.variables[name]]
-                if g is not None:
-                    total += float(np.sum(np.asarray(g) * np.asarray(t)))
+                if g is not None:  # an exact 0 is a structural zero, even against a nan
+                    g = np.asarray(g)
+                    total += float(np.sum(np.where(g == 0, 0.0, g * np.asarray(t))))
             tangent[k] = total
     return tangent
 
@@ -291,7 +292,7 @@ def test_elementwise_op_agrees_with_engine_at_its_samples(
         assert any(n.op == op_name for n in graph.nodes), text
         assert code.variables == list(LETTERS[: op.arity])
         for sample in op.samples:
-            point = dict(zip(LETTERS, sample, strict=True))
+            point = dict(zip(LETTERS[: op.arity], sample, strict=True))
             check_point(function, target, graph, code, point, rng, exact=is_kink(op, sample))
 
 
@@ -344,7 +345,7 @@ def test_elementwise_op_on_arrays_of_its_samples(
     rng = np.random.default_rng(1)
     for text in op_programs(op):
         graph, code, function = loaded(text, target, mode, workdir)
-        point = dict(zip(LETTERS, columns, strict=True))
+        point = dict(zip(LETTERS[: op.arity], columns, strict=True))
         check_point(function, target, graph, code, point, rng)
         if op.arity == 2:
             crossed = {"a": columns[0][:, None], "b": columns[1]}
@@ -476,12 +477,14 @@ INDEXING = [
 def test_indexing_and_rearranging(
     text: str, shape: tuple[int, ...], target: str, mode: str, workdir: str
 ) -> None:
-    name = text[0]
+    graph = parse_program(text).graph
+    (name,) = graph.variables
+    backwards = any(n.op == "getitem" and negative_step(n.params) for n in graph.nodes)
     rng = np.random.default_rng(5)
     point = {name: rng.normal(size=shape)}
     weighted = f"sum(exp({text}) * {text}) + sum({text})"  # a fan-out through the index
     for program in (text, weighted):
-        if target == "torch" and re.search(r"::?-|:-\d", program):
+        if target == "torch" and backwards:
             with pytest.raises(bp.InputError, match="negative step"):
                 generate(program, target, mode)
             continue
@@ -644,11 +647,20 @@ PROPERTY = settings(
 )
 
 
+def parsed(text: str) -> Any:
+    """The program, or None where the parser refuses it (a constant part that is not
+    finite, such as log(-1))."""
+    try:
+        return parse_program(text)
+    except bp.BackpropError:
+        return None
+
+
 def random_program_agrees(
     text: str, points: list[tuple[float, ...]], target: str, workdir: str
 ) -> None:
-    program = parse_program(text)
-    if not program.graph.variables:
+    program = parsed(text)
+    if program is None or not program.graph.variables:
         return
     graph, source, code = generate(text, target, "reverse")
     function = generated.load(source, target, code.name, workdir)
@@ -684,8 +696,8 @@ def test_python_code_raises_only_where_engine_is_not_finite(
 ) -> None:
     """Python's math may raise (OverflowError, ValueError, ZeroDivisionError) where the
     engine gives inf or nan, never elsewhere; the array libraries never raise."""
-    program = parse_program(text)
-    if not program.graph.variables:
+    program = parsed(text)
+    if program is None or not program.graph.variables:
         return
     graph, source, code = generate(text, target, "reverse")
     function = generated.load(source, target, code.name, workdir)
@@ -877,11 +889,12 @@ def test_function_name_option(target: str, mode: str, workdir: str) -> None:
     assert cg.default_name(mode) not in source
 
 
-@pytest.mark.parametrize("target", ["python", "c"])
-@pytest.mark.parametrize("name", ["1x", "class", "x", "my-fn", "", "double", "math", "é"])
+@pytest.mark.parametrize(
+    ("target", "name"),
+    [(t, n) for t in ("python", "c") for n in ("1x", "class", "x", "y", "my-fn", "", "é")]
+    + [("python", "math"), ("python", "abs"), ("c", "double"), ("c", "return")],
+)
 def test_invalid_function_names_are_refused(target: str, name: str) -> None:
-    if name in ("math",) and target == "c" or name in ("double",) and target == "python":
-        pytest.skip("a name the other target reserves")
     r = run("codegen", "x*y + x", "--target", target, "--name", name)
     assert r.code == 2, (name, r.stdout[:200])
     assert r.stdout == ""
@@ -933,7 +946,7 @@ def test_comments_of_the_program_never_reach_the_code(
 ) -> None:
     text = f"q = x + y  {PAYLOAD}\n{PAYLOAD}\nf = q * z {PAYLOAD}"
     graph, source, code = generate(text, target, mode)
-    for piece in ("system", "rm", "</script>", "script", PAYLOAD):
+    for piece in ("system", '"rm"', "</script>", "script", PAYLOAD):
         assert piece not in source
     plain = generate("q = x + y\nf = q * z", target, mode)[1]
     assert source == plain
@@ -1145,17 +1158,13 @@ def test_cli_forward_mode_check_with_an_array_output(text: str, target: str) -> 
 
 
 def test_cli_check_finds_a_disagreement(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Exit 1 when the code disagrees: simulated by a printer that gets one rule wrong."""
-    original = printers.Printer.fn_ones_like
+    """Exit 1 when the code disagrees: simulated by a printer that seeds the backward pass
+    with 2 instead of 1."""
     monkeypatch.setattr(printers.Printer, "fn_ones_like", lambda self, a: ("2.0", printers.ATOM))
     r = run("codegen", "(x+y)*z", "--check")
     assert r.code == 1, r.stderr
     assert r.stderr.startswith("check failed: ")
-    monkeypatch.setattr(printers.Printer, "fn_ones_like", original)
-    with pytest.raises(bp.BackpropError):
-        monkeypatch.setattr(
-            printers.Printer, "fn_ones_like", lambda self, a: ("2.0", printers.ATOM)
-        )
+    with pytest.raises(bp.BackpropError, match="disagrees"):
         bp.codegen("(x+y)*z", check=True)
 
 
@@ -1190,16 +1199,22 @@ def test_no_aliasing_through_accumulation_on_scalars(
 
 @pytest.mark.parametrize("mode", ["reverse", "forward"])
 @pytest.mark.parametrize("target", ["numpy", "torch", "jax"])
-@pytest.mark.parametrize("text", [*(f"sum({t.split('; ')[-1]})" for t in ALIASING[:1]),
-                                  "q = y + z; f = sum(q * y + z)",
-                                  "q = W + b; r = q; sum(r * W) + sum(q) + sum(b)",
-                                  "q = T(W); r = q; sum(r * T(W)) + sum(q.T * W)",
-                                  "q = reshape(W, 6); sum(q * q) + sum(q) + sum(W)"])  # fmt: skip
+@pytest.mark.parametrize(
+    "text",
+    [
+        "q = y + z; f = sum(q * y + z)",
+        "q = W + b; r = q; sum(r * W) + sum(q) + sum(b)",
+        "q = T(W); r = q; sum(r * T(W)) + sum(q.T * W)",
+        "q = reshape(W, 6); sum(q * q) + sum(q) + sum(W)",
+        "q = W[0]; sum(q * W[1]) + sum(q) + sum(W)",
+        "q = sum(W, axis=0); sum(q * b) + sum(q) + sum(W * b)",
+    ],
+)
 def test_no_aliasing_through_accumulation_on_arrays(
     text: str, target: str, mode: str, workdir: str
 ) -> None:
     rng = np.random.default_rng(14)
-    shapes = {"y": (2, 3), "z": (3,), "W": (2, 3), "b": (3,), "q": (2, 3)}
+    shapes = {"y": (2, 3), "z": (3,), "W": (2, 3), "b": (3,)}
     graph, code, function = loaded(text, target, mode, workdir)
     point = {v: rng.normal(size=shapes[v]) for v in code.variables}
     before = {v: np.copy(a) for v, a in point.items()}

@@ -159,7 +159,14 @@ class Printer:
         return f"max({x}, {y}) + math.log1p(math.exp(-abs({x} - {y})))", SUM
 
     def fn_where(self, c: Expr, a: Expr, b: Expr) -> tuple[str, int]:
-        return f"{self.at(a, OR)} if {self.at(c, OR)} else {self.at(b, TERNARY)}", TERNARY
+        # a number as a branch is written as a float, so the result is one whichever is taken
+        left, right = self.branch(a, OR), self.branch(b, TERNARY)
+        return f"{left} if {self.at(c, OR)} else {right}", TERNARY
+
+    def branch(self, e: Expr, prec: int) -> str:
+        if _scalar_number(e):
+            return repr(float(e.value)) if float(e.value) >= 0 else f"({float(e.value)!r})"
+        return self.at(e, prec)
 
     def fn_or(self, a: Expr, b: Expr) -> tuple[str, int]:
         return self.infix(a, "or", b, OR)
@@ -320,6 +327,10 @@ def _names(code: Code) -> set[str]:
 def _swap(expr: Expr, old: Expr, temp: str) -> Expr:
     args = tuple(Expr("name", value=temp) if a is old else a for a in expr.args)
     return Expr(expr.fn, args, expr.value, expr.attrs)
+
+
+def _scalar_number(e: Expr) -> bool:
+    return e.fn == "const" and isinstance(e.value, float) and math.isfinite(e.value)
 
 
 def _simple(e: Expr) -> bool:
