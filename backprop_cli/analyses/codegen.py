@@ -351,7 +351,8 @@ class Code:
 
 PY_RESERVED = set(keyword.kwlist) | {
     "math", "np", "torch", "jnp", "jax", "abs", "max", "min", "float", "print", "range", "len",
-    "self", "None", "True", "False", "grad", "hvp",
+    "self", "None", "True", "False", "grad", "hvp", "_unbroadcast", "_share", "_share_tangent",
+    "_matmul_grad_a", "_matmul_grad_b", "_scatter", "_transpose",
 }  # fmt: skip
 # C99's keywords, the <math.h> functions the code calls and the names of its own arguments
 C_RESERVED = set(
@@ -360,7 +361,14 @@ C_RESERVED = set(
     inline int long register restrict return short signed sizeof static struct switch typedef
     union unsigned void volatile while bool true false exp log sqrt sin cos tan tanh fabs fmod
     pow log1p fmax isnan NAN INFINITY main grad hess hvp t_out size_t NULL errno
-    math_errhandling signbit
+    math_errhandling signbit acos asin atan atan2 cosh sinh acosh asinh atanh exp2 expm1
+    frexp ldexp log10 log2 logb modf scalbn scalbln cbrt hypot erf erfc lgamma tgamma ceil
+    floor nearbyint rint lrint llrint round lround llround trunc remainder remquo copysign
+    nan nextafter nexttoward fdim fmin fma ilogb isfinite isinf isnormal fpclassify
+    isgreater isgreaterequal isless islessequal islessgreater isunordered HUGE_VAL
+    HUGE_VALF HUGE_VALL FP_NAN FP_INFINITE FP_ZERO FP_SUBNORMAL FP_NORMAL FP_FAST_FMA
+    FP_FAST_FMAF FP_FAST_FMAL FP_ILOGB0 FP_ILOGBNAN MATH_ERRNO MATH_ERREXCEPT float_t
+    double_t
     """.split()  # noqa: SIM905  (the words are C's, not op names of the registry)
 )
 
@@ -806,7 +814,9 @@ def _forward_mode(b: _Build, code: Code, wrt_nodes: list[int]) -> None:
     _forward_tangents(b, tangents)
     out = b.value(b.graph.output)
     found = tangents.get(out.value) if out.fn == "name" else None
-    if found is None:
+    if found is None and out.fn == "const":
+        found = const(0.0)  # a constant output: no tangent
+    elif found is None:
         zero = b.namer.fresh(f"t_{code.output}")
         comment = f"{code.output} does not depend on them"
         b.body.append(Stmt(zero, _zeros(out), comment=comment))

@@ -219,13 +219,25 @@ class Printer:
                     *self.assign(target, op, left, inner, base=base), f"{indent}else:",
                     *self.assign(target, op, right, inner, base=base)]  # fmt: skip
         parts = [a for a in expr.args if a.fn not in ("name", "const")]
-        if not parts:
-            return [*above, line]
+        if not parts:  # names only: laid out over lines as ruff does
+            head = f"{indent}{target} {op} "
+            if expr.fn in _INFIX and len(indent + "    " + value) > LINE:
+                symbol = _INFIX[expr.fn][0]
+                first, second = (self.expr(a) for a in expr.args)
+                inner = indent + "    "
+                return [
+                    *above,
+                    f"{head}(",
+                    inner + first,
+                    f"{inner}{symbol} {second}",
+                    f"{indent})",
+                ]
+            return [*above, *_wrapped(head, line, indent)]
         sub = max(parts, key=lambda a: len(self.expr(a)))
         temp = self.fresh(base or target)
-        first = self.assign(temp, "=", sub, indent, base=base or target)
+        before = self.assign(temp, "=", sub, indent, base=base or target)
         rest = self.assign(target, op, _swap(expr, sub, temp), indent, "", copy, base)
-        return [*above, *first, *rest]
+        return [*above, *before, *rest]
 
     def fresh(self, base: str) -> str:
         k = 1
@@ -260,63 +272,132 @@ class Printer:
 
     def module(self, code: Code) -> str:
         self.taken = _names(code) | reserved(self.target)
-        lines = self.header(code)
         body = self.function_lines(code, code.name if code.mode != "hessian" else _hvp(code))
+        if code.mode == "hessian":
+            body += ["", "", *self.hessian_lines(code)]
+        lines = self.header(code)
+        if not any(f"{self.lib}." in line for line in body):  # nothing from the library
+            lines = lines[:-2]
         helpers = [self.helpers[k] for k in sorted(self.helpers)]
         for helper in helpers:
             lines += ["", "", helper.rstrip("\n")]
         lines += ["", "", *body]
-        if code.mode == "hessian":
-            lines += ["", "", *self.hessian_lines(code)]
         return "\n".join(lines) + "\n"
 
     def signature(self, code: Code, fn: str) -> list[str]:
-        params = code.params + code.tangent_params
-        line = f"def {fn}({', '.join(params)}):"
-        if len(line) <= LINE:
-            return [line]
-        return [f"def {fn}(", *(f"    {p}," for p in params), "):"]
+        return _bracketed(f"def {fn}(", code.params + code.tangent_params, "):", "")
 
     def function_lines(self, code: Code, fn: str) -> list[str]:
         lines = self.signature(code, fn)
         lines.append(f'    """{_doc(code, fn != code.name)}"""')
         for param in code.params + code.tangent_params:
-            converted = self.convert(param)
-            if converted:
-                lines.append(f"    {converted}")
+            lines += self.convert_lines(param)
         for item in code.body:
             if isinstance(item, str):
                 lines.append(f"    {self.comment} {item}")
             else:
                 lines += self.statement(item, "    ")
-        lines.append(f"    return {self.returns(code)}")
-        return lines
+        return lines + self.return_lines(code)
 
-    def returns(self, code: Code) -> str:
-        value = self.expr(code.value)
+    def convert_lines(self, param: str) -> list[str]:
+        converted = self.convert(param)
+        if converted is None:
+            return []
+        head, _, rest = converted.partition("(")
+        return _bracketed(f"    {head}(", rest[:-1].split(", "), ")", "    ")
+
+    def return_lines(self, code: Code) -> list[str]:
+        value = self.branch(code.value, TERNARY)  # a constant output as a float
         if code.mode == "forward":
-            return f"{value}, {self.expr(code.grads[0])}"
-        grads = _tuple([self.expr(g) for g in code.grads])
+            return [f"    return {value}, {self.branch(code.grads[0], TERNARY)}"]
+        tuples = [[self.branch(g, TERNARY) for g in code.grads]]
         if code.mode == "hessian":
-            return f"{value}, {grads}, {_tuple([self.expr(h) for h in code.hvp])}"
-        return f"{value}, {grads}"
+            tuples.append([self.branch(h, TERNARY) for h in code.hvp])
+        line = f"    return {', '.join([value, *(_tuple(t) for t in tuples)])}"
+        if len(line) <= LINE:
+            return [line]
+        # too long: each tuple gets a name of its own, one item a line, as ruff writes it
+        lines: list[str] = []
+        names = []
+        for what, items in zip(("grad", "hvp"), tuples, strict=False):
+            names.append(self.unique(what))
+            lines += _bracketed(f"    {names[-1]} = (", items, ")", "    ", hug=False, one=True)
+        return [*lines, f"    return {', '.join([value, *names])}"]
+
+    def unique(self, wanted: str) -> str:
+        got = wanted
+        while got in self.taken:
+            got += "_"
+        self.taken.add(got)
+        return got
 
     def hessian_lines(self, code: Code) -> list[str]:
         n = len(code.wrt)
-        params = ", ".join(code.params)
-        lines = [f"def {code.name}({params}):", f'    """{_hessian_doc(code)}"""']
+        lines = _bracketed(f"def {code.name}(", code.params, "):", "")
+        lines.append(f'    """{_hessian_doc(code)}"""')
+        self.taken |= {"_"}
+        value, grad = self.unique("value"), self.unique("grad")
         rows = []
         for j, var in enumerate(code.wrt):
-            unit = ", ".join("1.0" if k == j else "0.0" for k in range(n))
-            call = f"{_hvp(code)}({', '.join([*code.params, unit])})"
-            row = f"h_{var}"
-            rows.append(row)
-            first = "value, grad" if j == 0 else "_, _"
-            lines.append(f"    {first}, {row} = {call}")
+            unit = ["1.0" if k == j else "0.0" for k in range(n)]
+            rows.append(self.unique(f"h_{var}"))
+            first = f"{value}, {grad}" if j == 0 else "_, _"
+            head = f"    {first}, {rows[-1]} = {_hvp(code)}("
+            lines += _bracketed(head, [*code.params, *unit], ")", "    ")
         if not n:
-            lines.append(f"    value, grad, _ = {_hvp(code)}({params})")
-        lines.append(f"    return value, grad, {_tuple(rows)}")
-        return lines
+            lines += _bracketed(f"    {value}, {grad}, _ = {_hvp(code)}(", code.params, ")", "    ")
+        line = f"    return {value}, {grad}, {_tuple(rows)}"
+        if len(line) <= LINE:
+            return [*lines, line]
+        hess = self.unique("hessian")
+        lines += _bracketed(f"    {hess} = (", rows, ")", "    ", hug=False, one=True)
+        return [*lines, f"    return {value}, {grad}, {hess}"]
+
+
+def _wrapped(head: str, line: str, indent: str) -> list[str]:
+    """A statement of names too long for a line: a call's arguments on a line of their own,
+    anything else in parentheses (what ruff does with either)."""
+    value = line[len(head) :]
+    name, bracket, rest = value.partition("(")
+    if bracket and name and all(c.isalnum() or c in "._" for c in name) and rest.endswith(")"):
+        args = _top_level(rest[:-1])
+        if args is not None:
+            return _bracketed(f"{head}{name}(", args, ")", indent)
+    inner = indent + "    " + value
+    if len(inner) <= LINE:
+        return [f"{head}(", inner, f"{indent})"]
+    return [line]
+
+
+def _top_level(text: str) -> list[str] | None:
+    """text split at the commas outside brackets; None if its brackets do not balance."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if depth < 0:
+            return None
+        if ch == "," and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    parts.append(text[start:].strip())
+    return parts if depth == 0 else None
+
+
+def _bracketed(
+    head: str, items: list[str], tail: str, indent: str, hug: bool = True, one: bool = False
+) -> list[str]:
+    """head + items + tail as ruff lays it out: on one line if it fits; else the items on
+    one line of their own (calls and definitions, `hug`); else one item a line with a
+    trailing comma. `one`: a tuple, whose single item keeps its comma."""
+    joined = ", ".join(items) + ("," if one and len(items) == 1 else "")
+    line = f"{head}{joined}{tail}"
+    if len(line) <= LINE or not items:
+        return [line]
+    inner = indent + "    "
+    if hug and len(inner + joined) <= LINE:
+        return [head, inner + joined, indent + tail]
+    return [head, *(f"{inner}{item}," for item in items), indent + tail]
 
 
 def _names(code: Code) -> set[str]:
@@ -704,15 +785,17 @@ class CPrinter(Printer):
         if code.mode == "hessian":
             lines += self.body(code, "static " + self.prototypes(code)[0][0])
             lines += ["", public, "{"]
+            self.taken = _names(code) | reserved(self.target)
+            value = self.unique("value")
             for j in range(n):
                 unit = ", ".join("1.0" if k == j else "0.0" for k in range(n))
                 args = ", ".join([*code.params, unit, "grad", f"hess + {j * n}"])
                 call = f"{_hvp(code)}({args});"
-                lines.append(f"    double value = {call}" if j == 0 else f"    {call}")
+                lines.append(f"    double {value} = {call}" if j == 0 else f"    {call}")
             if not n:
                 args = ", ".join([*code.params, "grad", "hess"])
-                lines.append(f"    double value = {_hvp(code)}({args});")
-            lines += ["    return value;", "}"]
+                lines.append(f"    double {value} = {_hvp(code)}({args});")
+            lines += [f"    return {value};", "}"]
         else:
             lines += self.body(code, public)
         return "\n".join(lines) + "\n"
