@@ -659,6 +659,18 @@ def check_generated(
             "take their shapes from the values",
             hint="give them, e.g. W=[[1,2],[3,4]] x=[1,-1]",
         )
+    if not is_array_program(graph):
+        arrays = [k for k, v in given.items() if v.ndim]
+        if arrays and target in ("python", "c"):
+            raise InputError(
+                f"the {target} target works on numbers: give a number for {', '.join(arrays)}",
+                hint="or check the numpy, torch or jax code, which takes arrays of points",
+            )
+        try:  # elementwise: the code gives a gradient per point, so compare point by point
+            common = np.broadcast_shapes(*(v.shape for v in given.values()))
+        except ValueError:
+            raise InputError("the values do not broadcast together") from None
+        given = {k: np.broadcast_to(v, common) for k, v in given.items()}
     points = generated.random_points(graph, given, CODEGEN_POINTS)
     wrt = [v for v in built.variables if built.wrt and v in _wrt_names(built)]
     with generated.workdir() as folder:

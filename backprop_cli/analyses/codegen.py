@@ -352,7 +352,7 @@ class Code:
 PY_RESERVED = set(keyword.kwlist) | {
     "math", "np", "torch", "jnp", "jax", "abs", "max", "min", "float", "print", "range", "len",
     "self", "None", "True", "False", "grad", "hvp", "_unbroadcast", "_share", "_share_tangent",
-    "_matmul_grad_a", "_matmul_grad_b", "_scatter", "_transpose",
+    "_matmul_grad_a", "_matmul_grad_b", "_scatter", "_transpose", "slice", "tuple",
 }  # fmt: skip
 # C99's keywords, the <math.h> functions the code calls and the names of its own arguments
 C_RESERVED = set(
@@ -368,7 +368,10 @@ C_RESERVED = set(
     isgreater isgreaterequal isless islessequal islessgreater isunordered HUGE_VAL
     HUGE_VALF HUGE_VALL FP_NAN FP_INFINITE FP_ZERO FP_SUBNORMAL FP_NORMAL FP_FAST_FMA
     FP_FAST_FMAF FP_FAST_FMAL FP_ILOGB0 FP_ILOGBNAN MATH_ERRNO MATH_ERREXCEPT float_t
-    double_t
+    double_t asm typeof M_E M_LOG2E M_LOG10E M_LN2 M_LN10 M_PI M_PI_2 M_PI_4 M_1_PI M_2_PI
+    M_2_SQRTPI M_SQRT2 M_SQRT1_2 printf fprintf sprintf snprintf puts putchar scanf exit
+    abort malloc calloc realloc free abs labs llabs div strlen strcmp strcpy memcpy memset
+    memmove rand srand atoi atof qsort bsearch time clock
     """.split()  # noqa: SIM905  (the words are C's, not op names of the registry)
 )
 
@@ -634,6 +637,8 @@ def build(
     variables = [n.name for n in inputs if n.name is not None]
     params = [b.codes[n.id] for n in inputs]
     wanted = variables if wrt is None else wrt
+    if wrt is not None and not wrt:
+        raise InputError("--wrt names no variable", hint=f"its variables: {', '.join(variables)}")
     unknown = [w for w in wanted if w not in graph.variables]
     if unknown:
         raise InputError(

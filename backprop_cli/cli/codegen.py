@@ -182,14 +182,27 @@ def _report(target: str, agreement: object) -> None:
 
     assert isinstance(agreement, Agreement)
     if agreement.ok:
-        skipped = f" ({agreement.skipped} skipped: not finite)" if agreement.skipped else ""
+        notes = []
+        if agreement.skipped:
+            notes.append(f"{agreement.skipped} skipped: the engine's numbers are not finite")
+        if agreement.raised:
+            notes.append(f"{agreement.raised} where Python's math raised on an inf or nan")
+        skipped = f" ({'; '.join(notes)})" if notes else ""
         _stderr(
             f"check: the {target} code agrees with the engine at {agreement.points} points"
             f"{skipped}; largest relative difference {agreement.worst:.1e}"
         )
         return
     if not agreement.failures:
-        _stderr(f"check failed: no point of the {agreement.skipped} tried had finite numbers")
+        tried = agreement.skipped + agreement.raised
+        if agreement.raised:
+            _stderr(f"check failed: at {agreement.raised} of the {tried} points tried Python's "
+                    "math raised on an inf or nan inside the sweep, and the others are not "
+                    "finite")  # fmt: skip
+            _stderr("hint: the numpy and c targets follow IEEE arithmetic, as the engine does")
+        else:
+            _stderr(f"check failed: no point of the {tried} tried had finite numbers")
+            _stderr("hint: give values where the function is defined, e.g. x=3")
     for failure in agreement.failures[:5]:
         _stderr(f"check failed: {failure}")
     raise typer.Exit(EXIT_DISAGREE)

@@ -480,7 +480,7 @@ class NumpyPrinter(Printer):
         return f"np.copy({text})"
 
     def array(self, value: np.ndarray) -> str:
-        return f"np.array({_nested(value)})"
+        return f"np.array({_nested(value)}, dtype=np.float64)"
 
     def fn_power(self, a: Expr, b: Expr) -> tuple[str, int]:
         return self.power(a, b)
@@ -604,7 +604,13 @@ class TorchPrinter(NumpyPrinter):
         return f"torch.clone({text})"
 
     def array(self, value: np.ndarray) -> str:
-        return f"torch.tensor({_nested(value)}, dtype=torch.float64)"
+        # on the device of the first variable, so the code runs wherever its inputs are
+        device = f", device={self.device}.device" if self.device else ""
+        return f"torch.tensor({_nested(value)}, dtype=torch.float64{device})"
+
+    def module(self, code: Code) -> str:
+        self.device = code.params[0] if code.params else ""
+        return super().module(code)
 
     def nan(self) -> str:
         return "torch.nan"
@@ -699,7 +705,7 @@ class JaxPrinter(NumpyPrinter):
         return f"{param} = jnp.asarray({param}, dtype=float)"
 
     def array(self, value: np.ndarray) -> str:
-        return f"jnp.array({_nested(value)})"
+        return f"jnp.array({_nested(value)}, dtype=float)"
 
     def fn_scatter(self, g: Expr, a: Expr, index: tuple[Any, ...]) -> tuple[str, int]:
         zeros = self.call("jnp.zeros_like", a)
