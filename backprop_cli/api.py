@@ -600,6 +600,7 @@ def generate(
     forward_mode: bool,
     hessian: bool,
 ) -> tuple[str, Any]:
+    """The source for `target` and the code as data (what `--check` runs and compares)."""
     from .analyses import codegen as cg
     from .render import code as printers
 
@@ -651,15 +652,16 @@ def check_generated(
     from .checks import generated
 
     graph = program.graph
+    arrays_in_program = is_array_program(graph)
     given = {k: _numbers(k, v) for k, v in values.items() if k in graph.variables}
     missing = [v for v in graph.variables if v not in given]
-    if missing and is_array_program(graph):
+    if missing and arrays_in_program:
         raise InputError(
             f"--check needs a value for {', '.join(missing)}: an array program's variables "
             "take their shapes from the values",
             hint="give them, e.g. W=[[1,2],[3,4]] x=[1,-1]",
         )
-    if not is_array_program(graph):
+    if not arrays_in_program:
         arrays = [k for k, v in given.items() if v.ndim]
         if arrays and target in ("python", "c"):
             raise InputError(
@@ -672,7 +674,8 @@ def check_generated(
             raise InputError("the values do not broadcast together") from None
         given = {k: np.broadcast_to(v, common) for k, v in given.items()}
     points = generated.random_points(graph, given, CODEGEN_POINTS)
-    wrt = [v for v in built.variables if built.wrt and v in _wrt_names(built)]
+    chosen = _wrt_names(built)
+    wrt = [v for v in built.variables if v in chosen]
     with generated.workdir() as folder:
         function = generated.load(source, target, built.name, folder)
         return generated.compare(

@@ -22,6 +22,7 @@ from .common import (
     _Loss,
     _MaxLength,
     _ModelSeed,
+    _names,
     _output,
     _show_program,
     _ShowProgram,
@@ -147,8 +148,7 @@ def codegen(
 
             check_target(output)
         program, point, _ = _load(expression, values, file, values_file, limits, model, "codegen")
-        wanted = None if wrt is None else [w.strip() for w in wrt.split(",") if w.strip()]
-        source, built = api.generate(program, chosen, wanted, name, forward_mode, hessian)
+        source, built = api.generate(program, chosen, _names(wrt), name, forward_mode, hessian)
         agreement = None
         if check:
             agreement = api.check_generated(program, source, built, chosen, point)

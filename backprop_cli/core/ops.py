@@ -629,11 +629,13 @@ def _bilinear_code(fn: str) -> Callable[..., Any]:
     return tangent
 
 
-def _extreme_code(fn: str) -> tuple[Callable[..., Any], ...]:
+def _extreme_code(
+    fn: str,
+) -> tuple[Callable[..., Any], tuple[Callable[..., Any]], Callable[..., Any]]:
     # torch's amax/amin: the elements attaining the extreme share it evenly
     return (
         lambda c, a, axis=None: c.call(fn, a, axis=axis),
-        lambda c, g, out, a, axis=None: c.call("share", g, a, out, axis=axis),
+        (lambda c, g, out, a, axis=None: c.call("share", g, a, out, axis=axis),),
         lambda c, t, out, a, axis=None: (
             None if t[0] is None else c.call("share_tangent", t[0], a, out, axis=axis)
         ),
@@ -655,8 +657,8 @@ _CODE: dict[str, tuple[Callable[..., Any], tuple[Callable[..., Any], ...], Calla
         ),
         _linear_code("mean"),
     ),
-    "amax": (_extreme_code("amax")[0], (_extreme_code("amax")[1],), _extreme_code("amax")[2]),
-    "amin": (_extreme_code("amin")[0], (_extreme_code("amin")[1],), _extreme_code("amin")[2]),
+    "amax": _extreme_code("amax"),
+    "amin": _extreme_code("amin"),
     "dot": (
         lambda c, a, b: c.call("dot", a, b),
         (
