@@ -515,11 +515,12 @@ def _text(e: Expr) -> str:
     if e.fn == "name":
         return str(e.value)
     if e.fn == "const" and not isinstance(e.value, np.ndarray):
-        return _number(e.value)
+        return number_text(e.value)
     return "…"
 
 
-def _number(x: Any) -> str:
+def number_text(x: Any) -> str:
+    """The shortest text that reads back as x (integers without a point)."""
     if isinstance(x, bool):
         return str(x)
     f = float(x)
@@ -558,7 +559,7 @@ def index_text(index: Iterable[Any]) -> str:
     return ", ".join(_index_text(i) for i in index)
 
 
-def _walk(e: Expr) -> Iterable[Expr]:
+def walk(e: Expr) -> Iterable[Expr]:
     stack = [e]
     while stack:
         x = stack.pop()
@@ -567,7 +568,7 @@ def _walk(e: Expr) -> Iterable[Expr]:
 
 
 def _uses(e: Expr, fns: set[str]) -> bool:
-    return any(x.fn in fns for x in _walk(e))
+    return any(x.fn in fns for x in walk(e))
 
 
 def _shared(e: Expr) -> list[Expr]:
@@ -610,7 +611,7 @@ def _replace(e: Expr, old: Expr, new: Expr) -> Expr:
 def _calls(body: list[Stmt | str], extra: list[Expr]) -> set[str]:
     used: set[str] = set()
     for item in [s.expr for s in body if isinstance(s, Stmt)] + extra:
-        used |= {x.fn for x in _walk(item)}
+        used |= {x.fn for x in walk(item)}
     return used - {"name", "const"}
 
 
@@ -667,7 +668,7 @@ def build(
 def _prune(body: list[Stmt | str], results: list[Expr]) -> list[Stmt | str]:
     """The statements that the results depend on (tangents no one asks for go), with the
     section comments of the sections that keep any."""
-    live = {x.value for r in results for x in _walk(r) if x.fn == "name"}
+    live = {x.value for r in results for x in walk(r) if x.fn == "name"}
     kept: list[Stmt | str] = []
     for item in reversed(body):
         if isinstance(item, str):
@@ -676,7 +677,7 @@ def _prune(body: list[Stmt | str], results: list[Expr]) -> list[Stmt | str]:
             continue
         if item.target in live:
             kept.append(item)
-            live |= {x.value for x in _walk(item.expr) if x.fn == "name"}
+            live |= {x.value for x in walk(item.expr) if x.fn == "name"}
     return kept[::-1]
 
 

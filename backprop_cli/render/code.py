@@ -15,7 +15,17 @@ from typing import Any
 
 import numpy as np
 
-from ..analyses.codegen import C_RESERVED, PY_RESERVED, Code, Expr, Stmt, index_text
+from ..analyses.codegen import (
+    C_RESERVED,
+    PY_RESERVED,
+    Code,
+    Expr,
+    Namer,
+    Stmt,
+    index_text,
+    number_text,
+    walk,
+)
 from ..core.errors import InputError
 
 TARGETS = ("python", "numpy", "torch", "jax", "c")
@@ -43,13 +53,6 @@ def reserved(target: str) -> set[str]:
     return set(C_RESERVED) if target == "c" else set(PY_RESERVED)
 
 
-def _literal(x: float) -> str:
-    """The shortest text that reads back as x (integers without a point)."""
-    if x.is_integer() and abs(x) < 1e16:
-        return str(int(x))
-    return repr(x)
-
-
 class Printer:
     """Python with the math module: scalars only."""
 
@@ -59,7 +62,8 @@ class Printer:
 
     def __init__(self) -> None:
         self.helpers: dict[str, str] = {}
-        self.taken: set[str] = set()
+        self.names = Namer(())
+        self.taken: set[str] = self.names.taken
 
     # -- expressions --
     def expr(self, e: Expr) -> str:
@@ -114,7 +118,7 @@ class Printer:
         return text, UNARY if text.startswith("-") else ATOM
 
     def number(self, x: float) -> str:
-        return _literal(x)
+        return number_text(x)
 
     def nan(self) -> str:
         return f"{self.lib}.nan"
@@ -271,7 +275,8 @@ class Printer:
         return "import math"
 
     def module(self, code: Code) -> str:
-        self.taken = _names(code) | reserved(self.target)
+        self.names = Namer(_names(code) | reserved(self.target))
+        self.taken = self.names.taken  # one set: unique() and fresh() never clash
         body = self.function_lines(code, code.name if code.mode != "hessian" else _hvp(code))
         if code.mode == "hessian":
             body += ["", "", *self.hessian_lines(code)]
@@ -325,11 +330,7 @@ class Printer:
         return [*lines, f"    return {', '.join([value, *names])}"]
 
     def unique(self, wanted: str) -> str:
-        got = wanted
-        while got in self.taken:
-            got += "_"
-        self.taken.add(got)
-        return got
+        return self.names.fresh(wanted)
 
     def hessian_lines(self, code: Code) -> list[str]:
         n = len(code.wrt)
@@ -586,7 +587,7 @@ def _shape(shape: tuple[int, ...]) -> str:
 
 def _nested(value: np.ndarray) -> str:
     if value.ndim == 0:
-        return _literal(float(value))
+        return number_text(float(value))
     return "[" + ", ".join(_nested(v) for v in value) + "]"
 
 
@@ -791,7 +792,8 @@ class CPrinter(Printer):
         if code.mode == "hessian":
             lines += self.body(code, "static " + self.prototypes(code)[0][0])
             lines += ["", public, "{"]
-            self.taken = _names(code) | reserved(self.target)
+            self.names = Namer(_names(code) | reserved(self.target))
+            self.taken = self.names.taken  # one set: unique() and fresh() never clash
             value = self.unique("value")
             for j in range(n):
                 unit = ", ".join("1.0" if k == j else "0.0" for k in range(n))
@@ -863,13 +865,7 @@ class CPrinter(Printer):
 
 
 def _mentions(e: Expr, identifier: str) -> bool:
-    stack = [e]
-    while stack:
-        x = stack.pop()
-        if x.fn == "name" and x.value == identifier:
-            return True
-        stack.extend(x.args)
-    return False
+    return any(x.fn == "name" and x.value == identifier for x in walk(e))
 
 
 PRINTERS: dict[str, type[Printer]] = {
