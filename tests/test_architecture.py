@@ -14,7 +14,17 @@ MODULES = sorted(PACKAGE.rglob("*.py"))
 
 # A module may import from its own layer and the layers below it, never from one above.
 LAYERS = ["core", "io", "checks", "analyses", "render", "api", "cli"]
-HEAVY = ("typer", "rich", "sympy", "torch", "matplotlib")
+HEAVY = (
+    "typer",
+    "rich",
+    "sympy",
+    "torch",
+    "matplotlib",
+    "pyarrow",
+    "dask",
+    "distributed",
+    "symengine",
+)
 
 
 def _name(path: Path) -> str:
@@ -152,6 +162,7 @@ def test_one_module_per_heavy_dependency():
     assert {p.split("/")[0] for p in _importers("typer")} == {"cli"}
     assert {p.split("/")[0] for p in _importers("rich")} <= {"render", "cli"}
     assert _importers("matplotlib") == {"render/plot.py"}
+    assert _importers("pyarrow") == {"io/arrow.py"}
 
 
 def test_no_eval_exec_or_sympy_parsers():

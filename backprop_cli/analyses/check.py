@@ -460,16 +460,13 @@ def _summary(t: _Tally) -> dict[str, Any]:
 def read_points(
     path: str, what: str, program: Program, fixed: dict[str, Any], allow_nonfinite: bool = False
 ) -> GivenPoints:
-    """The points of a CSV/TSV/JSON-lines file (see grad --points), all of them, with the
-    reader's warnings."""
-    from ..io.files import open_text
-
+    """The points of a CSV/TSV/JSON-lines, Parquet or Arrow file (see grad --points), all
+    of them, with the reader's warnings."""
     graph = program.graph
     varying = [name for name in graph.variables if name not in fixed]
     used = points.constants_in(graph)  # a column named e or pi is data: said as grad says it
-    stream = open_text(path, what)
+    reader, stream = points.open_points(path, what, varying, fixed, allow_nonfinite, used)
     try:
-        reader = points.PointReader(stream, what, varying, fixed, allow_nonfinite, used)
         summary = points.Summary()
         found: list[dict[str, float]] = []
         for chunk in points.chunks(reader, 4096, "stop", summary):

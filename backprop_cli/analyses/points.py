@@ -19,11 +19,10 @@ import csv
 import json
 import math
 import re
-import types
 from collections.abc import Collection, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _json_string  # json.dumps of a str
-from typing import Any, TextIO, overload
+from typing import Any
 
 import numpy as np
 
@@ -31,158 +30,30 @@ from ..checks import autograd, compare
 from ..core import engine, shapes
 from ..core.errors import BackpropError, LimitError
 from ..core.graph import Graph
-from ..io.data import _NUMBER, MAX_LINE_CHARS, DuplicateKey, json_int, lines, number, unique_keys
+from ..io.data import MAX_LINE_CHARS, DuplicateKey, json_int, lines, number, unique_keys
+from .point_data import (
+    _NO_EXTRA,
+    CELL_BYTES,
+    FLOAT32_MAX,
+    POINT_SCHEMA,
+    SHOWN_BAD_ROWS,
+    Bad,
+    Chunk,
+    Row,
+    Summary,
+    _Cells,
+    _json_cell,
+    _json_safe,
+    _Unwritten,
+)
 
-_NUMBER_TEXT = _NUMBER.pattern
+# The rows and their summary, defined with the other readers' data (point_data).
+__all__ = ["SHOWN_BAD_ROWS", "Bad", "Chunk", "Row", "Summary"]
 CHUNK_ELEMENTS = 1 << 22  # node-value elements per chunk (bounds memory: ~32 MB a copy)
 MAX_CHUNK_ROWS = 65_536
 CHUNK_BYTES = 1 << 24  # about what the rows of one chunk may hold as text (16 MB)
-CELL_BYTES = 64  # what a cell costs beyond its characters: a Python string and its slot
 OUTPUT_PIECE = 1 << 20  # characters of output written at a time, however wide the rows
-SHOWN_BAD_ROWS = 10  # skipped rows named one by one; the rest are counted
 CONSTANTS = ("e", "pi")
-
-_NO_EXTRA: Mapping[str, str] = types.MappingProxyType({})
-
-
-@dataclass
-class Bad:
-    line: int
-    message: str
-
-
-@dataclass
-class Chunk:
-    lines: list[int]  # the source line of each row
-    columns: dict[str, np.ndarray]  # variable -> one value per row
-    # Per row, its columns that are not variables, as written (CSV cells, or JSON texts);
-    # empty when no row of the chunk has any.
-    extra: list[Mapping[str, str]] = field(default_factory=list)
-    texts: dict[str, list[str]] | None = None  # the variables' cells as written (CSV)
-
-
-@dataclass
-class Row:
-    line: int
-    values: dict[str, float]  # variable -> value
-    extra: Mapping[str, str]  # the other columns, as written
-    texts: dict[str, str] | None = None  # the variables' cells as written (CSV)
-    size: int = 0  # about the bytes the row holds, for the chunk's bound
-
-
-@dataclass
-class FastBlock:
-    """Consecutive rows read at once: their lines and one column per file column."""
-
-    lines: list[int]
-    array: np.ndarray
-    names: list[str]
-    texts: dict[str, list[str]]  # each column's cells as written
-
-
-class BadRows:
-    """The rows skipped: `len` is how many, the items are the first SHOWN_BAD_ROWS of them
-    (a file of millions of bad rows is counted, not kept)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.first: list[Bad] = []
-
-    def append(self, bad: Bad) -> None:
-        self.count += 1
-        if len(self.first) < SHOWN_BAD_ROWS:
-            self.first.append(bad)
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __iter__(self) -> Iterator[Bad]:
-        return iter(self.first)
-
-    @overload
-    def __getitem__(self, index: int) -> Bad: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[Bad]: ...
-
-    def __getitem__(self, index: int | slice) -> Bad | list[Bad]:
-        return self.first[index]
-
-
-@dataclass
-class Summary:
-    rows: int = 0
-    skipped: BadRows = field(default_factory=BadRows)
-    nonfinite: int = 0  # rows whose value or gradient is nan or infinite
-    nonfinite_lines: list[int] = field(default_factory=list)
-    check_compared: int = 0
-    check_max_error: float = 0.0
-    check_mismatches: list[str] = field(default_factory=list)  # the first few
-    check_mismatch_count: int = 0
-    check_inconclusive: int = 0
-    warnings: list[str] = field(default_factory=list)
-
-
-class _Cells(Mapping[str, str]):
-    """A CSV row's pass-through cells by column name, through one index shared by every row:
-    a dict per row would cost about 100 bytes a cell on a file of 100,000 columns."""
-
-    __slots__ = ("_index", "cells")
-
-    def __init__(self, index: dict[str, int], cells: list[str]) -> None:
-        self._index = index  # column name -> position in the row
-        self.cells = cells  # every cell of the row, the variables' included
-
-    def __getitem__(self, name: str) -> str:
-        return self.cells[self._index[name]]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._index)
-
-    def __len__(self) -> int:
-        return len(self._index)
-
-    def pairs(self) -> Iterator[tuple[str, str]]:
-        cells = self.cells
-        for name, j in self._index.items():
-            yield name, cells[j]
-
-
-class _Unwritten:
-    """JSON keys first seen after the CSV header was written, which the CSV cannot hold: the
-    first few named with their line, every value counted."""
-
-    def __init__(self) -> None:
-        self.first: dict[str, int] = {}  # key -> the line it was first left out on
-        self.values = 0
-
-    def add(self, line: int, keys: list[str]) -> None:
-        self.values += len(keys)
-        for key in keys:
-            if key not in self.first and len(self.first) < SHOWN_BAD_ROWS:
-                self.first[key] = line
-
-    def message(self, what: str) -> str | None:
-        if not self.values:
-            return None
-        count = f"{self.values:,} value{'s' if self.values > 1 else ''} left out"
-        keep = "--format jsonl keeps every key"
-        if len(self.first) == 1:
-            ((key, line),) = self.first.items()
-            return (
-                f"{what}, line {line}: key {_shown(key)} first appears after the CSV header "
-                f"was written, so it is not a column of the output ({count}); {keep}"
-            )
-        named = ", ".join(f"{_shown(k)} (line {n})" for k, n in self.first.items())
-        return (
-            f"{what}: keys first seen after the CSV header was written are not columns of "
-            f"the output: {named}{', …' if len(self.first) >= SHOWN_BAD_ROWS else ''} "
-            f"({count}); {keep}"
-        )
-
-
-def _shown(key: str) -> str:
-    return repr(key) if len(key) <= 40 else repr(key[:39]) + "…"
 
 
 # ---- reading --------------------------------------------------------------------------------
@@ -213,9 +84,11 @@ class PointReader:
         self.first_underflow = 0
         self.constants = constants  # the constants (e, pi) the expression uses
         self.allow_nonfinite = allow_nonfinite  # nan and inf cells (--allow-nonfinite)
+        self.stream = stream
         self.source = lines(stream, what)
+        self.next_line = 1  # the line after the header (point_blocks reads on from there)
         self.needed = needed  # variables without a fixed value: the file must give them
-        self._needed = set(needed)
+        self._needed = self.needed_set = set(needed)
         self.fixed = fixed
         self.kind = "csv"
         self.delimiter = ","
@@ -232,11 +105,14 @@ class PointReader:
         self._needed_at = [(n, j) for j, n in enumerate(self.names) if n in self._needed]
         self._extra_at = {n: j for j, n in enumerate(self.names) if n not in self._needed}
 
+    unit = "line"  # how a row is named in messages
+
     def _start(self) -> None:
         first = next(((n, t) for n, t in self.source if t.strip()), None)
         if first is None:
             raise BackpropError(f"{self.what} is empty: expected a header row and points")
         line, text = first
+        self.next_line = line + 1
         if len(text) > MAX_LINE_CHARS:
             raise LimitError(f"{self.what}, line {line}: longer than {MAX_LINE_CHARS:,} characters")
         if text.lstrip().startswith("{"):
@@ -373,71 +249,24 @@ class PointReader:
             else:
                 yield self._csv_row(line, text)
 
-    def batches(self, size: int) -> Iterator[FastBlock | Row | Bad]:
-        """`rows`, with runs of plain numeric CSV lines converted at once (FastBlock): the
-        same strict number syntax, checked by one pattern per line instead of one per cell."""
-        if self.kind != "csv" or self.extras:
+    def batches(self, size: int) -> Iterator[Chunk | Row | Bad]:
+        """`rows`, with CSV read a block of lines at a time (point_blocks): whole blocks
+        become chunks where every cell keeps the strict rules, line by line otherwise."""
+        if self.kind != "csv":
             yield from self.rows()
             return
-        d = re.escape(self.delimiter)
-        space = "[ ]*" if self.delimiter == "\t" else "[ \t]*"
-        cell = f"{space}{_NUMBER_TEXT}{space}"
-        row = re.compile(f"{cell}(?:{d}{cell}){{{len(self.names) - 1}}}", re.ASCII)
-        source = _chain([self.pending] if self.pending is not None else [], self.source)
-        self.pending = None
-        while True:
-            block = self._take(source, size)
-            if not block:
-                return
-            start = 0
-            for k, (line, text) in enumerate(block):
-                if len(text) <= MAX_LINE_CHARS and row.fullmatch(text):
-                    continue
-                if k > start:
-                    yield from self._fast(block[start:k])
-                start = k + 1
-                if text.strip():
-                    yield (
-                        Bad(line, f"longer than {MAX_LINE_CHARS:,} characters")
-                        if len(text) > MAX_LINE_CHARS
-                        else self._csv_row(line, text)
-                    )
-            if start < len(block):
-                yield from self._fast(block[start:])
+        from .point_blocks import csv_items
 
-    def _take(self, source: Iterator[tuple[int, str]], size: int) -> list[tuple[int, str]]:
-        """Up to `size` lines, fewer once they hold about CHUNK_BYTES: lines of a million
-        characters each must not be gathered 65,536 at a time."""
-        block: list[tuple[int, str]] = []
-        held = 0
-        per_line = CELL_BYTES * (len(self.names) + 1)
-        for item in source:
-            block.append(item)
-            held += len(item[1]) + per_line
-            if len(block) >= size or held >= CHUNK_BYTES:
-                break
-        return block
+        yield from csv_items(self, size, CHUNK_BYTES)
 
-    def _fast(self, block: list[tuple[int, str]]) -> Iterator[FastBlock | Row | Bad]:
-        text = self.delimiter.join(t for _, t in block)
-        array = np.array(text.split(self.delimiter), dtype=np.float64).reshape(len(block), -1)
-        limit = FLOAT32_MAX if self.float32 else math.inf
-        if (np.abs(array) > limit).any() or np.isinf(array).any():  # let the strict path name it
-            for line, t in block:
-                yield self._csv_row(line, t)
+    def one_row(self, line: int, text: str) -> Iterator[Row | Bad]:
+        """A CSV line as `rows` reads it: nothing for a blank line."""
+        if not text.strip():
             return
-        cells = text.split(self.delimiter)
-        if " " in text or ("\t" in text and self.delimiter != "\t"):
-            cells = [c.strip() for c in cells]
-        k = len(self.names)
-        texts = {name: cells[j::k] for j, name in enumerate(self.names)}
-        zero = array == 0 if not self.float32 else array.astype(np.float32) == 0
-        if zero.any():
-            flat = np.flatnonzero(zero)
-            for index in flat:
-                if _nonzero_text(cells[index]):
-                    self._underflow(block[index // k][0])
-        yield FastBlock([line for line, _ in block], array, list(self.names), texts)
+        if len(text) > MAX_LINE_CHARS:
+            yield Bad(line, f"longer than {MAX_LINE_CHARS:,} characters")
+        else:
+            yield self._csv_row(line, text)
 
     def _csv_row(self, line: int, text: str) -> Row | Bad:
         try:
@@ -501,8 +330,6 @@ class PointReader:
             return exc.message
         return None
 
-
-FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 # A JSON object read member by member, so that each value's text as written can be passed
 # through. A member whose value is a string, a number or a literal is matched by one pattern
@@ -679,15 +506,6 @@ class _Pending:
         self.any_extra = self.any_extra or bool(row.extra)
         self.size += row.size or CELL_BYTES * (len(row.values) + 1)
 
-    def add_fast(self, block: FastBlock, k: int) -> None:
-        self.lines.append(block.lines[k])
-        for j, name in enumerate(block.names):
-            self.values[name].append(float(block.array[k, j]))
-            if self.texts is not None:
-                self.texts[name].append(block.texts[name][k])
-        self.extra.append(_NO_EXTRA)
-        self.size += CELL_BYTES * (len(block.names) + 1)
-
     def full(self, rows_per_chunk: int) -> bool:
         return len(self.lines) >= rows_per_chunk or self.size >= CHUNK_BYTES
 
@@ -702,9 +520,7 @@ class _Pending:
         return chunk
 
 
-def chunks(
-    reader: PointReader, rows_per_chunk: int, on_error: str, summary: Summary
-) -> Iterator[Chunk]:
+def chunks(reader: Any, rows_per_chunk: int, on_error: str, summary: Summary) -> Iterator[Chunk]:
     """Chunks of good rows, each at most rows_per_chunk rows and about CHUNK_BYTES of text.
     A bad row ends the run (after the rows before it) or, with on_error="skip", is counted
     in `summary` and dropped."""
@@ -716,22 +532,81 @@ def chunks(
                 continue
             if pending.lines:
                 yield pending.flush()
-            raise BackpropError(f"{reader.what}, line {row.line}: {row.message}")
-        if isinstance(row, FastBlock):
-            if not pending.lines:  # nothing pending: the block is a chunk of its own
-                columns = {name: row.array[:, j] for j, name in enumerate(row.names)}
-                yield Chunk(row.lines, columns, [], row.texts)
-                continue
-            for k in range(len(row.lines)):
-                pending.add_fast(row, k)
-                if pending.full(rows_per_chunk):
-                    yield pending.flush()
+            raise BackpropError(f"{reader.what}, {reader.unit} {row.line}: {row.message}")
+        if isinstance(row, Chunk):  # read at once: a chunk of its own
+            if pending.lines:
+                yield pending.flush()
+            yield row
             continue
         pending.add(row)
         if pending.full(rows_per_chunk):
             yield pending.flush()
     if pending.lines:
         yield pending.flush()
+
+
+def open_points(
+    path: str,
+    what: str,
+    needed: list[str],
+    fixed: Any,
+    allow_nonfinite: bool = False,
+    constants: Any = (),
+    dtype: str = "float64",
+) -> tuple[Any, Any]:
+    """The reader of a points file (or stdin, '-') and the stream to close: Parquet and
+    Arrow files by their first bytes, anything else as text (CSV, TSV or JSON lines)."""
+    import os
+    import sys
+
+    from ..io.arrow import sniff
+    from ..io.files import open_text
+    from . import point_blocks
+
+    try:
+        raw = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+        if hasattr(raw, "peek"):
+            head = bytes(raw.peek(8)[:8])
+        elif raw.seekable():
+            at = raw.tell()
+            head = raw.read(8)
+            raw.seek(at)
+        else:
+            head = b""
+    except OSError as exc:
+        raise BackpropError(f"cannot read {what}: {exc.strerror or exc}") from None
+    found = sniff(head)
+    named = point_blocks.TABLE_EXTENSIONS.get(os.path.splitext(path)[1].lower())
+    if found is None and named is not None and path != "-":
+        raw.close()
+        kind = "a Parquet" if named == "parquet" else "an Arrow"
+        raise BackpropError(f"{what} is not {kind} file (it does not start as one)")
+    if found is None:
+        if path != "-":
+            raw.close()
+        stream = open_text(path, what)
+        try:
+            reader = PointReader(stream, what, needed, fixed, allow_nonfinite, constants, dtype)
+        except BaseException:
+            stream.close()
+            raise
+        return reader, stream
+    try:
+        table = point_blocks.TableReader(
+            raw, found, what, needed, fixed, allow_nonfinite, constants, dtype
+        )
+    except BaseException:
+        if path != "-":
+            raw.close()
+        raise
+    return table, raw if path != "-" else _Open()
+
+
+class _Open:
+    """stdin: left open."""
+
+    def close(self) -> None:
+        pass
 
 
 # ---- evaluating -----------------------------------------------------------------------------
@@ -855,14 +730,31 @@ class Writer:
                     "or use --format jsonl"
                 )
             seen.add(col)
+        self.columns = cols
+        if self.kind in TABLE_FORMATS:
+            return ""
         return self.sep.join(map(self._quote, cols)) + "\n"
 
-    def rows(self, chunk: Chunk, result: Result) -> Iterator[str]:
-        """The chunk's rows as text, in pieces of about OUTPUT_PIECE characters."""
+    def rows(self, chunk: Chunk, result: Result) -> Iterator[str | bytes]:
+        """The chunk's rows as text, in pieces of about OUTPUT_PIECE characters (or at once
+        for a chunk read at once)."""
+        from . import point_rows
+
         n = len(chunk.lines)
         if self.kind == "jsonl":
+            done = point_rows.jsonl_rows(self, chunk, result)
+            if done is not None:
+                yield done
+                return
+            if chunk.head is not None or chunk.cells is not None:
+                point_rows.cells_of(self, chunk)
+                point_rows.materialize(chunk)
             yield from _pieces(self._jsonl(chunk, result, n))
         else:
+            done = point_rows.csv_rows(self, chunk, result)
+            if done is not None:
+                yield done
+                return
             yield from _pieces(self._csv_rows(chunk, result, n))
 
     def _csv_rows(self, chunk: Chunk, result: Result, n: int) -> Iterator[str]:
@@ -941,8 +833,7 @@ class Writer:
             yield "{" + ", ".join(parts) + "}"  # as json.dumps spaces an object
 
 
-# Each JSON line's first key: its schema (backprop_cli/schemas/grad-point.json).
-POINT_SCHEMA = '"schema": "backprop-cli/grad-point/1"'
+TABLE_FORMATS = ("parquet", "arrow")  # written as record batches, not text
 
 
 def _extra_object(extra: Mapping[str, str]) -> str:
@@ -952,13 +843,6 @@ def _extra_object(extra: Mapping[str, str]) -> str:
     if isinstance(extra, _Cells):
         return "{" + ", ".join(f"{quote(k)}: {quote(v)}" for k, v in extra.pairs()) + "}"
     return "{" + ", ".join(f"{quote(k)}: {v}" for k, v in extra.items()) + "}"
-
-
-def _json_cell(written: str | None) -> str:
-    """A JSON value as a CSV cell: a string as its text, anything else as written."""
-    if written is None:
-        return ""
-    return str(json.loads(written)) if written.startswith('"') else written
 
 
 def _pieces(rows: Iterator[str]) -> Iterator[str]:
@@ -982,29 +866,28 @@ def _numbers(dtype: str) -> Any:
     return lambda column: list(map(repr, np.asarray(column, dtype=np.float64).tolist()))
 
 
-def _json_safe(x: Any) -> Any:
-    if isinstance(x, list):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
 # ---- the whole run --------------------------------------------------------------------------
 
 
 def run(
     p: Plan,
-    reader: PointReader,
+    reader: Any,
     kind: str,
-    out: TextIO,
+    out: Any,
     on_error: str = "stop",
     check: Any = None,
 ) -> Summary:
     """Stream every point through the graph; `check(chunk, result, summary)` compares a
-    chunk with an independent computation."""
+    chunk with an independent computation. Text goes to `out`; Parquet and Arrow files to
+    its binary buffer."""
     summary = Summary()
     writer = Writer(kind, p, reader)
+    table = None
+    if kind in TABLE_FORMATS:
+        from ..io.arrow import TableWriter
+        from . import point_rows
+
+        table = TableWriter(kind, _binary(out))
     wrote_header = False
     for chunk in chunks(reader, p.rows_per_chunk, on_error, summary):
         if not wrote_header:
@@ -1012,14 +895,41 @@ def run(
             wrote_header = True
         result = evaluate(p, chunk)
         _count_nonfinite(chunk, result, summary)
-        for piece in writer.rows(chunk, result):
-            out.write(piece)
+        if table is not None:
+            table.write(writer.columns, point_rows.table_columns(writer, chunk, result))
+        else:
+            for piece in writer.rows(chunk, result):
+                _write(out, piece)
         summary.rows += len(chunk.lines)
         if check is not None:
             check(chunk, result, summary)
     if not wrote_header:
         out.write(writer.header())
+    if table is not None:
+        table.close(
+            writer.columns, ["number" if n in reader.needed else "text" for n in writer.columns]
+        )
     return summary
+
+
+def _binary(out: Any) -> Any:
+    buffer = getattr(out, "buffer", None)
+    if buffer is None:
+        raise BackpropError("Parquet and Arrow files are written to a file or a pipe, not here")
+    out.flush()
+    return buffer
+
+
+def _write(out: Any, piece: str | bytes) -> None:
+    if isinstance(piece, str):
+        out.write(piece)
+        return
+    buffer = getattr(out, "buffer", None)
+    if buffer is None:
+        out.write(piece.decode("utf-8"))
+        return
+    out.flush()
+    buffer.write(piece)
 
 
 def _count_nonfinite(chunk: Chunk, result: Result, summary: Summary) -> None:

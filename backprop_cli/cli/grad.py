@@ -38,6 +38,8 @@ class GradFormat(str, Enum):
     png = "png"
     pdf = "pdf"
     latex = "latex"
+    parquet = "parquet"
+    arrow = "arrow"
 
 
 GRAD_EXAMPLES = """\

@@ -11,7 +11,6 @@ from typing import Any
 from ..core.errors import BackpropError
 from ..core.parse import DEFAULT_LIMITS, Limits
 from ..io import inputs
-from ..io.files import open_text
 from . import output as out
 from .terminal import EXIT_DISAGREE, error_lines, output, print_rich, report_disagreement, stderr
 
@@ -19,9 +18,9 @@ from .terminal import EXIT_DISAGREE, error_lines, output, print_rich, report_dis
 # quick path, have the same)
 FORMATS = (
     "table", "json", "csv", "markdown", "tsv", "jsonl",
-    "html", "dot", "mermaid", "svg", "png", "pdf", "latex",
+    "html", "dot", "mermaid", "svg", "png", "pdf", "latex", "parquet", "arrow",
 )  # fmt: skip
-ROW_FORMATS = ("csv", "tsv", "jsonl")
+ROW_FORMATS = ("csv", "tsv", "jsonl", "parquet", "arrow")  # one row per point (--points)
 PICTURE_FORMATS = ("dot", "mermaid", "svg", "png", "pdf")  # the graph with values and gradients
 GRAPH_NODES = 200  # nodes --graph draws (the nearest the output), as `graph` by default
 
@@ -124,11 +123,18 @@ def _reads(a: GradArgs) -> list[tuple[str, str | None]]:
 def _format(a: GradArgs) -> str:
     """--format, else -o's extension, else table (csv with --points); checked before work."""
     if a.points_file is None:
-        return out.resolve(a.fmt, a.output, FORMATS, "table", "grad")
+        fmt = out.resolve(a.fmt, a.output, FORMATS, "table", "grad")
+        if fmt in ("parquet", "arrow"):
+            raise BackpropError(
+                f"{fmt} holds one row per point: it is an output of --points FILE",
+                hint="for one point use --format json or csv",
+            )
+        return fmt
     fmt = out.resolve(a.fmt, a.output, FORMATS, "csv", "grad")
     if fmt not in ROW_FORMATS:
         raise BackpropError(
-            f"--points writes one row per point: use --format csv, tsv or jsonl, not {fmt}"
+            "--points writes one row per point: use --format csv, tsv or jsonl (or the "
+            f"files parquet and arrow), not {fmt}"
         )
     return fmt
 
@@ -311,11 +317,12 @@ def _points(program: Any, fixed: dict[str, Any], a: GradArgs, unused: list[str],
 
         engine.check_constants(graph, dtype=a.dtype)
     what = "stdin" if a.points_file == "-" else str(a.points_file)
-    stream = open_text(str(a.points_file), what)
-    done: list[points.Summary] = []  # stays empty when the reader stops early (| head)
+    used = points.constants_in(graph)
+    reader, stream = points.open_points(
+        str(a.points_file), what, varying, fixed, a.allow_nonfinite, used, a.dtype
+    )
+    done: list[Any] = []  # stays empty when the reader stops early (| head)
     try:
-        used = points.constants_in(graph)
-        reader = points.PointReader(stream, what, varying, fixed, a.allow_nonfinite, used, a.dtype)
         try:
             checker = points.TorchCheck(plan, a.device) if a.check_points else None
             if checker is not None and a.device != "cpu":
@@ -331,12 +338,12 @@ def _points(program: Any, fixed: dict[str, Any], a: GradArgs, unused: list[str],
         stream.close()
     for warning in unused:
         stderr(f"warning: {warning}")
-    return _points_summary(done[0], checker) if done else 0
+    return _points_summary(done[0], checker, reader.unit) if done else 0
 
 
-def _points_summary(summary: Any, checker: Any) -> int:
+def _points_summary(summary: Any, checker: Any, unit: str = "line") -> int:
     for bad in summary.skipped[:10]:
-        stderr(f"skipped: line {bad.line}: {bad.message}")
+        stderr(f"skipped: {unit} {bad.line}: {bad.message}")
     if summary.skipped:
         more = len(summary.skipped) - 10
         stderr(

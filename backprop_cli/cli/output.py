@@ -38,7 +38,7 @@ FORMATS = (
     "png",
     "pdf",
 )
-BINARY = frozenset({"png", "pdf"})
+BINARY = frozenset({"png", "pdf", "parquet", "arrow"})
 PICTURES = frozenset({"svg", "png", "pdf"})
 
 EXTENSIONS = {
@@ -61,6 +61,11 @@ EXTENSIONS = {
     ".svg": "svg",
     ".png": "png",
     ".pdf": "pdf",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".arrow": "arrow",
+    ".feather": "arrow",
+    ".ipc": "arrow",
 }
 
 

@@ -126,19 +126,20 @@ def load(
 MAX_SKIPPED_CHARS = 1 << 32  # an endless line (/dev/zero) stops here, even with skip
 
 
-def lines(stream: Any, what: str = "input") -> Iterator[tuple[int, str]]:
+def lines(stream: Any, what: str = "input", start: int = 1) -> Iterator[tuple[int, str]]:
     """(line number, text without its newline), a byte-order mark at the start dropped. A
     line longer than MAX_LINE_CHARS is never held whole: its first part stands for it (and
     is then refused as too long); the rest is skipped only when the next line is asked for,
-    so a reader that stops at it is not kept reading an endless line (/dev/zero)."""
-    number_of_line = 0
+    so a reader that stops at it is not kept reading an endless line (/dev/zero). Lines
+    are numbered from `start`."""
+    number_of_line = start - 1
     while True:
         text = _read(stream, MAX_LINE_CHARS + 1, what)
         if not text:
             return
         number_of_line += 1
         too_long = len(text) > MAX_LINE_CHARS and not text.endswith(("\n", "\r"))
-        if number_of_line == 1 and text.startswith("\ufeff") and not too_long:
+        if number_of_line == start == 1 and text.startswith("\ufeff") and not too_long:
             text = text[1:]
         yield number_of_line, text.rstrip("\r\n")
         skipped = len(text)

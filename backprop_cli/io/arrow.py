@@ -1,0 +1,447 @@
+"""Apache Arrow for the points of `grad --points`: blocks of CSV parsed by Arrow's C++ reader,
+Parquet and Arrow IPC files read and written record batch by record batch, and columns of
+numbers turned into text at once. The only module that imports pyarrow (imported when used).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from ..core.errors import BackpropError
+
+# The strict syntax of a number cell (as io.data.number): ASCII spaces or tabs around it.
+NUMBER_CELL = r"^[ \t]*[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[ \t]*$"
+NONFINITE_CELL = r"(?i)^[ \t]*[+-]?(?:nan|inf|infinity)[ \t]*$"
+
+PARQUET_MAGIC = b"PAR1"
+ARROW_MAGIC = b"ARROW1"
+STREAM_MAGIC = b"\xff\xff\xff\xff"  # an Arrow IPC stream's first message
+
+
+def _pa() -> Any:
+    import pyarrow
+
+    return pyarrow
+
+
+def _pc() -> Any:
+    import pyarrow.compute
+
+    return pyarrow.compute
+
+
+def sniff(head: bytes) -> str | None:
+    """The binary format a file starts with (parquet or arrow), or None for text."""
+    if head.startswith(PARQUET_MAGIC):
+        return "parquet"
+    if head.startswith(ARROW_MAGIC) or head.startswith(STREAM_MAGIC):
+        return "arrow"
+    return None
+
+
+# ---- CSV blocks ------------------------------------------------------------------------------
+
+
+def _csv_read(
+    data: bytes, names: Sequence[str], delimiter: str, kind: Any, only: Sequence[str] | None = None
+) -> Any:
+    """A block of complete CSV lines (no header) as an Arrow table, or None where Arrow
+    refuses it (a row of another width, a cell that is not of `kind`)."""
+    import pyarrow.csv as pcsv
+
+    pa = _pa()
+    try:
+        return pcsv.read_csv(
+            pa.py_buffer(data),
+            read_options=pcsv.ReadOptions(
+                column_names=list(names), block_size=max(1 << 20, len(data) // 2 + 1)
+            ),
+            parse_options=pcsv.ParseOptions(
+                delimiter=delimiter, quote_char=False, newlines_in_values=False
+            ),
+            convert_options=pcsv.ConvertOptions(
+                column_types={n: kind for n in names},
+                include_columns=list(names if only is None else only),
+                null_values=[],
+                strings_can_be_null=False,
+                check_utf8=False,
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+
+
+def csv_numbers(data: bytes, names: Sequence[str], delimiter: str) -> list[np.ndarray] | None:
+    """A block of numeric CSV lines as one float64 array per column (Arrow's parser agrees
+    with the strict number syntax on cells made of digits, signs, '.', 'e' and 'E' only,
+    which the caller has made sure of), or None."""
+    table = _csv_read(data, names, delimiter, _pa().float64())
+    if table is None:
+        return None
+    return [table.column(j).to_numpy() for j in range(len(names))]
+
+
+def csv_cells(
+    data: bytes, names: Sequence[str], delimiter: str, only: Sequence[str] | None = None
+) -> list[Any] | None:
+    """A block of CSV lines without quotes as one string array per column (or per column
+    of `only`), each cell as written, or None."""
+    table = _csv_read(data, names, delimiter, _pa().string(), only)
+    if table is None:
+        return None
+    return [table.column(j).combine_chunks() for j in range(table.num_columns)]
+
+
+def same(a: Any, b: Any) -> bool:
+    """Whether two string arrays hold the same texts."""
+    return bool(_pc().all(_pc().equal(a, b)).as_py())
+
+
+def split_cells(heads: Any, sep: str, count: int) -> list[Any] | None:
+    """Rows' texts (each starting with its newline) cut into `count` columns at `sep`, or
+    None where some row has another number of cells."""
+    pc = _pc()
+    parts = pc.split_pattern(pc.utf8_slice_codeunits(heads, 1), sep)
+    if not pc.all(pc.equal(pc.list_value_length(parts), count)).as_py():
+        return None
+    return [pc.list_element(parts, j) for j in range(count)]
+
+
+def strict_numbers(cells: Any, allow_nonfinite: bool) -> tuple[np.ndarray, Any] | None:
+    """String cells as float64 under the strict number syntax, with the cells stripped of
+    their spaces (as written back); None when some cell is not such a number (the strict
+    reader then names it)."""
+    pc = _pc()
+    ok = pc.match_substring_regex(cells, NUMBER_CELL)
+    words = None
+    if not pc.all(ok).as_py():
+        if not allow_nonfinite:
+            return None
+        words = pc.match_substring_regex(cells, NONFINITE_CELL)
+        if not pc.all(pc.or_(ok, words)).as_py():
+            return None
+    texts = pc.utf8_trim(cells, characters=" \t")
+    if words is None:
+        return pc.cast(texts, _pa().float64()).to_numpy(zero_copy_only=False), texts
+    lowered = pc.utf8_lower(texts)
+    plain = pc.if_else(words, "0", texts)
+    values = pc.cast(plain, _pa().float64()).to_numpy(zero_copy_only=False).copy()
+    is_nan = np.asarray(pc.match_substring(lowered, "nan"))
+    is_inf = np.asarray(words) & ~is_nan
+    negative = np.asarray(pc.starts_with(texts, "-"))
+    values[is_nan] = math.nan
+    values[is_inf & ~negative] = math.inf
+    values[is_inf & negative] = -math.inf
+    return values, texts
+
+
+def lines(data: bytes, ends: np.ndarray) -> Any:
+    """The lines of `data` (a newline, then lines each ending in one; `ends` are the
+    newlines' offsets), each as a string that starts with its newline, so that rows join
+    without copying the block line by line."""
+    pa = _pa()
+    offsets = np.ascontiguousarray(ends, dtype=np.int32)
+    return pa.StringArray.from_buffers(len(ends) - 1, pa.py_buffer(offsets), pa.py_buffer(data))
+
+
+# ---- numbers as text -------------------------------------------------------------------------
+
+_SMALL = 1e-4  # below this (and from 1e16) Python's repr writes an exponent
+_LARGE = 1e16
+# Arrow writes an exponent below about 1e-6 and from about 1e10: between these bounds (with
+# room to spare) its text is positional, and only the numbers outside are looked at.
+_POSITIONAL = (2e-6, 5e9)
+
+
+def float_texts(values: np.ndarray, dtype: str = "float64") -> Any:
+    """A column of numbers as Python writes them (`repr` of a float64, `str` of a float32:
+    the shortest text that reads back to the same number; nan, inf, -inf), as an Arrow
+    string array, made by Arrow's formatter and rewritten where its layout differs from
+    Python's (exponent digits, where the exponent starts, a trailing '.0')."""
+    pa, pc = _pa(), _pc()
+    if dtype == "float32":  # numpy's own float32 layout: element by element
+        return pa.array([str(v) for v in np.asarray(values, dtype=np.float32)], pa.string())
+    x = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
+    texts = pc.cast(pa.array(x), pa.string())
+    size = np.abs(x)
+    with np.errstate(invalid="ignore"):
+        finite = np.isfinite(x)
+        want_exponent = finite & (x != 0) & ((size < _SMALL) | (size >= _LARGE))
+        edge = finite & (x != 0) & ((size < _POSITIONAL[0]) | (size >= _POSITIONAL[1]))
+    has_exponent = np.zeros(len(x), dtype=bool)
+    if edge.any():
+        has_exponent[edge] = np.asarray(pc.match_substring(texts.filter(pa.array(edge)), "e"))
+    fixes: list[tuple[np.ndarray, Any]] = []
+    both = want_exponent & has_exponent  # Python writes two exponent digits: 1e-09
+    if both.any():
+        fixes.append((both, _two_digits(texts.filter(pa.array(both)))))
+    small = want_exponent & ~has_exponent & (size < _SMALL)  # 0.0000123 -> 1.23e-05
+    if small.any():
+        fixes.append((small, _to_exponent(texts.filter(pa.array(small)))))
+    other = (want_exponent != has_exponent) & ~small  # rare: element by element
+    if other.any():
+        fixes.append((other, pa.array([repr(v) for v in x[other].tolist()], pa.string())))
+    with np.errstate(invalid="ignore"):
+        integral = finite & ~want_exponent & ~has_exponent & (x == np.trunc(x))  # 3 -> 3.0
+    if integral.any():
+        dotted = pc.binary_join_element_wise(texts.filter(pa.array(integral)), ".0", "")
+        fixes.append((integral, dotted))
+    for mask, fixed in fixes:
+        texts = pc.replace_with_mask(texts, pa.array(mask), fixed)
+    return texts
+
+
+def float_texts_of(columns: Sequence[np.ndarray], dtype: str = "float64") -> list[Any]:
+    """float_texts of several columns, side by side on the machine's cores (Arrow's
+    formatter lets go of the interpreter while it works)."""
+    if len(columns) < 2 or sum(len(c) for c in columns) < 1 << 16:
+        return [float_texts(c, dtype) for c in columns]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(len(columns), _cores())) as pool:
+        return list(pool.map(lambda c: float_texts(c, dtype), columns))
+
+
+def _cores() -> int:
+    import os
+
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+
+
+def _two_digits(texts: Any) -> Any:
+    return _pc().replace_substring_regex(texts, pattern=r"e([+-])([0-9])$", replacement=r"e\10\2")
+
+
+def _to_exponent(texts: Any) -> Any:
+    """'-0.000012' -> '-1.2e-05': positional texts below 1e-4 in Python's exponent layout."""
+    pc = _pc()
+    parts = pc.extract_regex(
+        texts, r"^(?P<sign>-?)0\.(?P<zeros>0*)(?P<first>[1-9])(?P<rest>[0-9]*)$"
+    )
+    sign, zeros, first, rest = (parts.field(k) for k in ("sign", "zeros", "first", "rest"))
+    exponent = pc.utf8_lpad(
+        pc.cast(pc.add(pc.utf8_length(zeros), 1), _pa().string()), width=2, padding="0"
+    )
+    fraction = pc.if_else(pc.equal(rest, ""), "", pc.binary_join_element_wise(".", rest, ""))
+    return pc.binary_join_element_wise(sign, first, fraction, "e-", exponent, "")
+
+
+def json_numbers(values: np.ndarray) -> Any:
+    """A column of numbers as JSON (as json.dumps writes a float; nan and infinities as
+    null)."""
+    pc = _pc()
+    texts = float_texts(values)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(np.asarray(values, dtype=np.float64).reshape(-1))
+    if bad.any():
+        texts = pc.if_else(_pa().array(bad), "null", texts)
+    return texts
+
+
+# ---- rows ------------------------------------------------------------------------------------
+
+
+def text_column(values: Any) -> Any:
+    """A string array as is, any other Arrow column as its text (numbers as Python writes
+    them)."""
+    pa, pc = _pa(), _pc()
+    kind = values.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return values
+    if pa.types.is_floating(kind):
+        return float_texts(values.to_numpy(zero_copy_only=False), "float64")
+    try:
+        return pc.cast(values, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pa.array([str(v) for v in values.to_pylist()], pa.string())
+
+
+def needs_quotes(cells: Any, sep: str) -> Any:
+    """Which cells a CSV row must quote: those holding the separator or a quote."""
+    pc = _pc()
+    return pc.or_(
+        pc.match_substring(cells, sep),
+        pc.or_(pc.match_substring(cells, '"'), pc.match_substring_regex(cells, "[\r\n]")),
+    )
+
+
+def quoted(cells: Any, sep: str) -> Any:
+    """String cells, quoted (with their quotes doubled) where CSV needs it."""
+    pc = _pc()
+    need = needs_quotes(cells, sep)
+    if not pc.any(need).as_py():
+        return cells
+    doubled = pc.replace_substring(cells, '"', '""')
+    return pc.if_else(need, pc.binary_join_element_wise('"', doubled, '"', ""), cells)
+
+
+def join_rows(columns: Sequence[Any], sep: str, lead: bool = True) -> bytes:
+    """The rows made of `columns` (string arrays or scalars), cells joined by `sep`, each
+    row preceded by a newline unless its first column already starts with one."""
+    pa, pc = _pa(), _pc()
+    cols = list(columns)
+    if lead:
+        cols[0] = pc.binary_join_element_wise("\n", cols[0], "")
+    rows = pc.binary_join_element_wise(*cols, sep)
+    if isinstance(rows, pa.ChunkedArray):
+        rows = rows.combine_chunks()
+    return _value_bytes(rows)
+
+
+def _value_bytes(rows: Any) -> bytes:
+    """The characters of a string array, one after another."""
+    if len(rows) == 0:
+        return b""
+    _, offsets, data = rows.buffers()[:3]
+    at = np.frombuffer(offsets, dtype=np.int32, count=len(rows) + 1 + rows.offset)
+    start, end = int(at[rows.offset]), int(at[-1])
+    return memoryview(data)[start:end].tobytes()
+
+
+def take(column: Any, rows: np.ndarray) -> Any:
+    return column.take(_pa().array(rows))
+
+
+def replace(texts: Any, old: str, new: str) -> Any:
+    return _pc().replace_substring(texts, old, new)
+
+
+def int_texts(values: np.ndarray) -> Any:
+    pa = _pa()
+    return _pc().cast(pa.array(np.asarray(values, dtype=np.int64)), pa.string())
+
+
+def is_text(column: Any) -> bool:
+    pa = _pa()
+    return bool(pa.types.is_string(column.type) or pa.types.is_large_string(column.type))
+
+
+def any_match(column: Any, text: str) -> bool:
+    return bool(_pc().any(_pc().match_substring(column, text)).as_py())
+
+
+def all_match(column: Any, pattern: str) -> bool:
+    return bool(_pc().all(_pc().match_substring_regex(column, pattern)).as_py())
+
+
+def to_pylist(column: Any) -> list[Any]:
+    return list(column.to_pylist())
+
+
+def strings(texts: Sequence[str | None]) -> Any:
+    return _pa().array(list(texts), _pa().string())
+
+
+def floats(values: np.ndarray) -> Any:
+    return _pa().array(np.ascontiguousarray(values))
+
+
+# ---- Parquet and Arrow IPC -------------------------------------------------------------------
+
+
+class TableSource:
+    """The record batches of a Parquet or Arrow IPC file (or stream), with its schema."""
+
+    def __init__(self, stream: BinaryIO, kind: str, what: str, rows: int) -> None:
+        pa = _pa()
+        self.what = what
+        try:
+            if kind == "parquet":
+                import pyarrow.parquet as pq
+
+                self._file = pq.ParquetFile(stream)
+                self.schema = self._file.schema_arrow
+                self._batches = self._file.iter_batches(batch_size=rows)
+            else:
+                self._batches, self.schema = _ipc_batches(stream)
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise BackpropError(f"{what}: not a readable {kind} file ({_why(exc)})") from None
+        self.names = list(self.schema.names)
+
+    def __iter__(self) -> Iterator[Any]:
+        pa = _pa()
+        try:
+            yield from self._batches
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise BackpropError(f"{self.what}: cannot read on ({_why(exc)})") from None
+
+
+def _ipc_batches(stream: BinaryIO) -> tuple[Iterator[Any], Any]:
+    import pyarrow.ipc as ipc
+
+    pa = _pa()
+    head = stream.read(6)
+    rest = head + stream.read()
+    buffer = pa.py_buffer(rest)
+    if head.startswith(ARROW_MAGIC):
+        reader = ipc.open_file(buffer)
+        return (reader.get_batch(i) for i in range(reader.num_record_batches)), reader.schema
+    stream_reader = ipc.open_stream(buffer)
+    return iter(stream_reader), stream_reader.schema
+
+
+def _why(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def stripped(column: Any) -> Any:
+    """Text cells without the spaces and tabs around them."""
+    return _pc().utf8_trim(column, characters=" \t")
+
+
+def fill_text(column: Any) -> Any:
+    """A string column with its nulls as empty cells."""
+    return _pc().fill_null(column, "")
+
+
+def column_kind(kind: Any) -> str:
+    """number, text, or other: what a column of a Parquet/Arrow file holds."""
+    pa = _pa()
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        return "number"
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return "text"
+    return "other"
+
+
+def as_floats(column: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A numeric column as float64 and which of its rows are null."""
+    pa, pc = _pa(), _pc()
+    missing = np.asarray(pc.is_null(column))
+    filled = pc.fill_null(pc.cast(column, pa.float64(), safe=False), 0.0)
+    return np.asarray(filled.to_numpy(zero_copy_only=False), dtype=np.float64), missing
+
+
+class TableWriter:
+    """Rows written as Parquet or as an Arrow IPC file, one record batch per chunk."""
+
+    def __init__(self, kind: str, sink: BinaryIO) -> None:
+        self.kind, self.sink = kind, sink
+        self._writer: Any = None
+
+    def write(self, names: Sequence[str], columns: Sequence[Any]) -> None:
+        pa = _pa()
+        table = pa.Table.from_arrays(list(columns), names=list(names))
+        if self._writer is None:
+            if self.kind == "parquet":
+                import pyarrow.parquet as pq
+
+                self._writer = pq.ParquetWriter(self.sink, table.schema)
+            else:
+                import pyarrow.ipc as ipc
+
+                self._writer = ipc.new_file(self.sink, table.schema)
+        self._writer.write_table(table)
+
+    def close(self, names: Sequence[str], kinds: Sequence[str]) -> None:
+        """Finish the file (a file with no rows still gets its columns)."""
+        if self._writer is None:
+            pa = _pa()
+            empty = [pa.array([], pa.float64() if k == "number" else pa.string()) for k in kinds]
+            self.write(names, empty)
+        self._writer.close()
