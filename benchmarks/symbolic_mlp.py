@@ -1,5 +1,5 @@
 """SymPy partials of a one-hidden-layer tanh network's squared loss, as `backprop grad`
-computes them and as a plain SymPy script would:
+computes them and as a plain SymPy or SymEngine script would:
 
     L = (sum_j v_j * tanh(sum_i w_j_i * x_i + b_j) + c - y)**2
 
@@ -8,9 +8,12 @@ for 10 inputs x 30 hidden units and 20 x 50, differentiated with respect to ever
 `symbolic.partials` called as the CLI calls it, unsimplified (formulas, exact values at a
 point; a large graph gets its partials written with named intermediates and adjoints, whose
 definitions count as printed characters too); where the package has it, also with
-expand=True, the expanded formulas; (b) naive SymPy: the same expression built from SymPy
-symbols, one sympy.diff per parameter and str() of each result. Each runs once, in a child
-process with a time limit; the table gives its seconds and the characters it printed.
+expand=True, the expanded formulas, once differentiated by SymPy (BACKPROP_SYMBOLIC=sympy)
+and once by SymEngine (BACKPROP_SYMBOLIC=symengine, where it is installed); (b) naive SymPy:
+the same expression built from SymPy symbols, one sympy.diff per parameter and str() of each
+result; (c) raw SymEngine: the same with symengine.diff and str() (its own text, which is
+not SymPy's, and no values). Each runs once, in a child process with a time limit; the
+table gives its seconds and the characters it printed, and the ratios between them.
 
     python benchmarks/symbolic_mlp.py [--timeout 120] [--sizes 10x30,20x50]
         [--json benchmarks/results/symbolic_mlp.json]
@@ -46,7 +49,7 @@ params = [f"w{j}_{i}" for j in range(1, n_hidden + 1) for i in range(1, n_in + 1
 params += [f"b{j}" for j in range(1, n_hidden + 1)]
 params += [f"v{j}" for j in range(1, n_hidden + 1)] + ["c"]
 
-if mode == "ours":
+if mode.startswith("ours"):
     lines = [
         f"h{j} = tanh(" + " + ".join(f"w{j}_{i}*x{i}" for i in range(1, n_in + 1)) + f" + b{j})"
         for j in range(1, n_hidden + 1)
@@ -57,11 +60,12 @@ if mode == "ours":
     graph = parse("\\n".join(lines))
     rng = np.random.default_rng(0)
     point = {name: round(float(rng.standard_normal()) * 0.5, 3) for name in sorted(graph.variables)}
-    options = {"expand": True} if mode == "ours-expanded" else {}
+    options = {"expand": True} if mode.startswith("ours-expanded") else {}
     messages = []
     start = time.perf_counter()
     symbolic.partials(graph, point, params, False, False, **options, emit=messages.append)
     seconds = time.perf_counter() - start
+    backend = next((m["backend"] for m in messages if "backend" in m), "sympy")
     found = [info for m in messages for info in m.get("partials", {}).values()]
     chars = sum(len(info.get("formula", "")) for info in found)
     errors = [info["error"] for info in found if "error" in info]
@@ -71,40 +75,71 @@ if mode == "ours":
             for entries in m["sweep"].values():
                 chars += sum(len(name) + len(text) for name, text, *_ in entries)
 else:
+    lib = sp
+    if mode == "symengine":
+        import symengine as lib
+    backend = lib.__name__
     start = time.perf_counter()
-    s = {name: sp.Symbol(name) for name in params + xs + ["y"]}
+    s = {name: lib.Symbol(name) for name in params + xs + ["y"]}
     hidden = [
-        sp.tanh(sp.Add(*(s[f"w{j}_{i}"] * s[f"x{i}"] for i in range(1, n_in + 1))) + s[f"b{j}"])
+        lib.tanh(lib.Add(*(s[f"w{j}_{i}"] * s[f"x{i}"] for i in range(1, n_in + 1))) + s[f"b{j}"])
         for j in range(1, n_hidden + 1)
     ]
-    out = sp.Add(*(s[f"v{j}"] * h for j, h in enumerate(hidden, 1)))
+    out = lib.Add(*(s[f"v{j}"] * h for j, h in enumerate(hidden, 1)))
     loss = (out + s["c"] - s["y"]) ** 2
-    chars = sum(len(str(sp.diff(loss, s[name]))) for name in params)
+    chars = sum(len(str(lib.diff(loss, s[name]))) for name in params)
     seconds = time.perf_counter() - start
     errors = []
-print(json.dumps({"seconds": seconds, "chars": chars, "form": form, "errors": errors}))
+print(json.dumps({"seconds": seconds, "chars": chars, "form": form, "errors": errors,
+                  "backend": backend}))
 """
 
 MODES = {
     "ours": "ours: symbolic.partials",
-    "ours-expanded": "ours: symbolic.partials, expand",
+    "ours-expanded-sympy": "ours: symbolic.partials, expand, SymPy",
+    "ours-expanded-symengine": "ours: symbolic.partials, expand, SymEngine",
     "naive": "naive SymPy: diff + str",
+    "symengine": "raw SymEngine: diff + str",
 }
+# Which library each mode is told to differentiate with (BACKPROP_SYMBOLIC).
+BACKENDS = {"ours-expanded-sympy": "sympy", "ours-expanded-symengine": "symengine"}
+# The ratios printed and written: (numerator, denominator).
+RATIOS = [
+    ("ours", "naive"),
+    ("ours-expanded-sympy", "naive"),
+    ("ours-expanded-symengine", "naive"),
+    ("ours-expanded-symengine", "ours-expanded-sympy"),
+    ("ours-expanded-symengine", "ours"),
+    ("ours-expanded-symengine", "symengine"),
+    ("symengine", "naive"),
+]
 
 
 def modes() -> dict[str, str]:
-    """Ours with its expanded form too, where this version of the package has one."""
+    """Ours with its expanded forms too, where this version of the package has them, and
+    raw SymEngine where it is installed."""
+    import importlib.util
+
     from backprop_cli.checks import symbolic
 
     expand = "expand" in inspect.signature(symbolic.partials).parameters
-    return {k: v for k, v in MODES.items() if expand or k != "ours-expanded"}
+    fast = importlib.util.find_spec("backprop_cli.checks.fast_symbolic") is not None
+    engine = importlib.util.find_spec("symengine") is not None
+    return {
+        k: v
+        for k, v in MODES.items()
+        if (expand or not k.startswith("ours-expanded"))
+        and (fast or k != "ours-expanded-symengine")
+        and (engine or k not in ("symengine", "ours-expanded-symengine"))
+    }
 
 
 def one(mode: str, n_in: int, n_hidden: int, timeout: float) -> dict[str, Any]:
     cmd = [PY, "-c", CHILD, mode, str(n_in), str(n_hidden)]
+    env = {**ENV, "BACKPROP_SYMBOLIC": BACKENDS.get(mode, "auto")}
     start = time.perf_counter()
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=ENV)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return {"seconds": None, "chars": None, "note": f"over {timeout:g} s"}
     wall = time.perf_counter() - start
@@ -115,6 +150,21 @@ def one(mode: str, n_in: int, n_hidden: int, timeout: float) -> dict[str, Any]:
     errors = found.pop("errors")
     note = f"{len(errors)} partials failed: {errors[0][:60]}" if errors else ""
     return {**found, "wall_seconds": wall, "note": note}
+
+
+def ratios(entry: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Each ratio of RATIOS whose two modes ran; where the denominator ran over its time
+    limit, the bound the ratio stays under."""
+    found: dict[str, Any] = {}
+    for top, bottom in RATIOS:
+        if top not in entry or bottom not in entry:
+            continue
+        mine, theirs = entry[top]["seconds"], entry[bottom]["seconds"]
+        if mine is not None and theirs:
+            found[f"{top} / {bottom}"] = mine / theirs
+        elif mine is not None and entry[bottom]["note"].startswith("over"):
+            found[f"{top} / {bottom}"] = f"< {mine / timeout:.3f}"
+    return found
 
 
 def main() -> None:
@@ -138,28 +188,23 @@ def main() -> None:
             note = got["note"] if got["seconds"] is not None else ""
             partials = n_in * n_hidden + 2 * n_hidden + 1
             form = got.get("form", "-")
-            rows.append([label, name, partials, seconds, chars, form, note])
+            rows.append([label, name, got.get("backend", "-"), partials, seconds, chars, form,
+                         note])  # fmt: skip
             print(f"{label}, {name}: done", flush=True)
-        entry["ratios"] = {}
-        naive = entry["naive"]["seconds"]
-        for mode in entry.keys() & MODES.keys() - {"naive"}:
-            ours = entry[mode]["seconds"]
-            if ours is not None and naive:
-                entry["ratios"][f"{mode} / naive"] = ours / naive
-            elif ours is not None:  # naive ran over: the ratio is at most this
-                entry["ratios"][f"{mode} / naive"] = f"< {ours / args.timeout:.3f}"
+        entry["ratios"] = ratios(entry, args.timeout)
         results.append(entry)
 
     print(f"\none run each, in a child process, {args.timeout:g} s limit, unsimplified")
-    table(["size", "how", "partials", "seconds", "chars printed", "form", "note"], rows, left=2)
-    ratios = [
+    table(["size", "how", "library", "partials", "seconds", "chars printed", "form", "note"],
+          rows, left=3)  # fmt: skip
+    lines = [
         [f"{r['inputs']} x {r['hidden']}", key, value if isinstance(value, str) else f"{value:.3f}"]
         for r in results
-        for key, value in sorted(r["ratios"].items())
+        for key, value in r["ratios"].items()
     ]
-    if ratios:
+    if lines:
         print()
-        table(["size", "time ratio", "value"], ratios, left=2)
+        table(["size", "time ratio", "value"], lines, left=2)
     write_json(args.json, {"timeout": args.timeout, "sizes": results})
 
 

@@ -163,6 +163,7 @@ def test_one_module_per_heavy_dependency():
     assert {p.split("/")[0] for p in _importers("rich")} <= {"render", "cli"}
     assert _importers("matplotlib") == {"render/plot.py"}
     assert _importers("pyarrow") == {"io/arrow.py"}
+    assert _importers("symengine") == {"checks/fast_symbolic.py"}
 
 
 def test_no_eval_exec_or_sympy_parsers():

@@ -203,13 +203,51 @@ def _value(expr: Any, sp: Any, at: Mapping[Any, Any]) -> dict[str, Any]:
 def _shown(expr: Any, sp: Any, shown: Mapping[Any, Any], latex: bool | str) -> dict[str, Any]:
     """The formula as text; with `latex`, as LaTeX too; with latex="mathml", also as
     presentation MathML (for pages; left out when it would be too long to read)."""
-    readable = expr.xreplace(shown)
-    info: dict[str, Any] = {"formula": _cap(sp.sstr(readable))}
+    return _written(expr.xreplace(shown), sp, latex)
+
+
+def _written(readable: Any, sp: Any, latex: bool | str) -> dict[str, Any]:
+    """`_shown` of an expression whose constants are already as typed."""
+    info: dict[str, Any] = {"formula": _cap(_sstr(readable, sp))}
     if latex:
         info["latex"] = _cap(sp.latex(readable))
     if latex == "mathml":
         info["mathml"] = mathml(readable, sp) if len(info["formula"]) <= MAX_MATHML_TEXT else None
     return info
+
+
+_PRINTERS: dict[int, Any] = {}
+
+
+def _sstr(expr: Any, sp: Any) -> str:
+    """sp.sstr(expr), remembering each subexpression's text: the partials of one graph
+    repeat the same subexpressions many times over, and SymPy prints each the same way
+    wherever it stands (its parent adds any parentheses)."""
+    printer = _PRINTERS.get(id(sp))
+    if printer is None:
+        printer = _PRINTERS[id(sp)] = _memo_printer(sp)()
+    if len(printer.memo) > 200_000:
+        printer.memo.clear()
+    return str(printer.doprint(expr))
+
+
+def _memo_printer(sp: Any) -> Any:
+    base = sp.printing.str.StrPrinter
+
+    class MemoPrinter(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            super().__init__()
+            self.memo: dict[Any, str] = {}
+
+        def _print(self, expr: Any, **kwargs: Any) -> str:
+            if kwargs or not isinstance(expr, sp.Basic) or expr.is_Atom:
+                return str(super()._print(expr, **kwargs))
+            text = self.memo.get(expr)
+            if text is None:
+                text = self.memo[expr] = str(super()._print(expr))
+            return text
+
+    return MemoPrinter
 
 
 def mathml(expr: Any, sp: Any) -> str | None:
@@ -250,10 +288,10 @@ def partials(
     *,
     emit: Callable[[dict[str, Any]], None],
 ) -> None:
-    """Send {"stage": "raw", ...} with every partial (keyed x, or W[0,1] for an element),
-    then one "simplified" per partial. An array output is first contracted with `seed`. A
-    large graph of numbers gets the reverse sweep's named forms instead (sweep_partials),
-    unless `expand`."""
+    """Send {"stage": "raw", ...} with every partial (keyed x, or W[0,1] for an element) and
+    the library that differentiated ("backend"), then one "simplified" per partial. An array
+    output is first contracted with `seed`. A large graph of numbers gets the reverse
+    sweep's named forms instead (sweep_partials), unless `expand`."""
     import sympy as sp
 
     markup, latex = latex, bool(latex)  # the partials' own formulas may also get MathML
@@ -264,29 +302,19 @@ def partials(
     built = to_sympy(graph, sp, cores)
     out = built.nodes[graph.output]
     at = _at_point(built, graph, point, sp)
-    total = out
-    if seed is not None and not isinstance(out, np.ndarray):  # a scalar output's --seed-grad
-        total = _exact(float(seed), sp) * out
-    elif isinstance(out, np.ndarray):
-        weights = np.broadcast_to(np.asarray(seed, dtype=np.float64), out.shape)
-        total = sp.Add(
-            *(_exact(float(w), sp) * e for w, e in zip(weights.ravel(), out.ravel(), strict=True))
-        )
-    derivatives = {
-        _label(name, index): sp.diff(total, element_symbol(built, graph, name, index))
-        for name, index in wrt
-    }
+    found = _differentiate(graph, built, cores, sp, wrt, seed)
 
-    def described(expr: Any) -> dict[str, Any]:
-        return {**_shown(expr, sp, built.shown, markup), **_value(expr, sp, at)}
+    def described(name: str) -> dict[str, Any]:
+        return {**_written(found.readable[name], sp, markup), **found.value(name, at)}
 
-    raw = {n: _guarded(partial(described, d)) for n, d in derivatives.items()}
+    raw = {n: _guarded(partial(described, n)) for n in found.readable}
     emit(
         {
             "stage": "raw",
             "output": _guarded(partial(_described_output, out, sp, built.shown, latex)),
             "partials": raw,
-            "compact": _compact_forms(graph, built, wrt, derivatives, sp, latex),
+            "compact": _compact_forms(graph, built, wrt, found.readable, sp, latex),
+            "backend": found.backend,
         }
     )
     exact = {n: info.get("value") for n, info in raw.items()}
@@ -298,13 +326,99 @@ def partials(
 
     # Simplified forms replace only the formula: the value stays the one computed from the
     # differentiated graph, whose algebra has not cancelled anything.
-    def simplified(expr: Any) -> dict[str, Any]:
-        return _shown(_simplify(expr.xreplace(built.shown), sp), sp, {}, markup)
+    def simplified(readable: Any) -> dict[str, Any]:
+        return _written(_simplify(readable, sp), sp, markup)
 
     if not isinstance(out, np.ndarray):
-        emit({"stage": "simplified", "output": _guarded(partial(simplified, out))})
-    for name, d in derivatives.items():
+        emit(
+            {
+                "stage": "simplified",
+                "output": _guarded(partial(simplified, out.xreplace(built.shown))),
+            }
+        )
+    for name, d in found.readable.items():
         emit({"stage": "simplified", "partials": {name: _guarded(partial(simplified, d))}})
+
+
+@dataclass
+class _Found:
+    """Each partial (keyed by its label) with its constants as typed, and a way to its exact
+    value at the point, from SymPy's derivatives or SymEngine's."""
+
+    readable: dict[str, Any]
+    value: Callable[[str, Mapping[Any, Any]], dict[str, Any]]  # (label, exact point)
+    backend: str
+
+
+def _differentiate(
+    graph: Graph,
+    built: Expressions,
+    cores: list[tuple[int, ...]] | None,
+    sp: Any,
+    wrt: list[tuple[str, tuple[int, ...]]],
+    seed: Any = None,
+) -> _Found:
+    """∂(the output contracted with seed)/∂ each element of wrt: by SymEngine where
+    fast_symbolic takes the graph, otherwise by SymPy."""
+    from . import fast_symbolic
+
+    fast = fast_symbolic.prepare(graph, built, sp, cores)
+    labels = {_label(name, index): element_symbol(built, graph, name, index) for name, index in wrt}
+    if fast is not None:
+        try:
+            return _differentiate_fast(graph, fast, sp, labels, seed)
+        except fast_symbolic.Unsupported:
+            pass  # an op whose derivative SymEngine leaves unevaluated: SymPy's turn
+    total = _contracted(built.nodes[graph.output], seed, sp, sp, lambda r: r)
+    derivatives = {n: sp.diff(total, s) for n, s in labels.items()}
+    return _Found(
+        {n: d.xreplace(built.shown) for n, d in derivatives.items()},
+        lambda n, at: _value(derivatives[n], sp, at),
+        "sympy",
+    )
+
+
+def _differentiate_fast(
+    graph: Graph,
+    fast: Any,
+    sp: Any,
+    labels: dict[str, Any],
+    seed: Any,
+) -> _Found:
+    """`_differentiate` by SymEngine."""
+    total = _contracted(fast.nodes[graph.output], seed, sp, fast.se, fast.image)
+    derivatives = {n: fast.diff(total, fast.to_se[s]) for n, s in labels.items()}
+    return _found_fast(fast, sp, derivatives)
+
+
+def _found_fast(fast: Any, sp: Any, derivatives: dict[str, Any]) -> _Found:
+    """SymEngine's derivatives in SymPy, each valued at the point on demand."""
+    readable = {n: fast.readable(d) for n, d in derivatives.items()}
+    points: list[tuple[Mapping[Any, Any], dict[Any, Any]]] = []  # the last point, in SymEngine
+
+    def value(name: str, at: Mapping[Any, Any]) -> dict[str, Any]:
+        if not points or points[-1][0] is not at:
+            points[:] = [(at, fast.point(at))]
+        found = fast.value(derivatives[name], points[-1][1])
+        if found is None:  # no finite real value: SymPy says why, as its own path would
+            return _value(fast.raw(derivatives[name]), sp, at)
+        return {"convention": False, "value": found}
+
+    return _Found(readable, value, "symengine")
+
+
+def _contracted(out: Any, seed: Any, sp: Any, lib: Any, number: Callable[[Any], Any]) -> Any:
+    """The output weighted by seed (a scalar output's --seed-grad), or an array output
+    contracted with it; `lib` builds the sum, `number` writes each weight."""
+    if seed is not None and not isinstance(out, np.ndarray):
+        return number(_exact(float(seed), sp)) * out
+    if isinstance(out, np.ndarray):
+        weights = np.broadcast_to(np.asarray(seed, dtype=np.float64), out.shape)
+        return lib.Add(
+            *(number(_exact(float(w), sp)) * e for w, e in zip(weights.ravel(), out.ravel(),
+                                                               strict=True))
+        )  # fmt: skip
+    return out
 
 
 def partials_at_points(
@@ -321,24 +435,20 @@ def partials_at_points(
     import sympy as sp
 
     built = to_sympy(graph, sp, cores)
-    out = built.nodes[graph.output]
-    derivatives = {
-        _label(name, index): sp.diff(out, element_symbol(built, graph, name, index))
-        for name, index in wrt
-    }
+    found = _differentiate(graph, built, cores, sp, wrt)
     emit(
         {
             "stage": "formulas",
             "partials": {
-                n: _guarded(partial(_shown, d, sp, built.shown, False))
-                for n, d in derivatives.items()
+                n: _guarded(partial(_written, d, sp, False)) for n, d in found.readable.items()
             },
+            "backend": found.backend,
         }
     )
     for k, point in enumerate(points):
         at = _at_point(built, graph, point, sp)
-        found = {n: _guarded(partial(_value, d, sp, at)) for n, d in derivatives.items()}
-        emit({"stage": "point", "k": k, "partials": found})
+        values = {n: _guarded(partial(found.value, n, at)) for n in found.readable}
+        emit({"stage": "point", "k": k, "partials": values})
 
 
 def _at_point(
@@ -365,7 +475,7 @@ def _described_output(out: Any, sp: Any, shown: Mapping[Any, Any], latex: bool) 
     if not isinstance(out, np.ndarray):
         return _shown(out, sp, shown, latex)
     readable = np.frompyfunc(lambda e: e.xreplace(shown), 1, 1)(out)
-    info = {"formula": _cap(sp.sstr(readable.tolist()))}
+    info = {"formula": _cap(_sstr(readable.tolist(), sp))}
     if latex:
         info["latex"] = _cap(sp.latex(sp.Array(readable.tolist())))
     return info
@@ -375,7 +485,7 @@ def _compact_forms(
     graph: Graph,
     built: Expressions,
     wrt: list[tuple[str, tuple[int, ...]]],
-    derivatives: dict[str, Any],
+    readable: dict[str, Any],
     sp: Any,
     latex: bool,
 ) -> dict[str, dict[str, str]]:
@@ -398,7 +508,7 @@ def _compact_forms(
         elements = {e for a in arrays.values() for e in a.ravel()}
         common = None
         for index in np.ndindex(*shape):
-            d = derivatives[_label(name, index)].xreplace(built.shown)
+            d = readable[_label(name, index)]
             form = d.xreplace({arrays[o][index]: whole[o] for o in arrays})
             leftover = bool(form.free_symbols & elements)
             if leftover or (common is not None and form != common):
@@ -406,7 +516,7 @@ def _compact_forms(
                 break
             common = form
         if common is not None:
-            forms[name] = {"formula": _cap(sp.sstr(common))}
+            forms[name] = {"formula": _cap(_sstr(common, sp))}
             if latex:
                 forms[name]["latex"] = _cap(sp.latex(common))
     return forms
@@ -727,7 +837,7 @@ def higher(
 ) -> None:
     """Jacobian ("jacobian": every output element by every input element) or Hessian
     ("hessian": the output twice by input elements) entries, one row per message, each
-    {"formula", "value"} keyed "row|column"."""
+    {"formula", "value"} keyed "row|column", with the library that differentiated."""
     import sympy as sp
 
     wrt = [tuple(entry) for entry in wrt]  # type: ignore[misc]
@@ -735,24 +845,64 @@ def higher(
     out = built.nodes[graph.output]
     at = _at_point(built, graph, point, sp)
     columns = [(_label(n, i), element_symbol(built, graph, n, i)) for n, i in wrt]
+    if kind == "jacobian":
+        outs = np.asarray(out, dtype=object)
+        name = graph.output_name()
+        rows = [(_label(name, tuple(i)), i) for i in np.ndindex(*outs.shape)]
+    else:
+        rows = [(row, a) for a, (row, _) in enumerate(columns)]
+    fast = _higher_fast(graph, built, cores, sp, kind, rows, columns)
 
     def described(expr: Any) -> dict[str, Any]:
         return {**_shown(expr, sp, built.shown, False), **_value(expr, sp, at)}
 
-    if kind == "jacobian":
-        outs = np.asarray(out, dtype=object)
-        name = graph.output_name()
-        rows = [(_label(name, tuple(i)), outs[i]) for i in np.ndindex(*outs.shape)]
-        for row, expr in rows:
-            emit({"entries": {f"{row}|{c}": _guarded(partial(described, sp.diff(expr, s)))
-                              for c, s in columns}})  # fmt: skip
-        return
-    for a, (row, s) in enumerate(columns):
-        first = sp.diff(out, s)
-        entries = {}
-        for column, t in columns[a:]:
-            entries[f"{row}|{column}"] = _guarded(partial(described, sp.diff(first, t)))
-        emit({"entries": entries})
+    def from_fast(found: _Found, key: str) -> dict[str, Any]:
+        return {**_written(found.readable[key], sp, False), **found.value(key, at)}
+
+    for row, where in rows:
+        if fast is not None:
+            entries = {key: _guarded(partial(from_fast, fast, key))
+                       for key in fast.readable if key.partition("|")[0] == row}  # fmt: skip
+        elif kind == "jacobian":
+            expr = np.asarray(out, dtype=object)[where]
+            entries = {f"{row}|{c}": _guarded(partial(described, sp.diff(expr, s)))
+                       for c, s in columns}  # fmt: skip
+        else:
+            first = sp.diff(out, columns[where][1])
+            entries = {f"{row}|{c}": _guarded(partial(described, sp.diff(first, t)))
+                       for c, t in columns[where:]}  # fmt: skip
+        emit({"entries": entries, "backend": "sympy" if fast is None else fast.backend})
+
+
+def _higher_fast(
+    graph: Graph,
+    built: Expressions,
+    cores: list[tuple[int, ...]],
+    sp: Any,
+    kind: str,
+    rows: list[tuple[str, Any]],
+    columns: list[tuple[str, Any]],
+) -> _Found | None:
+    """Every Jacobian or Hessian entry by SymEngine, or None where SymPy takes the graph."""
+    from . import fast_symbolic
+
+    fast = fast_symbolic.prepare(graph, built, sp, cores)
+    if fast is None:
+        return None
+    out = fast.nodes[graph.output]
+    symbols = [(c, fast.to_se[s]) for c, s in columns]
+    derivatives: dict[str, Any] = {}
+    for row, where in rows:
+        if kind == "jacobian":
+            expr = np.asarray(out, dtype=object)[where]
+            derivatives.update((f"{row}|{c}", fast.diff(expr, s)) for c, s in symbols)
+        else:
+            first = fast.diff(out, symbols[where][1])
+            derivatives.update((f"{row}|{c}", fast.diff(first, t)) for c, t in symbols[where:])
+    try:
+        return _found_fast(fast, sp, derivatives)
+    except fast_symbolic.Unsupported:
+        return None
 
 
 # ---- the reverse sweep, symbolically: partials with named intermediates ---------------------
@@ -864,7 +1014,7 @@ def sweep_partials(
             adjoint.pop(node.id, None)
 
     def written(e: Any) -> str:
-        return _cap(sp.sstr(e.xreplace(shown)))
+        return _cap(_sstr(e.xreplace(shown), sp))
 
     partials: dict[str, dict[str, Any]] = {}
     for name in wrt:
