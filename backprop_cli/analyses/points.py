@@ -556,11 +556,11 @@ def open_points(
 ) -> tuple[Any, Any]:
     """The reader of a points file (or stdin, '-') and the stream to close: Parquet and
     Arrow files by their first bytes, anything else as text (CSV, TSV or JSON lines)."""
+    import io
     import os
     import sys
 
     from ..io.arrow import sniff
-    from ..io.files import open_text
     from . import point_blocks
 
     try:
@@ -581,10 +581,10 @@ def open_points(
         raw.close()
         kind = "a Parquet" if named == "parquet" else "an Arrow"
         raise BackpropError(f"{what} is not {kind} file (it does not start as one)")
-    if found is None:
-        if path != "-":
-            raw.close()
-        stream = open_text(path, what)
+    if found is None:  # text, read from the bytes already opened (a pipe cannot be reopened)
+        stream = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
+        if path == "-":
+            stream.close = lambda: None  # type: ignore[method-assign]  # leave stdin open
         try:
             reader = PointReader(stream, what, needed, fixed, allow_nonfinite, constants, dtype)
         except BaseException:

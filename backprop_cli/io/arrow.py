@@ -344,12 +344,20 @@ def floats(values: np.ndarray) -> Any:
 
 
 class TableSource:
-    """The record batches of a Parquet or Arrow IPC file (or stream), with its schema."""
+    """The record batches of a Parquet or Arrow IPC file (or stream), with its schema. A
+    Parquet file or an Arrow file (not stream) needs to be read at any place: from a pipe
+    it is held in memory whole."""
 
     def __init__(self, stream: BinaryIO, kind: str, what: str, rows: int) -> None:
+        import io
+
         pa = _pa()
         self.what = what
         try:
+            head = stream.peek(8)[:8] if hasattr(stream, "peek") else b""
+            stream_format = kind == "arrow" and not bytes(head).startswith(ARROW_MAGIC)
+            if not stream_format and not _seekable(stream):
+                stream = io.BytesIO(stream.read())
             if kind == "parquet":
                 import pyarrow.parquet as pq
 
@@ -357,7 +365,17 @@ class TableSource:
                 self.schema = self._file.schema_arrow
                 self._batches = self._file.iter_batches(batch_size=rows)
             else:
-                self._batches, self.schema = _ipc_batches(stream)
+                import pyarrow.ipc as ipc
+
+                if stream_format:
+                    reader = ipc.open_stream(stream)
+                    self.schema = reader.schema
+                    self._batches = iter(reader)
+                else:
+                    whole = ipc.open_file(stream)
+                    self.schema = whole.schema
+                    count = whole.num_record_batches
+                    self._batches = (whole.get_batch(i) for i in range(count))
         except (pa.ArrowException, OSError, ValueError) as exc:
             raise BackpropError(f"{what}: not a readable {kind} file ({_why(exc)})") from None
         self.names = list(self.schema.names)
@@ -370,18 +388,11 @@ class TableSource:
             raise BackpropError(f"{self.what}: cannot read on ({_why(exc)})") from None
 
 
-def _ipc_batches(stream: BinaryIO) -> tuple[Iterator[Any], Any]:
-    import pyarrow.ipc as ipc
-
-    pa = _pa()
-    head = stream.read(6)
-    rest = head + stream.read()
-    buffer = pa.py_buffer(rest)
-    if head.startswith(ARROW_MAGIC):
-        reader = ipc.open_file(buffer)
-        return (reader.get_batch(i) for i in range(reader.num_record_batches)), reader.schema
-    stream_reader = ipc.open_stream(buffer)
-    return iter(stream_reader), stream_reader.schema
+def _seekable(stream: Any) -> bool:
+    try:
+        return bool(stream.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def _why(exc: BaseException) -> str:
