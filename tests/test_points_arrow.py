@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow as pa
@@ -331,3 +333,22 @@ def test_check_points_reads_a_table(tmp_path):
 def test_a_table_is_not_an_output_of_one_point():
     r = run("grad", "x*x", "x=1", "--format", "parquet")
     assert r.code == 2 and "--points" in r.stderr
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_points_do_not_import_pandas(tmp_path, fmt):
+    # pyarrow imports pandas (when installed) for many of its conversions: a second or so
+    t = table()
+    (tmp_path / "p.csv").write_text(csv_of(t))
+    pq.write_table(t, tmp_path / "p.parquet")
+    source = tmp_path / ("p.parquet" if fmt == "parquet" else "p.csv")
+    code = (
+        "import sys\n"
+        "from backprop_cli.cli.entry import main\n"
+        f"sys.argv = ['backprop', 'grad', {NEURON!r}, '--points', {str(source)!r},\n"
+        f"            '-o', {str(tmp_path / ('out.' + fmt))!r}]\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "assert 'pandas' not in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -135,7 +135,8 @@ def _numeric(
     if not _numbers_ok(reader, values, data):
         return None
     heads = arrow.lines(buffer, ends)
-    columns = {name: values[j] for j, name in enumerate(reader.names)}
+    at = {name: j for j, name in enumerate(reader.names)}
+    columns = {name: values[at[name]] for name in reader.needed}  # the line reader's order
     return _split(reader, np.arange(line, line + n), columns, size, data, heads=heads)
 
 
@@ -201,7 +202,7 @@ def _cells(
 def _cell_numbers_ok(reader: PointReader, values: np.ndarray, texts: Any) -> bool:
     words = ~np.isfinite(values)
     if words.any():  # nan and inf words are allowed here; 1e400 is not
-        lowered = [str(t).lower().lstrip("+-") for t in np.asarray(texts.filter(words))]
+        lowered = [str(t).lower().lstrip("+-") for t in arrow.where(texts, words).to_pylist()]
         if any(w not in ("nan", "inf", "infinity") for w in lowered):
             return False
     finite = values[~words]
@@ -212,7 +213,7 @@ def _cell_numbers_ok(reader: PointReader, values: np.ndarray, texts: Any) -> boo
         zero |= (values != 0) & (values.astype(np.float32) == 0) & ~words
     if zero.any():
         for k in np.flatnonzero(zero):
-            text = str(texts[int(k)])
+            text = str(texts[int(k)].as_py())
             if any(c in "123456789" for c in text.lower().partition("e")[0]):
                 return False  # the strict reader counts it and names its line
     return True
@@ -457,7 +458,7 @@ class TableReader:
         from ..io.data import number
 
         found = arrow.strict_numbers(arrow.fill_text(column), self.allow_nonfinite)
-        missing = np.asarray(column.is_null())
+        missing = arrow.numpy_of(column.is_null())
         if found is not None and not missing.any():
             values, _ = found
             if np.isfinite(values).all() or self.allow_nonfinite:

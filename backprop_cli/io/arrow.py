@@ -34,6 +34,84 @@ def _pc() -> Any:
     return pyarrow.compute
 
 
+# pyarrow's conversions of Python and numpy objects (pa.array, pa.scalar, to_numpy, and a
+# Python str handed to a compute function) import pandas when it is installed, which costs
+# more than a whole run of a small file: arrays and scalars are made from buffers instead.
+_NUMPY_TYPES = {"float64": "float64", "float32": "float32", "int64": "int64", "int32": "int32"}
+
+
+def arrow_of(values: np.ndarray) -> Any:
+    """A numpy array of numbers or booleans as an Arrow array (zero-copy where it can)."""
+    pa = _pa()
+    x = np.ascontiguousarray(values).reshape(-1)
+    if x.dtype == np.bool_:
+        packed = np.packbits(x, bitorder="little")
+        return pa.Array.from_buffers(pa.bool_(), len(x), [None, pa.py_buffer(packed)])
+    name = _NUMPY_TYPES.get(x.dtype.name)
+    if name is None:
+        x, name = x.astype(np.float64), "float64"
+    return pa.Array.from_buffers(getattr(pa, name)(), len(x), [None, pa.py_buffer(x)])
+
+
+def numpy_of(values: Any) -> np.ndarray:
+    """An Arrow array (or chunked array) without nulls as a numpy array."""
+    pa = _pa()
+    if hasattr(values, "combine_chunks"):
+        values = values.combine_chunks()
+    n, at = len(values), values.offset
+    kind = values.type
+    if n == 0:
+        return np.zeros(0, dtype=np.bool_ if pa.types.is_boolean(kind) else np.float64)
+    data = values.buffers()[1]
+    if pa.types.is_boolean(kind):
+        bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8), bitorder="little")
+        return bits[at : at + n].astype(np.bool_)
+    dtype = _PRIMITIVE.get(str(kind))
+    if dtype is None:
+        return numpy_of(_pc().cast(values, pa.float64()))
+    return np.frombuffer(data, dtype=dtype, count=at + n)[at:]
+
+
+_PRIMITIVE = {"double": np.float64, "float": np.float32, "halffloat": np.float16}
+_PRIMITIVE.update({f"int{b}": getattr(np, f"int{b}") for b in (8, 16, 32, 64)})
+_PRIMITIVE.update({f"uint{b}": getattr(np, f"uint{b}") for b in (8, 16, 32, 64)})
+
+
+_TEXTS: dict[str, Any] = {}
+
+
+def text(value: str) -> Any:
+    """A string scalar for a compute function."""
+    found = _TEXTS.get(value)
+    if found is None:
+        found = strings([value])[0]
+        if len(_TEXTS) < 256:
+            _TEXTS[value] = found
+    return found
+
+
+def strings(texts: Sequence[str | None]) -> Any:
+    """Python strings (None: no value) as an Arrow string array."""
+    pa = _pa()
+    encoded = [b"" if t is None else t.encode("utf-8", "surrogatepass") for t in texts]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    validity = None
+    if any(t is None for t in texts):
+        valid = np.array([t is not None for t in texts], dtype=np.bool_)
+        validity = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    kind = pa.large_string() if offsets[-1] >= 1 << 31 else pa.string()
+    if kind == pa.string():
+        offsets = offsets.astype(np.int32)
+    data = pa.py_buffer(b"".join(encoded))
+    array = pa.Array.from_buffers(kind, len(encoded), [validity, pa.py_buffer(offsets), data])
+    return array if kind == pa.string() else array.cast(pa.string())
+
+
+def _scalars(args: Sequence[Any]) -> list[Any]:
+    return [text(a) if isinstance(a, str) else a for a in args]
+
+
 def sniff(head: bytes) -> str | None:
     """The binary format a file starts with (parquet or arrow), or None for text."""
     if head.startswith(PARQUET_MAGIC):
@@ -82,7 +160,7 @@ def csv_numbers(data: bytes, names: Sequence[str], delimiter: str) -> list[np.nd
     table = _csv_read(data, names, delimiter, _pa().float64())
     if table is None:
         return None
-    return [table.column(j).to_numpy() for j in range(len(names))]
+    return [numpy_of(table.column(j)) for j in range(len(names))]
 
 
 def csv_cells(
@@ -106,9 +184,14 @@ def split_cells(heads: Any, sep: str, count: int) -> list[Any] | None:
     None where some row has another number of cells."""
     pc = _pc()
     parts = pc.split_pattern(pc.utf8_slice_codeunits(heads, 1), sep)
-    if not pc.all(pc.equal(pc.list_value_length(parts), count)).as_py():
+    if not pc.all(pc.equal(pc.list_value_length(parts), _int(count))).as_py():
         return None
-    return [pc.list_element(parts, j) for j in range(count)]
+    return [pc.list_element(parts, _int(j)) for j in range(count)]
+
+
+def _int(value: int) -> Any:
+    """An int32 scalar for a compute function."""
+    return arrow_of(np.array([value], dtype=np.int32))[0]
 
 
 def strict_numbers(cells: Any, allow_nonfinite: bool) -> tuple[np.ndarray, Any] | None:
@@ -126,13 +209,13 @@ def strict_numbers(cells: Any, allow_nonfinite: bool) -> tuple[np.ndarray, Any] 
             return None
     texts = pc.utf8_trim(cells, characters=" \t")
     if words is None:
-        return pc.cast(texts, _pa().float64()).to_numpy(zero_copy_only=False), texts
+        return numpy_of(pc.cast(texts, _pa().float64())), texts
     lowered = pc.utf8_lower(texts)
-    plain = pc.if_else(words, "0", texts)
-    values = pc.cast(plain, _pa().float64()).to_numpy(zero_copy_only=False).copy()
-    is_nan = np.asarray(pc.match_substring(lowered, "nan"))
-    is_inf = np.asarray(words) & ~is_nan
-    negative = np.asarray(pc.starts_with(texts, "-"))
+    plain = pc.if_else(words, text("0"), texts)
+    values = numpy_of(pc.cast(plain, _pa().float64())).copy()
+    is_nan = numpy_of(pc.match_substring(lowered, "nan"))
+    is_inf = numpy_of(words) & ~is_nan
+    negative = numpy_of(pc.starts_with(texts, "-"))
     values[is_nan] = math.nan
     values[is_inf & ~negative] = math.inf
     values[is_inf & negative] = -math.inf
@@ -164,9 +247,9 @@ def float_texts(values: np.ndarray, dtype: str = "float64") -> Any:
     Python's (exponent digits, where the exponent starts, a trailing '.0')."""
     pa, pc = _pa(), _pc()
     if dtype == "float32":  # numpy's own float32 layout: element by element
-        return pa.array([str(v) for v in np.asarray(values, dtype=np.float32)], pa.string())
+        return strings([str(v) for v in np.asarray(values, dtype=np.float32).reshape(-1)])
     x = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
-    texts = pc.cast(pa.array(x), pa.string())
+    texts = pc.cast(arrow_of(x), pa.string())
     size = np.abs(x)
     with np.errstate(invalid="ignore"):
         finite = np.isfinite(x)
@@ -174,24 +257,24 @@ def float_texts(values: np.ndarray, dtype: str = "float64") -> Any:
         edge = finite & (x != 0) & ((size < _POSITIONAL[0]) | (size >= _POSITIONAL[1]))
     has_exponent = np.zeros(len(x), dtype=bool)
     if edge.any():
-        has_exponent[edge] = np.asarray(pc.match_substring(texts.filter(pa.array(edge)), "e"))
+        has_exponent[edge] = numpy_of(pc.match_substring(texts.filter(arrow_of(edge)), "e"))
     fixes: list[tuple[np.ndarray, Any]] = []
     both = want_exponent & has_exponent  # Python writes two exponent digits: 1e-09
     if both.any():
-        fixes.append((both, _two_digits(texts.filter(pa.array(both)))))
+        fixes.append((both, _two_digits(texts.filter(arrow_of(both)))))
     small = want_exponent & ~has_exponent & (size < _SMALL)  # 0.0000123 -> 1.23e-05
     if small.any():
-        fixes.append((small, _to_exponent(texts.filter(pa.array(small)))))
+        fixes.append((small, _to_exponent(texts.filter(arrow_of(small)))))
     other = (want_exponent != has_exponent) & ~small  # rare: element by element
     if other.any():
-        fixes.append((other, pa.array([repr(v) for v in x[other].tolist()], pa.string())))
+        fixes.append((other, strings([repr(v) for v in x[other].tolist()])))
     with np.errstate(invalid="ignore"):
         integral = finite & ~want_exponent & ~has_exponent & (x == np.trunc(x))  # 3 -> 3.0
     if integral.any():
-        dotted = pc.binary_join_element_wise(texts.filter(pa.array(integral)), ".0", "")
+        dotted = pc.binary_join_element_wise(texts.filter(arrow_of(integral)), text(".0"), text(""))
         fixes.append((integral, dotted))
     for mask, fixed in fixes:
-        texts = pc.replace_with_mask(texts, pa.array(mask), fixed)
+        texts = pc.replace_with_mask(texts, arrow_of(mask), fixed)
     return texts
 
 
@@ -224,10 +307,13 @@ def _to_exponent(texts: Any) -> Any:
     )
     sign, zeros, first, rest = (parts.field(k) for k in ("sign", "zeros", "first", "rest"))
     exponent = pc.utf8_lpad(
-        pc.cast(pc.add(pc.utf8_length(zeros), 1), _pa().string()), width=2, padding="0"
+        pc.cast(pc.add(pc.utf8_length(zeros), _int(1)), _pa().string()),
+        width=2,
+        padding="0",
     )
-    fraction = pc.if_else(pc.equal(rest, ""), "", pc.binary_join_element_wise(".", rest, ""))
-    return pc.binary_join_element_wise(sign, first, fraction, "e-", exponent, "")
+    dot = pc.binary_join_element_wise(text("."), rest, text(""))
+    fraction = pc.if_else(pc.equal(rest, text("")), text(""), dot)
+    return pc.binary_join_element_wise(sign, first, fraction, text("e-"), exponent, text(""))
 
 
 def json_numbers(values: np.ndarray) -> Any:
@@ -238,7 +324,7 @@ def json_numbers(values: np.ndarray) -> Any:
     with np.errstate(invalid="ignore"):
         bad = ~np.isfinite(np.asarray(values, dtype=np.float64).reshape(-1))
     if bad.any():
-        texts = pc.if_else(_pa().array(bad), "null", texts)
+        texts = pc.if_else(arrow_of(bad), text("null"), texts)
     return texts
 
 
@@ -253,11 +339,11 @@ def text_column(values: Any) -> Any:
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         return values
     if pa.types.is_floating(kind):
-        return float_texts(values.to_numpy(zero_copy_only=False), "float64")
+        return float_texts(numpy_of(values), "float64")
     try:
         return pc.cast(values, pa.string())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return pa.array([str(v) for v in values.to_pylist()], pa.string())
+        return strings([None if v is None else str(v) for v in values.to_pylist()])
 
 
 def needs_quotes(cells: Any, sep: str) -> Any:
@@ -276,17 +362,18 @@ def quoted(cells: Any, sep: str) -> Any:
     if not pc.any(need).as_py():
         return cells
     doubled = pc.replace_substring(cells, '"', '""')
-    return pc.if_else(need, pc.binary_join_element_wise('"', doubled, '"', ""), cells)
+    wrapped = pc.binary_join_element_wise(text('"'), doubled, text('"'), text(""))
+    return pc.if_else(need, wrapped, cells)
 
 
 def join_rows(columns: Sequence[Any], sep: str, lead: bool = True) -> bytes:
     """The rows made of `columns` (string arrays or scalars), cells joined by `sep`, each
     row preceded by a newline unless its first column already starts with one."""
     pa, pc = _pa(), _pc()
-    cols = list(columns)
+    cols = _scalars(columns)
     if lead:
-        cols[0] = pc.binary_join_element_wise("\n", cols[0], "")
-    rows = pc.binary_join_element_wise(*cols, sep)
+        cols[0] = pc.binary_join_element_wise(text("\n"), cols[0], text(""))
+    rows = pc.binary_join_element_wise(*cols, text(sep))
     if isinstance(rows, pa.ChunkedArray):
         rows = rows.combine_chunks()
     return _value_bytes(rows)
@@ -303,7 +390,12 @@ def _value_bytes(rows: Any) -> bytes:
 
 
 def take(column: Any, rows: np.ndarray) -> Any:
-    return column.take(_pa().array(rows))
+    return column.take(arrow_of(np.asarray(rows, dtype=np.int64)))
+
+
+def where(column: Any, mask: np.ndarray) -> Any:
+    """The cells of a column where `mask` holds."""
+    return column.filter(arrow_of(np.asarray(mask, dtype=np.bool_)))
 
 
 def replace(texts: Any, old: str, new: str) -> Any:
@@ -312,7 +404,7 @@ def replace(texts: Any, old: str, new: str) -> Any:
 
 def int_texts(values: np.ndarray) -> Any:
     pa = _pa()
-    return _pc().cast(pa.array(np.asarray(values, dtype=np.int64)), pa.string())
+    return _pc().cast(arrow_of(np.asarray(values, dtype=np.int64)), pa.string())
 
 
 def is_text(column: Any) -> bool:
@@ -332,12 +424,8 @@ def to_pylist(column: Any) -> list[Any]:
     return list(column.to_pylist())
 
 
-def strings(texts: Sequence[str | None]) -> Any:
-    return _pa().array(list(texts), _pa().string())
-
-
 def floats(values: np.ndarray) -> Any:
-    return _pa().array(np.ascontiguousarray(values))
+    return arrow_of(np.asarray(values))
 
 
 # ---- Parquet and Arrow IPC -------------------------------------------------------------------
@@ -407,7 +495,7 @@ def stripped(column: Any) -> Any:
 
 def fill_text(column: Any) -> Any:
     """A string column with its nulls as empty cells."""
-    return _pc().fill_null(column, "")
+    return _pc().fill_null(column, text(""))
 
 
 def column_kind(kind: Any) -> str:
@@ -423,9 +511,10 @@ def column_kind(kind: Any) -> str:
 def as_floats(column: Any) -> tuple[np.ndarray, np.ndarray]:
     """A numeric column as float64 and which of its rows are null."""
     pa, pc = _pa(), _pc()
-    missing = np.asarray(pc.is_null(column))
-    filled = pc.fill_null(pc.cast(column, pa.float64(), safe=False), 0.0)
-    return np.asarray(filled.to_numpy(zero_copy_only=False), dtype=np.float64), missing
+    missing = numpy_of(pc.is_null(column))
+    zero = arrow_of(np.zeros(1))[0]
+    filled = pc.fill_null(pc.cast(column, pa.float64(), safe=False), zero)
+    return np.asarray(numpy_of(filled), dtype=np.float64), missing
 
 
 class TableWriter:
@@ -452,7 +541,6 @@ class TableWriter:
     def close(self, names: Sequence[str], kinds: Sequence[str]) -> None:
         """Finish the file (a file with no rows still gets its columns)."""
         if self._writer is None:
-            pa = _pa()
-            empty = [pa.array([], pa.float64() if k == "number" else pa.string()) for k in kinds]
+            empty = [floats(np.zeros(0)) if k == "number" else strings([]) for k in kinds]
             self.write(names, empty)
         self._writer.close()
