@@ -89,7 +89,11 @@ def write_inputs(folder: Path, n: int) -> dict[str, Path]:
         columns = [t.column(name).to_pylist() for name in NAMES]
         with open(paths["jsonl"], "w") as f:
             for row in zip(*columns, strict=True):
-                f.write("{" + ", ".join(f'"{k}": {v!r}' for k, v in zip(NAMES, row)) + "}\n")
+                f.write(
+                    "{"
+                    + ", ".join(f'"{k}": {v!r}' for k, v in zip(NAMES, row, strict=True))
+                    + "}\n"
+                )
     else:
         del paths["jsonl"]
     return paths

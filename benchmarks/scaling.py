@@ -11,8 +11,13 @@ small constant) and the time per node (flat when the growth is linear). Then the
 `backprop grad --file ... --no-torch --no-symbolic --format json` as a fresh process, and the
 SymPy partials for the smaller sizes, each in a child process with a time limit: the
 expanded formulas of a bare sympy.diff, and symbolic.partials as the CLI calls it
-(unsimplified). These machines are
-noisy: compare ratios, not absolute times.
+(unsimplified).
+
+Last, the goals for large programs, from 10⁴ nodes on: the whole `backprop grad --file`
+with its table, per node above start-up (the same command on the program `x`) with the
+checks off, and per node above `python -c "import torch"` with the default checks; and the
+total time of the largest size with the default checks. These machines are noisy: compare
+ratios, not absolute times.
 
     python benchmarks/scaling.py [--max-size 100000] [--runs 5] [--cli-runs 3]
         [--symbolic-max 1000] [--timeout 60] [--json benchmarks/results/scaling.json]
@@ -88,6 +93,14 @@ print(json.dumps({"seconds": seconds, "chars": chars, "form": form, "errors": er
 
 SYMBOLIC_MODES = {"naive": "naive: sympy.diff", "ours": "ours: symbolic.partials"}
 
+# Large programs: µs per node above the baseline, and seconds in all at 10⁵ nodes.
+GOALS = {"checks_off_us_per_node": 40.0, "default_us_per_node": 100.0, "default_seconds": 15.0}
+GOAL_FROM = 10_000  # sizes the goals are measured at
+BASELINES = {
+    "start-up": [PY, "-m", "backprop_cli", "grad", "x", "x=1", "--no-torch", "--no-symbolic"],
+    "import torch": [PY, "-c", "import torch"],
+}
+
 
 def program(statements: int) -> str:
     lines = ["t0 = x*y"]
@@ -136,6 +149,71 @@ def symbolic_time(mode: str, path: Path, max_length: int, timeout: float) -> dic
     return found
 
 
+def goal_commands(
+    path: Path, nodes: int, values: list[str], extra: list[str]
+) -> dict[str, list[str]]:
+    """The whole command with its table: checks off, and the default checks."""
+    cmd = [PY, "-m", "backprop_cli", "grad", "--file", str(path), *values, *extra]
+    return {f"{nodes} off": [*cmd, "--no-torch", "--no-symbolic"], f"{nodes} default": cmd}
+
+
+def goals(samples: dict[str, list[float]], sizes: list[dict[str, Any]]) -> dict[str, Any]:
+    """µs per node above each baseline, the largest size's total, and each against its goal."""
+    base = {name: median(samples[name]) for name in BASELINES}
+    rows = []
+    for s in sizes:
+        nodes = s["nodes"]
+        if f"{nodes} off" not in samples:
+            continue
+        off, default = median(samples[f"{nodes} off"]), median(samples[f"{nodes} default"])
+        rows.append(
+            {
+                "nodes": nodes,
+                "checks_off_seconds": off,
+                "default_seconds": default,
+                "checks_off_us_per_node": (off - base["start-up"]) / nodes * 1e6,
+                "default_us_per_node": (default - base["import torch"]) / nodes * 1e6,
+            }
+        )
+    ratios: dict[str, float] = {}
+    for row in rows:
+        for key in ("checks_off_us_per_node", "default_us_per_node"):
+            ratios[f"{key} at {row['nodes']}"] = row[key] / GOALS[key]
+    if rows:
+        ratios[f"default_seconds at {rows[-1]['nodes']}"] = (
+            rows[-1]["default_seconds"] / GOALS["default_seconds"]
+        )
+    return {
+        "seconds": samples,
+        "baseline_seconds": base,
+        "goals": GOALS,
+        "sizes": rows,
+        "ratio_to_goal": ratios,
+    }
+
+
+def print_goals(found: dict[str, Any], runs: int) -> None:
+    base = found["baseline_seconds"]
+    print(
+        f"\nlarge programs: backprop grad --file with its table (fresh process, median of "
+        f"{runs}); above start-up ({base['start-up']:.3f} s) with the checks off, above "
+        f"import torch ({base['import torch']:.3f} s) with the default checks"
+    )
+    rows = [
+        [
+            f"{row['nodes']:,}",
+            f"{row['checks_off_seconds']:.3f}",
+            f"{row['checks_off_us_per_node']:.1f}",
+            f"{row['default_seconds']:.3f}",
+            f"{row['default_us_per_node']:.1f}",
+        ]
+        for row in found["sizes"]
+    ]
+    table(["nodes", "off s", "off µs/node", "default s", "default µs/node"], rows)
+    print("\nagainst the goals (measured / goal; at most 1 meets it)")
+    table(["figure", "ratio"], [[k, f"{v:.2f}"] for k, v in found["ratio_to_goal"].items()])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-size", type=int, default=100_000, help="largest target (nodes)")
@@ -151,6 +229,7 @@ def main() -> None:
 
     sizes: list[dict[str, Any]] = []
     cli: dict[str, list[str]] = {}
+    large: dict[str, list[str]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for target in targets:
             source, statements = sized(target)
@@ -184,6 +263,9 @@ def main() -> None:
             if len(source) > DEFAULT_LIMITS.max_length:
                 cmd += ["--max-length", str(max_length)]
             cli[str(nodes)] = cmd
+            if target >= GOAL_FROM:
+                extra = cmd[cmd.index("--max-length") :] if "--max-length" in cmd else []
+                large.update(goal_commands(path, nodes, values, extra))
             if target <= args.symbolic_max:
                 sizes[-1]["symbolic"] = {
                     mode: symbolic_time(mode, path, max_length, args.timeout)
@@ -191,6 +273,7 @@ def main() -> None:
                 }
             print(f"{nodes:,} nodes: done", flush=True)
         cli_samples = measure(cli, args.cli_runs)
+        large_samples = measure({**BASELINES, **large}, args.cli_runs) if large else {}
 
     print(f"\nin-process, median of {args.runs} (µs/node: median time / nodes)")
     rows = []
@@ -269,9 +352,14 @@ def main() -> None:
                 rows.append([f"{s['nodes']:,}", SYMBOLIC_MODES[mode], seconds, chars, form, note])
         table(["nodes", "how", "seconds", "chars", "form", "note"], rows, left=2)
 
+    found = goals(large_samples, sizes) if large else None
+    if found is not None:
+        print_goals(found, args.cli_runs)
+
     write_json(
         args.json,
         {
+            "large_programs": found,
             "point": POINT,
             "templates": TEMPLATES,
             "runs": args.runs,

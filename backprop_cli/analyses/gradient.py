@@ -430,8 +430,8 @@ def _nodes(run: _Run) -> list[dict[str, Any]]:
         issues.setdefault(issue.node, []).append(issue.message)
     out = []
     names = graph.display_names()
+    values, grads = _plain_all(trace.values, run.cores), _plain_all(trace.grads, run.cores)
     for node in graph.nodes:
-        grad = trace.grads[node.id]
         notes = list(issues.get(node.id, []))
         if node.id in kinks:
             notes.insert(0, "kink: subgradient used")
@@ -440,8 +440,8 @@ def _nodes(run: _Run) -> list[dict[str, Any]]:
             "label": graph.label(node.id),
             "op": node.op,
             "inputs": list(node.inputs),
-            "value": _plain(trace.values[node.id]),
-            "grad": None if grad is None else _plain(grad),
+            "value": values[node.id],
+            "grad": grads[node.id],
             "name": node.name,
             "display_name": names[node.id],
             "text": graph.text(node.id, TEXT_LIMIT),
@@ -454,6 +454,21 @@ def _nodes(run: _Run) -> list[dict[str, Any]]:
             row["attrs"] = {key: _attr(value) for key, value in node.attrs}
         out.append(row)
     return out
+
+
+def _plain_all(numbers: list[Any], cores: list[tuple[int, ...]]) -> list[Any]:
+    """`_plain` of every node's number or array (None stays None): the one-number nodes of
+    a long graph converted in one numpy call."""
+    found: list[Any] = [None] * len(numbers)
+    scalars = [i for i, x in enumerate(numbers) if x is not None and not cores[i]]
+    if scalars:
+        row = np.array([numbers[i] for i in scalars], dtype=np.float64).tolist()
+        for i, value in zip(scalars, row, strict=True):
+            found[i] = value
+    for i, x in enumerate(numbers):
+        if x is not None and cores[i]:
+            found[i] = _plain(x)
+    return found
 
 
 def _attr(value: Any) -> Any:
@@ -600,23 +615,21 @@ def _torch_summary(run: _Run) -> dict[str, Any]:
         return summary
     tally = _Tally(rtol, atol)
     trace, torch = run.trace, run.torch
-    scalars: list[tuple[int, str, Any, Any, Any]] = []  # judged together: one numpy pass
-    for node in run.graph.nodes:
-        pairs: list[tuple[str, Any, Any, Any]] = [
-            ("value", trace.values[node.id], torch.values[node.id], run.value_spread[node.id])
-        ]
-        if trace.grads[node.id] is not None:
-            pairs.append(
-                ("grad", trace.grads[node.id], torch.grads[node.id], run.grad_spread[node.id])
-            )
-        for what, ours, theirs, spread in pairs:
-            if theirs is None:
-                tally.missing(node.id, what, ours)
-            elif np.ndim(ours) == 0 and np.ndim(theirs) == 0:
-                scalars.append((node.id, what, ours, theirs, spread))
-            else:
-                tally.compare(node.id, what, ours, theirs, spread)
-    tally.compare_scalars(scalars)
+    # Nodes holding one number (most of a long graph) are judged as whole arrays; the
+    # others array by array.
+    one = [not core for core in run.cores]
+    for what, ours, theirs, spread in (
+        ("value", trace.values, torch.values, run.value_spread),
+        ("grad", trace.grads, torch.grads, run.grad_spread),
+    ):
+        present = [i for i, v in enumerate(ours) if v is not None]
+        for i in present:
+            if theirs[i] is None:
+                tally.missing(i, what, ours[i])
+            elif not one[i]:
+                tally.compare(i, what, ours[i], theirs[i], spread[i])
+        ids = [i for i in present if one[i] and theirs[i] is not None]
+        tally.compare_scalars(what, ids, ours, theirs, spread)
     summary.update(
         ok=not tally.mismatches,
         skipped=None,
@@ -674,22 +687,19 @@ class _Tally:
                 entry["index"] = list(where)
             self.mismatches.append(((node_id, what == "grad", where), entry))
 
-    def compare_scalars(self, items: list[tuple[int, str, Any, Any, Any]]) -> None:
-        if not items:
+    def compare_scalars(
+        self, what: str, ids: list[int], ours: list[Any], theirs: list[Any], spread: list[Any]
+    ) -> None:
+        """The nodes `ids`, each holding one number, judged in one numpy pass."""
+        if not ids:
             return
-        ours = np.array([item[2] for item in items], dtype=np.float64)
-        theirs = np.array([item[3] for item in items], dtype=np.float64)
-        spread = np.array([0.0 if item[4] is None else item[4] for item in items])
-        _, wrong = self._judge(ours, theirs, spread)
+        mine = np.array([ours[i] for i in ids], dtype=np.float64)
+        other = np.array([theirs[i] for i in ids], dtype=np.float64)
+        room = np.array([0.0 if spread[i] is None else spread[i] for i in ids], dtype=np.float64)
+        _, wrong = self._judge(mine, other, room)
         for (k,) in wrong:
-            node_id, what = items[k][0], items[k][1]
-            entry = {
-                "node": node_id,
-                "what": what,
-                "engine": _num(ours[k]),
-                "torch": _num(theirs[k]),
-            }
-            self.mismatches.append(((node_id, what == "grad", ()), entry))
+            entry = {"node": ids[k], "what": what, "engine": _num(mine[k]), "torch": _num(other[k])}
+            self.mismatches.append(((ids[k], what == "grad", ()), entry))
 
     def first_mismatches(self) -> list[dict[str, Any]]:
         return [entry for _, entry in sorted(self.mismatches, key=lambda m: m[0])][: self.SHOWN]

@@ -106,9 +106,11 @@ def torch_graph(
             args = [tensors[i] for i in node.inputs]
             if op.elementwise:
                 nd = len(cores[node.id])
-                args = [
-                    _torch_align(a, cores[i], nd) for a, i in zip(args, node.inputs, strict=True)
-                ]
+                if nd:  # scalars (perhaps with batch axes) line up as they are
+                    args = [
+                        _torch_align(a, cores[i], nd)
+                        for a, i in zip(args, node.inputs, strict=True)
+                    ]
                 t = op.torch(torch, *args)
             else:
                 ctx = ops.Ctx(
@@ -150,16 +152,28 @@ def torch_run(
             upstream = np.broadcast_to(np.asarray(seed, dtype=np.float64), tuple(out.shape))
             gradient = torch.tensor(np.array(upstream), dtype=out.dtype)
             out.backward(gradient=gradient.to(device))
-    values = [t.detach().cpu().numpy() for t in tensors]
-    grads: list[Any | None] = []
-    for t in tensors:
-        if not t.requires_grad:
-            grads.append(None)
-        elif t.grad is None:  # not on a path to the output: its gradient is zero
-            grads.append(np.zeros_like(t.detach().cpu().numpy()))
-        else:
-            grads.append(t.grad.detach().cpu().numpy())
+    values = _to_numpy(torch, tensors)
+    grads = _to_numpy(torch, [t.grad if t.requires_grad else None for t in tensors])
+    for i, t in enumerate(tensors):
+        if t.requires_grad and grads[i] is None:  # not on a path to the output: zero
+            grads[i] = np.zeros_like(values[i])
     return TorchRun(values, grads, str(device), str(torch.__version__))
+
+
+def _to_numpy(torch: Any, tensors: list[Any]) -> list[Any]:
+    """Each tensor as numpy (None stays None): the one-number tensors of a long graph
+    stacked and copied in one go, not one call per node."""
+    found: list[Any] = [None] * len(tensors)
+    scalars = [i for i, t in enumerate(tensors) if t is not None and t.dim() == 0]
+    if scalars:
+        with torch.no_grad():
+            stacked = torch.stack([tensors[i] for i in scalars]).cpu().numpy()
+        for i, value in zip(scalars, stacked, strict=True):
+            found[i] = value
+    for i, t in enumerate(tensors):
+        if t is not None and found[i] is None:
+            found[i] = t.detach().cpu().numpy()
+    return found
 
 
 def torch_batch(

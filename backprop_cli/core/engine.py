@@ -46,6 +46,8 @@ class Trace:
 
 
 def _finite(x: Array) -> bool:
+    if isinstance(x, float):  # a scalar node's value (np.float64 is a float): no array pass
+        return math.isfinite(x)
     return bool(np.isfinite(x).all())
 
 
@@ -117,6 +119,15 @@ def op_args(node: Node, values: list[Array], cores: Cores) -> tuple[list[Array],
     return args, ctx
 
 
+def plan(graph: Graph) -> list[ops.Op | None]:
+    """Each node's registry op (None for an input or a constant), looked up once per graph."""
+
+    def compute() -> list[ops.Op | None]:
+        return [None if node.op in ops.LEAVES else ops.OPS[node.op] for node in graph.nodes]
+
+    return list(graph.fact("plan", compute))
+
+
 def apply(op: ops.Op, args: list[Array], ctx: ops.Ctx | None) -> Array:
     if op.branch is not None and op.elementwise and any(isinstance(a, Dual) for a in args):
         return _piecewise_on_duals(op, args)
@@ -152,23 +163,32 @@ def evaluate(
     one point). `jitter`, when given, perturbs every op's result (see `spread`)."""
     if cores is None:
         cores = input_cores(graph, env)
+    duals = any(isinstance(v, Dual) for v in env.values())
     values: list[Array] = []
     with np.errstate(all="ignore"):
-        for node in graph.nodes:
-            if node.op == "input":
-                assert node.name is not None
-                given = env[node.name]
-                value = given if isinstance(given, Dual) else np.asarray(given, dtype=dtype)[()]
-            elif node.op == "const":
-                value = np.asarray(node.value, dtype=dtype)[()]
+        for node, op in zip(graph.nodes, plan(graph), strict=True):
+            if op is None:
+                if node.op == "input":
+                    assert node.name is not None
+                    given = env[node.name]
+                    value = given if isinstance(given, Dual) else np.asarray(given, dtype=dtype)[()]
+                else:
+                    value = np.asarray(node.value, dtype=dtype)[()]
+                values.append(value)
+                continue
+            ctx = None
+            if op.shape is None and not cores[node.id] and (op.branch is None or not duals):
+                # elementwise on scalars (perhaps with batch axes): arguments line up as
+                # they are, and no dual number needs the piecewise rule
+                args = [values[i] for i in node.inputs]
+                value = op.forward(*args)
             else:
-                op = ops.OPS[node.op]
                 args, ctx = op_args(node, values, cores)
                 value = apply(op, args, ctx)
-                if issues is not None and not _finite(value) and all(map(_finite, args)):
-                    issues.append(Issue(node.id, "value", _domain_message(op, args, ctx)))
-                if jitter is not None:
-                    value = jitter(value, len(cores[node.id]))
+            if issues is not None and not _finite(value) and all(map(_finite, args)):
+                issues.append(Issue(node.id, "value", _domain_message(op, args, ctx)))
+            if jitter is not None:
+                value = jitter(value, len(cores[node.id]))
             values.append(value)
     return values
 
@@ -227,17 +247,31 @@ def backward(
     dtype = np.result_type(values[out])
     if needs[out]:
         grads[out] = np.broadcast_to(np.asarray(seed, dtype=dtype), np.shape(values[out]))[()]
+    steps = plan(graph)
     with np.errstate(all="ignore"):
         for node in reversed(graph.nodes[: out + 1]):
             g = grads[node.id]
-            if g is None or node.op in ops.LEAVES:
+            op = steps[node.id]
+            if g is None or op is None:
                 continue
-            op = ops.OPS[node.op]
-            args, ctx = op_args(node, values, cores)
+            simple = op.shape is None and not cores[node.id]
+            if simple:  # elementwise on scalars: arguments as they are (see evaluate)
+                args, ctx = [values[i] for i in node.inputs], None
+            else:
+                args, ctx = op_args(node, values, cores)
+            out_value = values[node.id]
             for k, i in enumerate(node.inputs):
                 if not needs[i]:
                     continue
-                contrib = _contribution(op, k, g, values[node.id], args, ctx, np.shape(values[i]))
+                if simple:
+                    contrib = op.vjp[k](g, out_value, *args)
+                    shape = getattr(values[i], "shape", ())  # np.shape, without its dispatch
+                    if getattr(contrib, "shape", ()) != shape:
+                        contrib = _fit(contrib, shape, shape)
+                    elif isinstance(contrib, (np.ndarray, Dual)):
+                        contrib = contrib[()]
+                else:
+                    contrib = _contribution(op, k, g, out_value, args, ctx, np.shape(values[i]))
                 if jitter is not None:
                     contrib = jitter(contrib, len(cores[i]))
                 # (only reports ask for issues: the check costs a pass over each array)
@@ -314,10 +348,8 @@ def kinks(graph: Graph, values: list[Array], cores: Cores | None = None) -> list
     if cores is None:
         cores = [np.shape(v) for v in values]
     found = []
-    for node in graph.nodes:
-        if node.op in ops.LEAVES:
-            continue
-        branch = ops.OPS[node.op].branch
+    for node, op in zip(graph.nodes, plan(graph), strict=True):
+        branch = None if op is None else op.branch
         if branch is not None:
             args, ctx = op_args(node, values, cores)
             with np.errstate(all="ignore"):
@@ -391,30 +423,50 @@ SPREAD_ULPS = 16
 
 class _Draws:
     """Numbers spread evenly over [-1, 1) in a fixed order (a golden-ratio Weyl sequence):
-    the jitter needs variety, not randomness, and this keeps numpy.random out of start-up."""
+    the jitter needs variety, not randomness, and this keeps numpy.random out of start-up.
 
-    BLOCK = 1 << 16  # draws computed at once: a graph of scalars asks for a few at a time
+    `factors` hands out the multipliers 1 + scale·u of the next n draws and sets the n
+    after them aside (`second` gives those), computed a block at a time: a graph of
+    scalars asks for a few draws per node."""
 
-    def __init__(self) -> None:
-        self.k = 0
-        self.start, self.block = 0, self._draws(0, 0)
+    BLOCK = 1 << 15
+
+    def __init__(self, scale: float = 0.0, dtype: Any = np.float64) -> None:
+        self.k = 0  # the next draw
+        self.scale, self.dtype = scale, dtype
+        self.start = self.end = 0  # the block holds draws start … end - 1
+        self.block = self.multipliers = np.zeros(0)
 
     @staticmethod
     def _draws(k: int, n: int) -> np.ndarray:
         index = np.arange(k, k + n, dtype=np.float64)
         return 2.0 * np.modf(0.5 + index * 0.6180339887498949)[0] - 1.0
 
-    def uniform(self, size: tuple[int, ...]) -> np.ndarray:
-        n = math.prod(size)
-        k, self.k = self.k, self.k + n
-        if n > self.BLOCK:
-            return self._draws(k, n).reshape(size)
-        if k + n > self.start + len(self.block):
-            self.start, self.block = k, self._draws(k, self.BLOCK)
-        return self.block[k - self.start : k - self.start + n].reshape(size)
+    def _refill(self, k: int) -> None:
+        self.start, self.end = k, k + self.BLOCK
+        self.block = self._draws(k, self.BLOCK)
+        self.multipliers = (1 + self.scale * self.block).astype(self.dtype)
 
-    def skip(self, size: tuple[int, ...]) -> None:
-        self.k += math.prod(size)
+    def factors(self, shape: tuple[int, ...]) -> np.ndarray:
+        n = math.prod(shape)
+        k = self.k
+        self.k = k + 2 * n
+        if 2 * n > self.BLOCK:
+            return (1 + self.scale * self._draws(k, n)).astype(self.dtype).reshape(shape)
+        if k + 2 * n > self.end:
+            self._refill(k)
+        at = k - self.start
+        found = self.multipliers[at : at + n]
+        return found if len(shape) == 1 else found.reshape(shape)
+
+    def second(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The draws set aside by the last `factors`."""
+        n = math.prod(shape)
+        k = self.k - n
+        if 2 * n > self.BLOCK:
+            return self._draws(k, n).reshape(shape)
+        at = k - self.start
+        return self.block[at : at + n].reshape(shape)
 
 
 def spread(
@@ -433,27 +485,11 @@ def spread(
     deterministic); the spread is the largest move from the unperturbed trace. An
     ill-conditioned number (a cancellation, a pole) gets a large spread; a number that
     turns nan under perturbation gets inf.
+
+    The copies are one batched run: a leading axis of copies on every value, so each node
+    costs one numpy call for all of them.
     """
     dt = DTYPES[dtype]
-    rng = _Draws()
-    info = np.finfo(dt)
-    eps, tiny, unit = float(info.eps), dt(info.tiny), dt(info.smallest_subnormal)
-
-    def jitter(x: Array, core: int) -> Array:
-        shape = np.shape(x)
-        if len(shape) == core:  # a value computed from constants alone: give it copies
-            shape = (copies, *shape)
-            x = np.broadcast_to(x, shape)
-        size = shape  # each element its own δ: cancellations inside an array show too
-        moved = x * (1 + SPREAD_ULPS * eps * rng.uniform(size)).astype(dt)
-        # A subnormal keeps only a few digits: it is off by whole units of the smallest one.
-        subnormal = (x != 0) & (np.abs(x) < tiny)
-        if not subnormal.any():
-            rng.skip(size)  # the same draws for the next node either way
-            return moved[()]
-        steps = (SPREAD_ULPS * rng.uniform(size)).astype(dt) * unit
-        return np.where(subnormal, moved + steps, moved)[()]
-
     cores = trace.cores or input_cores(graph, env)
     large = any(cores) and shapes.cost(graph, cores)[0] > SPREAD_LARGE  # wide arrays
     copies = SPREAD_COPIES_LARGE if large else SPREAD_COPIES
@@ -461,10 +497,39 @@ def spread(
         name: np.broadcast_to(np.asarray(value, dtype=dt), (copies, *np.shape(value)))
         for name, value in env.items()
     }
+    jitter = _jitter(dt, copies)
     with np.errstate(all="ignore"):
         values = evaluate(graph, batch, dt, jitter=jitter, cores=cores)
         grads = backward(graph, values, seed, jitter=jitter, cores=cores)
     return _all_moved(values, trace.values), _all_moved(grads, trace.grads)
+
+
+def _jitter(dt: Any, copies: int) -> Jitter:
+    """Every op result times 1 + δ, a draw apiece for every element (cancellations inside an
+    array show too); a subnormal result moves by whole units of the smallest one instead.
+    Each result takes twice its size in draws (the second half only for a subnormal)."""
+    info = np.finfo(dt)
+    rng = _Draws(SPREAD_ULPS * float(info.eps), dt)
+    tiny, unit = dt(info.tiny), dt(info.smallest_subnormal)
+    least, most = np.minimum.reduce, np.maximum.reduce
+
+    def jitter(x: Array, core: int) -> Array:
+        shape = np.shape(x)
+        if len(shape) == core:  # a value computed from constants alone: give it copies
+            shape = (copies, *shape)
+            x = np.broadcast_to(x, shape)
+        out = x * rng.factors(shape)  # an array: the copies are its first axis
+        # Subnormals are rare: most results show at a glance that they hold none.
+        if least(x, None) > tiny or most(x, None) < -tiny or not x.any():
+            return out
+        # A subnormal keeps only a few digits: it is off by whole units of the smallest one.
+        subnormal = (x != 0) & (np.abs(x) < tiny)
+        if not subnormal.any():
+            return out
+        steps = (SPREAD_ULPS * rng.second(shape)).astype(dt) * unit
+        return np.where(subnormal, out + steps, out)
+
+    return jitter
 
 
 def _all_moved(perturbed: list[Array], base: list[Array]) -> list[Any]:
@@ -474,15 +539,23 @@ def _all_moved(perturbed: list[Array], base: list[Array]) -> list[Any]:
     for i, (p, b) in enumerate(zip(perturbed, base, strict=True)):
         if p is None or b is None:
             continue
-        if np.ndim(b) == 0 and np.ndim(p) <= 1 and not isinstance(p, Dual):
+        one = isinstance(b, float) or np.ndim(b) == 0  # a scalar node, its copies a row
+        if one and not isinstance(p, Dual) and len(getattr(p, "shape", ())) <= 1:
             scalars.append(i)
-        else:
-            moved[i] = _moved(p, b)
+            continue
+        moved[i] = _moved(p, b)
     if scalars:
+        # A scalar's copies fill its row; one computed from constants alone fills it alike.
         copies = max(np.size(perturbed[i]) for i in scalars)
         rows = np.empty((len(scalars), copies))
-        for row, i in zip(rows, scalars, strict=True):
-            row[:] = perturbed[i]  # a scalar (a constant) fills its row
+        full = [k for k, i in enumerate(scalars) if getattr(perturbed[i], "shape", ()) == (copies,)]
+        if full:
+            rows[full] = np.array([perturbed[scalars[k]] for k in full], dtype=np.float64)
+        if len(full) < len(scalars):
+            rest = np.ones(len(scalars), dtype=bool)
+            rest[full] = False
+            for k in np.flatnonzero(rest).tolist():
+                rows[k] = perturbed[scalars[k]]
         bases = np.array([base[i] for i in scalars], dtype=np.float64)
         with np.errstate(all="ignore"):
             far = np.abs(rows - bases[:, None]).max(axis=1)

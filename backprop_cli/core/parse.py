@@ -12,8 +12,8 @@ import keyword
 import math
 import re
 import unicodedata
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -103,8 +103,7 @@ _LOOKALIKES = {
 }  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
+class Token(NamedTuple):  # a tuple: a program of 10⁵ nodes has some 3·10⁵ of them
     kind: str  # "num", "name", "op", "nl", "eof"
     text: str
     start: int
@@ -207,31 +206,47 @@ def _check_name(source: str, m: re.Match[str], limits: Limits, what: str) -> Non
         raise ParseError(message, source=source, offset=m.start(), what=what)
 
 
+_SPACING = frozenset(("ws", "comment"))
+# What may follow a number without a closer look (see _check_number); anything else, such as
+# a letter, '_' or '.', is looked at.
+_AFTER_NUMBER = frozenset(" \t\f\n)+-*/^,;=@]:#")
+
+
 def tokenize(
     source: str, *, limits: Limits = DEFAULT_LIMITS, what: str = "expression"
 ) -> list[Token]:
     """Split source into tokens; newlines inside parentheses are dropped, as in Python."""
     _check_characters(source, what)
     tokens: list[Token] = []
+    append = tokens.append
+    names: set[str] = set()  # names already checked: a long program repeats a few
     depth = 0
     pos = 0
     n = len(source)
+    match = _TOKEN.match
     while pos < n:
-        m = _TOKEN.match(source, pos)
+        m = match(source, pos)
         if m is None:
             raise _refused(source, pos, what)
         kind = m.lastgroup
+        end = m.end()
+        if kind in _SPACING:
+            pos = end
+            continue
         assert kind is not None
         text = m.group()
-        if kind == "num":
-            _check_number(source, m, limits, what)
-        elif kind == "name":
-            _check_name(source, m, limits, what)
+        if kind == "name":
+            if text not in names:
+                _check_name(source, m, limits, what)
+                names.add(text)
+        elif kind == "num":
+            if len(text) > limits.max_literal or source[end : end + 1] not in _AFTER_NUMBER:
+                _check_number(source, m, limits, what)
         elif kind == "op":
-            if source.startswith(("//", "=="), pos):
+            if text in ("/", "=") and source.startswith(("//", "=="), pos):
                 raise _refused(source, pos, what)
             if text == ".":
-                attr = _ATTRIBUTE.match(source, m.end(), m.end() + 200).group()  # type: ignore[union-attr]
+                attr = _ATTRIBUTE.match(source, end, end + 200).group()  # type: ignore[union-attr]
                 if attr not in ops.POSTFIX:
                     raise ParseError(
                         f"attribute access ('.{attr}') is not supported; the one attribute "
@@ -240,14 +255,16 @@ def tokenize(
                         offset=pos,
                         what=what,
                     )
-            depth += text in ("(", "[")
-            depth -= text in (")", "]") and depth > 0
-        if kind == "nl" and depth == 0:
-            tokens.append(Token("nl", text, m.start(), m.end()))
-        elif kind in ("num", "name", "op"):
-            tokens.append(Token(kind, text, m.start(), m.end()))
-        pos = m.end()
-    tokens.append(Token("eof", "", n, n))
+            elif text in ("(", "["):
+                depth += 1
+            elif text in (")", "]") and depth > 0:
+                depth -= 1
+        elif depth:  # a newline inside parentheses
+            pos = end
+            continue
+        append(Token(kind, text, pos, end))
+        pos = end
+    append(Token("eof", "", n, n))
     return tokens
 
 
@@ -351,7 +368,10 @@ class _Parser:
         return ParseError(message, source=self.source, offset=offset, what=self.what, hint=hint)
 
     def peek(self, ahead: int = 0) -> Token:
-        return self.tokens[min(self.pos + ahead, len(self.tokens) - 1)]
+        try:
+            return self.tokens[self.pos + ahead]
+        except IndexError:  # past the end: the end
+            return self.tokens[-1]
 
     def add(self, op: str, inputs: tuple[int, ...], start: int, end: int, **kw: object) -> int:
         if len(self.nodes) >= self.limits.max_nodes:
@@ -477,7 +497,10 @@ class _Parser:
             elif rhs.node >= before and self.nodes[rhs.node].op != "input":
                 # The statement built this node: it takes the name.
                 node = rhs.node
-                self.nodes[node] = replace(self.nodes[node], name=tok.text)
+                built = self.nodes[node]
+                self.nodes[node] = Node(
+                    built.id, built.op, built.inputs, tok.text, built.value, built.span, built.attrs
+                )
             else:
                 # `b = a` names an existing node: a copy node carries the new name.
                 node = self.add("assign", (rhs.node,), tok.start, rhs.end, name=tok.text)

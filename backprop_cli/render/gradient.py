@@ -441,6 +441,14 @@ class Fitted:
 
     def _widths(self, headers: list[str]) -> list[tuple[int, int]]:
         """Per column: (widest line, widest word), the header included."""
+        key = tuple(headers)
+        found = self.__dict__.setdefault("_measured", {})
+        if key not in found:  # asked for again as the layout is decided: measured once
+            found[key] = self._measure(headers)
+        widths: list[tuple[int, int]] = found[key]
+        return widths
+
+    def _measure(self, headers: list[str]) -> list[tuple[int, int]]:
         from rich.cells import cell_len
 
         cells = [[_plain(c) for c in row] for row in self.rows if row is not None]
@@ -450,6 +458,31 @@ class Fitted:
             words = [w for line in lines for w in line.split()]
             out.append((max(map(cell_len, lines), default=0), max(map(cell_len, words), default=0)))
         return out
+
+    def _settled(self, headers: list[str], width: int | None) -> list[int] | None:
+        """The width of each column's text as Rich settles it at `width`, worked out from
+        the measurements already made (so Rich need not measure every cell again): as
+        wide as its widest line, less what Rich's own narrowing of the wrapping columns
+        takes. None where only Rich can tell (cells Rich reads markup in, a column
+        narrowed to nothing)."""
+        if width is None or not self._as_typed(headers):
+            return None
+        from rich.table import Table
+
+        padded = [line + 2 for line, _ in self._widths(headers)]  # a space either side
+        room = width - len(padded) - 1  # less the borders
+        if sum(padded) > room:
+            wraps = [not c.whole for c in self.columns]
+            padded = Table._collapse_widths(padded, wraps, room)
+        if sum(padded) > room or min(padded) < 3:
+            return None
+        return [w - 2 for w in padded]
+
+    def _as_typed(self, headers: list[str]) -> bool:
+        """Whether every cell shows as its plain text: Rich reads markup ([b]) and emoji
+        codes (:smile:) in a string cell, which a rich Text cell never has."""
+        cells = [c for row in self.rows if row is not None for c in row]
+        return not any(isinstance(c, str) and ("[" in c or ":" in c) for c in (*headers, *cells))
 
     def _headers(self, folded: bool) -> list[str]:
         """The headers, those of whole columns on two lines when `folded` (finite / diff.)."""
@@ -485,10 +518,13 @@ class Fitted:
             caption_justify="left",
             min_width=None if width is None else min(cell_len(self.title), width),
         )
-        for c, header in zip(self.columns, self._headers(folded), strict=True):
+        headers = self._headers(folded)
+        fixed = self._settled(headers, width)
+        for k, (c, header) in enumerate(zip(self.columns, headers, strict=True)):
             table.add_column(
-                header, justify=c.justify, style=c.style, no_wrap=c.whole, overflow="fold"
-            )
+                header, justify=c.justify, style=c.style, no_wrap=c.whole, overflow="fold",
+                width=None if fixed is None else fixed[k],
+            )  # fmt: skip
         for row in self.rows:
             table.add_row(*(row if row is not None else ["…", *[""] * (len(self.columns) - 1)]))
         return table
