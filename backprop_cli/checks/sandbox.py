@@ -39,9 +39,10 @@ _spare: tuple[int, int, int] | None = None
 
 
 def prestart() -> None:
-    """Fork the child for the next Bounded now, before the parent imports anything heavy:
-    it imports numpy and SymPy while the parent starts up and works, then waits for its
-    job. Unused, it ends when the parent does (its job pipe closes)."""
+    """Fork the child for the next Bounded now, early: it imports SymPy while the parent
+    starts up and works, then waits for its job. What the parent has imported by then
+    (numpy and the core, which both need) the child has without importing it again.
+    Unused, it ends when the parent does (its job pipe closes)."""
     global _spare
     if _spare is not None or not hasattr(os, "fork"):
         return

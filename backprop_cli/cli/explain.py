@@ -1,34 +1,31 @@
-"""`backprop explain`: the chain rule path by path and the staged reverse sweep."""
+"""`backprop explain`: the chain rule path by path and the staged reverse sweep. Only
+`register` imports typer, so the quick path (entry.py) runs the command without it."""
 
 from __future__ import annotations
 
 import sys
 from enum import Enum
-from typing import Annotated, Any
-
-import typer
+from typing import TYPE_CHECKING, Annotated, Any
 
 from ..core.errors import BackpropError
 from ..core.parse import DEFAULT_LIMITS, Limits
+from . import common
 from . import output as out
 from . import step as stepper
 from .common import (
-    _AllowNonfinite,
     _console,
     _fail,
-    _Form,
     _form,
-    _Init,
     _load,
-    _Loss,
-    _ModelSeed,
     _names,
     _output,
     _show_program,
-    _ShowProgram,
     _stderr,
 )
-from .terminal import EXIT_DISAGREE
+from .terminal import EXIT_DISAGREE, leave
+
+if TYPE_CHECKING:
+    import typer
 
 
 class ExplainFormat(str, Enum):
@@ -122,12 +119,12 @@ def explain(
     max_length: Annotated[
         int, typer.Option("--max-length", min=1, max=100_000_000, metavar="CHARS")
     ] = DEFAULT_LIMITS.max_length,
-    allow_nonfinite: _AllowNonfinite = False,
-    loss: _Loss = None,
-    form: _Form = None,
-    seed: _ModelSeed = None,
-    init: _Init = None,
-    show_program: _ShowProgram = False,
+    allow_nonfinite: common._AllowNonfinite = False,
+    loss: common._Loss = None,
+    form: common._Form = None,
+    seed: common._ModelSeed = None,
+    init: common._Init = None,
+    show_program: common._ShowProgram = False,
     step: Annotated[
         bool,
         typer.Option(
@@ -210,7 +207,7 @@ def explain(
                 console.print(item)
     if not report["ok"]:
         _stderr("disagreement: the sum over paths differs from the reverse sweep")
-        raise typer.Exit(EXIT_DISAGREE)
+        leave(EXIT_DISAGREE)
 
 
 def path_rows(report: dict[str, Any], delimiter: str = ",") -> str:
@@ -256,4 +253,7 @@ def _full(x: Any) -> str | None:
 
 
 def register(app: typer.Typer) -> None:
+    global typer  # the signature's annotations name typer: typer reads them from here
+    import typer
+
     app.command(context_settings={"ignore_unknown_options": True}, epilog=EXPLAIN_EXAMPLES)(explain)

@@ -1,31 +1,28 @@
 """`backprop graph`: the computational graph as a tree, a picture (SVG, PNG, PDF), DOT,
-Mermaid or JSON."""
+Mermaid or JSON. Only `register` imports typer, so the quick path (entry.py) runs the
+command without it."""
 
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated, Any
-
-import typer
+from typing import TYPE_CHECKING, Annotated, Any
 
 from ..core.errors import BackpropError
 from ..core.parse import DEFAULT_LIMITS, Limits
+from . import common
+from . import output as out
 from .common import (
-    _AllowNonfinite,
     _console,
     _fail,
-    _Form,
     _form,
-    _Init,
     _load,
-    _Loss,
-    _ModelSeed,
     _output,
     _show_program,
-    _ShowProgram,
     _stderr,
 )
-from .output import Digits, Output
+
+if TYPE_CHECKING:
+    import typer
 
 
 class GraphFormat(str, Enum):
@@ -107,8 +104,8 @@ def graph(
             rich_help_panel="Output",
         ),
     ] = None,
-    output: Output = None,
-    digits: Digits = None,
+    output: out.Output = None,
+    digits: out.Digits = None,
     rankdir: Annotated[
         Rankdir | None,
         typer.Option(
@@ -174,12 +171,12 @@ def graph(
     max_length: Annotated[
         int, typer.Option("--max-length", min=1, max=100_000_000, metavar="CHARS")
     ] = DEFAULT_LIMITS.max_length,
-    allow_nonfinite: _AllowNonfinite = False,
-    loss: _Loss = None,
-    form: _Form = None,
-    seed: _ModelSeed = None,
-    init: _Init = None,
-    show_program: _ShowProgram = False,
+    allow_nonfinite: common._AllowNonfinite = False,
+    loss: common._Loss = None,
+    form: common._Form = None,
+    seed: common._ModelSeed = None,
+    init: common._Init = None,
+    show_program: common._ShowProgram = False,
 ) -> None:
     """Draw the computational graph, CS231n style: each node's op and name with its value
     (green) and gradient (red), each wire with the value going forward and the gradient
@@ -192,7 +189,6 @@ def graph(
     from ..io.inputs import ModelOptions
     from ..render import numbers
     from ..render import picture as pictures
-    from . import output as out
 
     limits = Limits(max_length=max_length, allow_nonfinite=allow_nonfinite)
     fill = bool(values) or values_file is not None or init is not None
@@ -271,4 +267,7 @@ def _full_point_or_none(
 
 
 def register(app: typer.Typer) -> None:
+    global typer  # the signature's annotations name typer: typer reads them from here
+    import typer
+
     app.command(context_settings={"ignore_unknown_options": True}, epilog=GRAPH_EXAMPLES)(graph)

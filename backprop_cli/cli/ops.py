@@ -1,15 +1,17 @@
-"""`backprop ops`: the registry of operations and their derivative rules."""
+"""`backprop ops`: the registry of operations and their derivative rules. Only
+`register` imports typer, so the quick path (entry.py) runs the command without it."""
 
 from __future__ import annotations
 
 import json
 import sys
 from enum import Enum
-from typing import Annotated
-
-import typer
+from typing import TYPE_CHECKING, Annotated
 
 from . import output as out
+
+if TYPE_CHECKING:
+    import typer
 
 
 class OpsFormat(str, Enum):
@@ -55,13 +57,14 @@ def ops(
     """List the operations the expression language knows, with their derivative rules."""
     from ..core.errors import BackpropError
     from ..render.gradient import ops_markdown, ops_rows, ops_table, with_schema
-    from .common import _fail
+    from .terminal import error_lines, leave
     from .terminal import output as guarded
 
     try:
         chosen = out.resolve(fmt and fmt.value, output, FORMATS, "table", "ops")
     except BackpropError as exc:
-        _fail(exc)
+        error_lines(exc)
+        leave(exc.exit_code)
     rows = ops_rows()
     with out.into(output), guarded():
         if chosen == "json":
@@ -85,4 +88,7 @@ def ops(
 
 
 def register(app: typer.Typer) -> None:
+    global typer  # the signature's annotations name typer: typer reads them from here
+    import typer
+
     app.command(epilog=OPS_EXAMPLES)(ops)

@@ -9,13 +9,23 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, NoReturn
 
 from ..core.errors import BackpropError, visible
 
 EXIT_DISAGREE = 1
 EXIT_USAGE = 2
 EXIT_INTERNAL = 3
+
+
+def leave(code: int) -> NoReturn:
+    """End the command with this exit code: as typer's Exit where typer runs the command
+    (the group's own ending, its warnings, still runs), as SystemExit on a quick path,
+    which never imports typer (see entry.py)."""
+    typer = sys.modules.get("typer")
+    if typer is not None:
+        raise typer.Exit(code)
+    raise SystemExit(code)
 
 
 def stderr(line: str) -> None:

@@ -1,4 +1,5 @@
-"""`backprop train`: the PyTorch course's models (or any model expression) trained step by step."""
+"""`backprop train`: the PyTorch course's models (or any model expression) trained step by step.
+Only `register` imports typer, so the quick path (entry.py) runs the command without it."""
 
 from __future__ import annotations
 
@@ -9,23 +10,24 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from enum import Enum
-from typing import Annotated, Any
-
-import typer
+from typing import TYPE_CHECKING, Annotated, Any
 
 from ..core.errors import BackpropError
 from ..io import inputs
+from . import common
 from . import output as out
 from .common import (
     DType,
     _console,
     _fail,
-    _Form,
     _form,
     _output,
     _stderr,
 )
-from .terminal import EXIT_DISAGREE
+from .terminal import EXIT_DISAGREE, leave
+
+if TYPE_CHECKING:
+    import typer
 
 
 class TrainFormat(str, Enum):
@@ -200,7 +202,7 @@ def train(
     ] = None,
     output: out.Output = None,
     digits: out.Digits = None,
-    form: _Form = None,
+    form: common._Form = None,
     show_program: Annotated[
         bool,
         typer.Option("--show-program", help="Print the training program and stop."),
@@ -594,20 +596,23 @@ def _training_verdict(result: Any, settings: Any) -> None:
             f"became nan or infinite (lr {settings.lr!r}); try a smaller --lr. "
             "The last finite parameters are kept."
         )
-        raise typer.Exit(EXIT_DISAGREE)
+        leave(EXIT_DISAGREE)
     if result.check_ok is False:
         _stderr(
             "disagreement: torch autograd's gradients differ from the engine's "
             f"(largest difference {result.check_max_error:.3g})"
         )
-        raise typer.Exit(EXIT_DISAGREE)
+        leave(EXIT_DISAGREE)
     if result.interrupted:
         from ..render.numbers import plural
 
         epochs = plural(result.epochs_run, "epoch")
         _stderr(f"interrupted after {epochs}; the summary shows what was trained")
-        raise typer.Exit(130)
+        leave(130)
 
 
 def register(app: typer.Typer) -> None:
+    global typer  # the signature's annotations name typer: typer reads them from here
+    import typer
+
     app.command(epilog=TRAIN_EXAMPLES)(train)
