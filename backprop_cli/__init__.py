@@ -34,6 +34,7 @@ __all__ = [
 ]  # fmt: skip
 
 if TYPE_CHECKING:
+    from . import dask as dask
     from .api import (
         BackpropWarning,
         Compiled,
@@ -73,8 +74,12 @@ def __getattr__(name: str) -> Any:
         from . import results
 
         return getattr(results, name)
+    if name == "dask":  # bp.dask.gradients; Dask itself loads when that is first called
+        import importlib
+
+        return importlib.import_module(".dask", __name__)
     raise AttributeError(f"module 'backprop_cli' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(__all__)
+    return sorted([*__all__, "dask"])

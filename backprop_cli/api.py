@@ -909,6 +909,10 @@ def _with_init(built: Any, init: Mapping[str, Any] | str, inputs: Any) -> Any:
 
 
 MAX_COMPILED_ELEMENTS = 200_000_000  # values and gradients one call may return (1.6 GB)
+# Points per sweep of a compiled function: a chunk whose node values (about a million
+# elements) stay in the processor's caches runs faster than one sweep over every point.
+COMPILED_CHUNK_ELEMENTS = 1 << 20
+COMPILED_CHUNK_ROWS = 65_536
 
 
 class Compiled:
@@ -995,11 +999,16 @@ class Compiled:
             }
             value = np.empty(n)
             grads = {name: np.empty((n, *self.shapes[name])) for name in self.variables}
-            rows = max(1, 2_000_000 // self._per_point)
+            rows = max(1, min(COMPILED_CHUNK_ROWS, COMPILED_CHUNK_ELEMENTS // self._per_point))
             graph = self.program.graph
             for start in range(0, n, rows):
                 part = slice(start, min(n, start + rows))
-                env = {name: np.array(a[part]) for name, a in flat.items()}
+                # A C-ordered input is read in place; a broadcast or strided one is copied,
+                # so that the engine always sees the same memory layout.
+                env = {
+                    name: a[part] if a.flags.c_contiguous else np.array(a[part])
+                    for name, a in flat.items()
+                }
                 m = part.stop - part.start
                 with np.errstate(all="ignore"):
                     out = engine.evaluate(graph, env, np.float64, cores=self.cores)

@@ -30,6 +30,8 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "scaling": ([], ["--max-size", "10000", "--runs", "3", "--cli-runs", "2", "--timeout", "10"]),
     "symbolic_mlp": ([], ["--sizes", "5x10,10x30", "--timeout", "30"]),
     "codegen": ([], ["--points", "100000", "--runs", "3"]),
+    "points_io": ([], ["--rows", "100000", "--runs", "2"]),
+    "dask_points": ([], ["--rows", "100000", "--runs", "2"]),
 }
 
 

@@ -111,7 +111,7 @@ def test_the_layers_are_the_folders():
     folders = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists())
     assert folders == sorted(set(LAYERS) - {"api"})
     loose = sorted(p.name for p in PACKAGE.glob("*.py"))
-    assert loose == ["__init__.py", "__main__.py", "api.py", "results.py"]
+    assert loose == ["__init__.py", "__main__.py", "api.py", "dask.py", "results.py"]
 
 
 def test_below_the_cli_nothing_heavy_is_imported():
@@ -164,6 +164,7 @@ def test_one_module_per_heavy_dependency():
     assert _importers("matplotlib") == {"render/plot.py"}
     assert _importers("pyarrow") == {"io/arrow.py"}
     assert _importers("symengine") == {"checks/fast_symbolic.py"}
+    assert _importers("dask") | _importers("distributed") == {"dask.py"}
 
 
 def test_no_eval_exec_or_sympy_parsers():

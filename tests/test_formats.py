@@ -25,8 +25,13 @@ HAVE_DOT = shutil.which("dot") is not None
 HAVE_LATEX = shutil.which("pdflatex") is not None
 
 # Each command with arguments that work, and the formats it has.
+TABLES = ("parquet", "arrow")  # files of the points of grad --points only
+POINTS = ("grad", "x*y", "--points", "-")
 COMMANDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "grad": (("grad", "(x+y)*z", "x=-2", "y=5", "z=-4", "--no-torch"), grad_run.FORMATS),
+    "grad": (
+        ("grad", "(x+y)*z", "x=-2", "y=5", "z=-4", "--no-torch"),
+        tuple(f for f in grad_run.FORMATS if f not in TABLES),
+    ),
     "explain": (("explain", "(x*w - y)**2", "x=2", "w=1", "y=4"), explain.FORMATS),
     "check": (("check", "x**3 - x", "--samples", "5", "--no-torch"), check.FORMATS),
     "jacobian": (("jacobian", "x * y", "x=[1,2]", "y=2", "--no-torch"), higher.FORMATS),
@@ -68,6 +73,12 @@ def looks_like(fmt: str, data: bytes) -> None:
         return
     if fmt == "pdf":
         assert data.startswith(b"%PDF")
+        return
+    if fmt == "parquet":
+        assert data.startswith(b"PAR1") and data.endswith(b"PAR1")
+        return
+    if fmt == "arrow":
+        assert data.startswith(b"ARROW1")
         return
     text = data.decode("utf-8")
     assert text.strip(), fmt
@@ -120,6 +131,7 @@ PAIRS = [
 def test_every_command_uses_the_shared_names():
     for command, (_, formats) in COMMANDS.items():
         assert set(formats) <= set(output.FORMATS), command
+    assert set(grad_run.FORMATS) <= set(output.FORMATS)
     enums = [
         (grad.GradFormat, grad_run.FORMATS), (explain.ExplainFormat, explain.FORMATS),
         (check.CheckFormat, check.FORMATS), (higher.HigherFormat, higher.FORMATS),
@@ -236,6 +248,11 @@ EXTENSIONS = [
 @pytest.mark.parametrize(("extension", "fmt"), EXTENSIONS)
 def test_o_picks_the_format_from_the_extension(extension, fmt, tmp_path):
     target = tmp_path / f"result{extension}"
+    if fmt in TABLES:
+        r = invoke(*POINTS, "-o", str(target), stdin="x,y\n1,2\n")
+        assert r.code == 0, r.stderr
+        looks_like(fmt, target.read_bytes())
+        return
     args, _ = COMMANDS[_command_for(fmt)]
     r = invoke(*args, "-o", str(target))
     assert r.code == 0, r.stderr

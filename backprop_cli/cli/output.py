@@ -37,6 +37,8 @@ FORMATS = (
     "svg",
     "png",
     "pdf",
+    "parquet",  # the points of grad --points, as record batches
+    "arrow",
 )
 BINARY = frozenset({"png", "pdf", "parquet", "arrow"})
 PICTURES = frozenset({"svg", "png", "pdf"})
