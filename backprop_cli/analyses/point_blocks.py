@@ -16,7 +16,7 @@ import numpy as np
 from ..core.errors import BackpropError
 from ..io import arrow
 from ..io.data import MAX_LINE_CHARS, lines
-from .point_data import CELL_BYTES, FLOAT32_MAX, Bad, Chunk, Row, _Unwritten
+from .point_data import CELL_BYTES, FLOAT32_MAX, Bad, Chunk, Row, _Unwritten, nonzero_text
 
 if TYPE_CHECKING:
     from typing import Protocol
@@ -214,7 +214,7 @@ def _cell_numbers_ok(reader: PointReader, values: np.ndarray, texts: Any) -> boo
     if zero.any():
         for k in np.flatnonzero(zero):
             text = str(texts[int(k)].as_py())
-            if any(c in "123456789" for c in text.lower().partition("e")[0]):
+            if nonzero_text(text):
                 return False  # the strict reader counts it and names its line
     return True
 
@@ -362,7 +362,8 @@ class TableReader:
         if self.underflows:
             found.append(
                 f"{self.what}: {self.underflows:,} nonzero value"
-                f"{'s are' if self.underflows > 1 else ' is'} too small for float32 and "
+                f"{'s are' if self.underflows > 1 else ' is'} too small for "
+                f"{'float32' if self.float32 else 'float64'} and "
                 f"become{'' if self.underflows > 1 else 's'} 0 (the first in row "
                 f"{self.first_underflow})"
             )
@@ -420,6 +421,10 @@ class TableReader:
             if arrow.column_kind(column.type) == "text":
                 values, missing = self._texts(column, name, problems)
                 cells[name] = arrow.stripped(column)
+                for k in np.flatnonzero((values == 0) & ~missing):
+                    written = str(cells[name][int(k)].as_py())
+                    if int(k) not in problems and nonzero_text(written):
+                        self._underflow(int(where[k]))
             else:
                 values, missing = arrow.as_floats(column)
             for k in np.flatnonzero(missing):
@@ -441,15 +446,19 @@ class TableReader:
                 for k in np.flatnonzero(big):
                     problems.setdefault(
                         int(k),
-                        f"column {name}: {values[k]!r} overflows float32 (largest 3.4e+38; "
+                        f"column {name}: {float(values[k])!r} overflows float32 (largest "
+                        "3.4e+38; "
                         "use --dtype float64)",
                     )
                 for k in np.flatnonzero(tiny):
-                    self.underflows += 1
-                    if self.underflows == 1:
-                        self.first_underflow = int(where[k])
+                    self._underflow(int(where[k]))
             columns[name] = values
         return columns, problems
+
+    def _underflow(self, row: int) -> None:
+        self.underflows += 1
+        if self.underflows == 1:
+            self.first_underflow = row
 
     def _texts(
         self, column: Any, name: str, problems: dict[int, str]
@@ -457,7 +466,7 @@ class TableReader:
         """A column of number texts, by the strict rules; a bad cell is its row's problem."""
         from ..io.data import number
 
-        found = arrow.strict_numbers(arrow.fill_text(column), self.allow_nonfinite)
+        found = arrow.strict_numbers(arrow.text_column(column), self.allow_nonfinite)
         missing = arrow.numpy_of(column.is_null())
         if found is not None and not missing.any():
             values, _ = found

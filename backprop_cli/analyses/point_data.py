@@ -172,3 +172,8 @@ def _json_safe(x: Any) -> Any:
     if isinstance(x, float) and not math.isfinite(x):
         return None
     return x
+
+
+def nonzero_text(text: str) -> bool:
+    """A number written with a nonzero digit before its exponent (1e-400, not 0.0e5)."""
+    return any(c in "123456789" for c in text.strip().lower().partition("e")[0])

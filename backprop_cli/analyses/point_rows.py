@@ -87,7 +87,8 @@ def jsonl_rows(w: Writer, chunk: Chunk, result: Result) -> bytes | None:
     p = w.p
     n = len(chunk.lines)
     graph = p.graph
-    scalar = [p.cores[graph.output]] + [p.cores[graph.variables[v]] for v in chunk.columns]
+    named = [*chunk.columns, *p.wrt]
+    scalar = [p.cores[graph.output]] + [p.cores[graph.variables[v]] for v in named]
     if any(core != () for core in scalar) or chunk.extra:
         return None
     extras = [name for name in w.names if name not in chunk.columns]
@@ -128,7 +129,8 @@ def _json_extra(chunk: Chunk, extras: list[str]) -> list[Any] | bool | None:
     parts: list[Any] = [', "extra": {']
     for k, name in enumerate(given):
         column = cells[name]
-        if not arrow.is_text(column) or not arrow.all_match(column, _PLAIN_JSON):
+        plain = arrow.is_text(column) and not column.null_count
+        if not plain or not arrow.all_match(column, _PLAIN_JSON):
             return False
         parts += [("" if k == 0 else ", ") + json.dumps(name) + ': "', column, '"']
     parts.append("}")

@@ -16,6 +16,7 @@ everything else to the returned Summary and the reader's `warnings`.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import re
@@ -45,6 +46,7 @@ from .point_data import (
     _json_cell,
     _json_safe,
     _Unwritten,
+    nonzero_text,
 )
 
 # The rows and their summary, defined with the other readers' data (point_data).
@@ -171,7 +173,7 @@ class PointReader:
                 "use --dtype float64)"
             )
         stored = float(np.float32(value)) if self.float32 else value
-        if stored == 0 and _nonzero_text(text):
+        if stored == 0 and nonzero_text(text):
             self._underflow(line)
         return value
 
@@ -437,11 +439,6 @@ def _overflows(value: float) -> bool:
         return bool(np.isinf(np.float32(value)))
 
 
-def _nonzero_text(text: str) -> bool:
-    """A number written with a nonzero digit before its exponent (1e-400, not 0.0e5)."""
-    return any(c in "123456789" for c in text.strip().lower().partition("e")[0])
-
-
 def _csv(lines: list[str], delimiter: str) -> Iterator[list[str]]:
     """CSV rows, where a quote left open at the end of its line is an error, not a field
     silently cut (a quoted field may not span lines here); otherwise as lenient as Python's
@@ -556,7 +553,6 @@ def open_points(
 ) -> tuple[Any, Any]:
     """The reader of a points file (or stdin, '-') and the stream to close: Parquet and
     Arrow files by their first bytes, anything else as text (CSV, TSV or JSON lines)."""
-    import io
     import os
     import sys
 
@@ -565,22 +561,23 @@ def open_points(
 
     try:
         raw = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
-        if hasattr(raw, "peek"):
-            head = bytes(raw.peek(8)[:8])
-        elif raw.seekable():
-            at = raw.tell()
-            head = raw.read(8)
-            raw.seek(at)
-        else:
-            head = b""
+        head, raw = _first_bytes(raw, 8)
+        found = started = sniff(head)
+        if found is not None:
+            raw, whole = _footed(raw, found, head)
+            found = found if whole else None
     except OSError as exc:
         raise BackpropError(f"cannot read {what}: {exc.strerror or exc}") from None
-    found = sniff(head)
     named = point_blocks.TABLE_EXTENSIONS.get(os.path.splitext(path)[1].lower())
     if found is None and named is not None and path != "-":
         raw.close()
+        if started == named:
+            raise BackpropError(
+                f"{what}: not a readable {named} file (it starts as one but does not end as "
+                "one: cut short?)"
+            )
         kind = "a Parquet" if named == "parquet" else "an Arrow"
-        raise BackpropError(f"{what} is not {kind} file (it does not start as one)")
+        raise BackpropError(f"{what} is not {kind} file (it does not start and end as one)")
     if found is None:  # text, read from the bytes already opened (a pipe cannot be reopened)
         stream = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
         if path == "-":
@@ -600,6 +597,66 @@ def open_points(
             raw.close()
         raise
     return table, raw if path != "-" else _Open()
+
+
+def _first_bytes(raw: Any, count: int) -> tuple[bytes, Any]:
+    """The first `count` bytes (fewer only at the end of the input), and a stream that still
+    starts with them: the same file sought back, or the bytes put before the rest of a pipe."""
+    if _seekable(raw):
+        at = raw.tell()
+        head = raw.read(count)
+        raw.seek(at)
+        return head, raw
+    head = raw.read(count)
+    return head, io.BufferedReader(_Joined(head, raw))
+
+
+def _footed(raw: Any, found: str, head: bytes) -> tuple[Any, bool]:
+    """Whether a file that starts as Parquet or as an Arrow file also ends as one (a text
+    file may start with PAR1); a pipe is held in memory to tell."""
+    from ..io.arrow import ARROW_MAGIC, PARQUET_MAGIC
+
+    magic = PARQUET_MAGIC if found == "parquet" else ARROW_MAGIC
+    if found == "arrow" and not head.startswith(ARROW_MAGIC):
+        return raw, True  # an Arrow stream: no text starts with its bytes
+    if not _seekable(raw):
+        raw = io.BytesIO(raw.read())
+    at = raw.tell()
+    size = raw.seek(0, io.SEEK_END)
+    raw.seek(max(at, size - len(magic)))
+    ends = raw.read(len(magic)) == magic and size - at >= 2 * len(magic)
+    raw.seek(at)
+    return raw, ends
+
+
+def _seekable(stream: Any) -> bool:
+    try:
+        return bool(stream.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+class _Joined(io.RawIOBase):
+    """Bytes already read, then the rest of a stream that cannot go back."""
+
+    def __init__(self, head: bytes, rest: Any) -> None:
+        self._head, self._rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._rest.read1(len(buffer)) if hasattr(self._rest, "read1") else b""
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:  # the stream underneath is its owner's to close
+        super().close()
 
 
 class _Open:
@@ -701,6 +758,7 @@ class Writer:
         self.kind, self.p, self.reader = kind, p, reader
         self.sep = "\t" if kind == "tsv" else ","
         self.names: list[str] = []  # the file's columns, as of the header
+        self.columns: list[str] = []  # the output's columns, once the header is made
         self.fixed_names = [n for n in sorted(p.fixed) if n not in reader.names]
         self._columns: set[str] = set()
         self._variables = set(reader.needed)
@@ -889,26 +947,28 @@ def run(
 
         table = TableWriter(kind, _binary(out))
     wrote_header = False
-    for chunk in chunks(reader, p.rows_per_chunk, on_error, summary):
+    try:
+        for chunk in chunks(reader, p.rows_per_chunk, on_error, summary):
+            if not wrote_header:
+                out.write(writer.header())
+                wrote_header = True
+            result = evaluate(p, chunk)
+            _count_nonfinite(chunk, result, summary)
+            if table is not None:
+                table.write(writer.columns, point_rows.table_columns(writer, chunk, result))
+            else:
+                for piece in writer.rows(chunk, result):
+                    _write(out, piece)
+            summary.rows += len(chunk.lines)
+            if check is not None:
+                check(chunk, result, summary)
         if not wrote_header:
             out.write(writer.header())
-            wrote_header = True
-        result = evaluate(p, chunk)
-        _count_nonfinite(chunk, result, summary)
-        if table is not None:
-            table.write(writer.columns, point_rows.table_columns(writer, chunk, result))
-        else:
-            for piece in writer.rows(chunk, result):
-                _write(out, piece)
-        summary.rows += len(chunk.lines)
-        if check is not None:
-            check(chunk, result, summary)
-    if not wrote_header:
-        out.write(writer.header())
-    if table is not None:
-        table.close(
-            writer.columns, ["number" if n in reader.needed else "text" for n in writer.columns]
-        )
+    finally:
+        if table is not None and writer.columns:  # the rows so far make a whole file
+            extras = set(reader.extras)
+            kinds = ["text" if n in extras else "number" for n in writer.columns]
+            table.close(writer.columns, kinds)
     return summary
 
 
@@ -960,6 +1020,7 @@ class TorchCheck:
         self.rtol, self.atol = compare.TOLERANCES[p.dtype]["torch"]
         self.rechecked = 0
         self.about = ""
+        self.unit = "line"  # or "row", for a Parquet or Arrow file
 
     def __call__(self, chunk: Chunk, result: Result, summary: Summary) -> None:
         p = self.p
@@ -978,7 +1039,8 @@ class TorchCheck:
                 if state == "mismatch":
                     summary.check_mismatch_count += 1
                     if len(summary.check_mismatches) < SHOWN_BAD_ROWS:
-                        summary.check_mismatches.append(f"line {chunk.lines[int(k)]} ({name})")
+                        where = f"{self.unit} {chunk.lines[int(k)]}"
+                        summary.check_mismatches.append(f"{where} ({name})")
                 elif state == "inconclusive":
                     summary.check_inconclusive += 1
                 errors[k] = 0.0 if state != "mismatch" else errors[k]

@@ -325,6 +325,8 @@ def _points(program: Any, fixed: dict[str, Any], a: GradArgs, unused: list[str],
     try:
         try:
             checker = points.TorchCheck(plan, a.device) if a.check_points else None
+            if checker is not None:
+                checker.unit = reader.unit
             if checker is not None and a.device != "cpu":
                 from ..checks.autograd import check_device
 
@@ -355,7 +357,7 @@ def _points_summary(summary: Any, checker: Any, unit: str = "line") -> int:
         lines = ", ".join(map(str, summary.nonfinite_lines))
         stderr(
             f"warning: {summary.nonfinite:,} point{'s have' if summary.nonfinite > 1 else ' has'} "
-            f"a nan or infinite value or gradient (line {lines}"
+            f"a nan or infinite value or gradient ({unit} {lines}"
             + (", …)" if summary.nonfinite > len(summary.nonfinite_lines) else ")")
         )
     if checker is None:

@@ -332,18 +332,42 @@ def json_numbers(values: np.ndarray) -> Any:
 
 
 def text_column(values: Any) -> Any:
-    """A string array as is, any other Arrow column as its text (numbers as Python writes
-    them)."""
+    """Any Arrow column as text, a cell per row: strings as they are, numbers as Python
+    writes them, nested values as JSON, bytes as UTF-8 (bad bytes replaced); no value is an
+    empty cell."""
+    import json
+
     pa, pc = _pa(), _pc()
+    if hasattr(values, "combine_chunks"):
+        values = values.combine_chunks()
+    if pa.types.is_dictionary(values.type):
+        values = values.dictionary_decode()
     kind = values.type
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        return values
-    if pa.types.is_floating(kind):
-        return float_texts(numpy_of(values), "float64")
-    try:
-        return pc.cast(values, pa.string())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return strings([None if v is None else str(v) for v in values.to_pylist()])
+    if pa.types.is_string(kind):
+        texts = values
+    elif pa.types.is_large_string(kind):
+        texts = pc.cast(values, pa.string())
+    elif pa.types.is_floating(kind):
+        filled = pc.fill_null(pc.cast(values, pa.float64()), arrow_of(np.zeros(1))[0])
+        texts = float_texts(numpy_of(filled), "float64")
+        if values.null_count:
+            texts = pc.replace_with_mask(texts, values.is_null(), strings([""] * values.null_count))
+    elif pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        cells = values.to_pylist()
+        texts = strings([None if v is None else v.decode("utf-8", "replace") for v in cells])
+    elif pa.types.is_nested(kind):
+        cells = values.to_pylist()
+        texts = strings(
+            [None if v is None else json.dumps(v, default=str, ensure_ascii=False) for v in cells]
+        )
+    else:
+        try:
+            texts = pc.cast(values, pa.string())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            texts = strings([None if v is None else str(v) for v in values.to_pylist()])
+    if texts.null_count:
+        texts = pc.fill_null(texts, text(""))
+    return texts
 
 
 def needs_quotes(cells: Any, sep: str) -> Any:
@@ -442,7 +466,12 @@ class TableSource:
         pa = _pa()
         self.what = what
         try:
-            head = stream.peek(8)[:8] if hasattr(stream, "peek") else b""
+            if _seekable(stream):
+                at = stream.tell()
+                head = stream.read(len(ARROW_MAGIC))
+                stream.seek(at)
+            else:
+                head = stream.peek(len(ARROW_MAGIC)) if hasattr(stream, "peek") else b""
             stream_format = kind == "arrow" and not bytes(head).startswith(ARROW_MAGIC)
             if not stream_format and not _seekable(stream):
                 stream = io.BytesIO(stream.read())
@@ -489,18 +518,15 @@ def _why(exc: BaseException) -> str:
 
 
 def stripped(column: Any) -> Any:
-    """Text cells without the spaces and tabs around them."""
-    return _pc().utf8_trim(column, characters=" \t")
-
-
-def fill_text(column: Any) -> Any:
-    """A string column with its nulls as empty cells."""
-    return _pc().fill_null(column, text(""))
+    """Text cells without the spaces and tabs around them (as `string`)."""
+    return _pc().utf8_trim(text_column(column), characters=" \t")
 
 
 def column_kind(kind: Any) -> str:
     """number, text, or other: what a column of a Parquet/Arrow file holds."""
     pa = _pa()
+    if pa.types.is_dictionary(kind):
+        return column_kind(kind.value_type)
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
         return "number"
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
@@ -511,6 +537,8 @@ def column_kind(kind: Any) -> str:
 def as_floats(column: Any) -> tuple[np.ndarray, np.ndarray]:
     """A numeric column as float64 and which of its rows are null."""
     pa, pc = _pa(), _pc()
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
     missing = numpy_of(pc.is_null(column))
     zero = arrow_of(np.zeros(1))[0]
     filled = pc.fill_null(pc.cast(column, pa.float64(), safe=False), zero)
