@@ -36,7 +36,15 @@ if TYPE_CHECKING:
         @property
         def extras(self) -> list[str]: ...
 
+        kind: str
+        frozen: bool
+        fixed: Any
+
         def one_row(self, line: int, text: str) -> Iterator[Row | Bad]: ...
+
+        def known(self, name: str) -> bool: ...
+
+        def _new_key(self, line: int, name: str) -> None: ...
 
 
 # The bytes of a purely numeric CSV block, besides the delimiter and the newline.
@@ -106,7 +114,9 @@ def _block(
     count = text.count("\n")
     data = text.encode("utf-8")
     chunks = None
-    if FAST:
+    if FAST and reader.kind == "jsonl":
+        chunks = _json(reader, data, line, size)
+    elif FAST:
         chunks = _numeric(reader, data, line, size) or _cells(reader, data, line, size)
     if chunks is None:
         yield from _strict_block(reader, text, line)
@@ -199,6 +209,68 @@ def _cells(
     return _split(reader, line + kept, ordered, size, data, cells=written)
 
 
+# JSON lines whose members all come in one order, each value a number, a string or a literal
+# (JSON's grammar; NaN and Infinity as the standard decoder reads them) are read by one
+# pattern over the whole block; any other line sends its block to the line reader.
+_JSON_NUMBER = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?"
+_JSON_STRING = r'"(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*"'
+_JSON_VALUE = rf"(?:{_JSON_STRING}|{_JSON_NUMBER}|true|false|null|NaN|-?Infinity)"
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_]+")
+_SPACE = "[ \t]*"
+
+
+def _json(reader: PointReader, data: bytes, line: int, size: tuple[int, int]) -> list[Chunk] | None:
+    from .points import _members
+
+    buffer = b"\n" + data
+    ends = np.flatnonzero(np.frombuffer(buffer, dtype=np.uint8) == 10)
+    length = np.diff(ends) - 1
+    if not len(length) or int(length.max()) > MAX_LINE_CHARS:
+        return None
+    kept = np.flatnonzero(length > 0)
+    if not len(kept):
+        return None
+    first = buffer[ends[kept[0]] + 1 : ends[kept[0] + 1]].decode("utf-8", "replace")
+    try:
+        keys = list(_members(first))
+    except Exception:  # any reason the line reader gives: it names it
+        return None
+    if not all(_PLAIN_KEY.fullmatch(k) for k in keys) or not reader.needed_set <= set(keys):
+        return None
+    if any(k in reader.fixed for k in keys if k not in reader.needed_set):
+        return None
+    new = [k for k in keys if not reader.known(k)]
+    if new and reader.frozen:
+        return None
+    members = [
+        f'"{k}"{_SPACE}:{_SPACE}(?P<m{j}>{_JSON_NUMBER if k in reader.needed_set else _JSON_VALUE})'
+        for j, k in enumerate(keys)
+    ]
+    body = f"{_SPACE},{_SPACE}".join(members)
+    pattern = f"^\\n{_SPACE}\\{{{_SPACE}{body}{_SPACE}\\}}{_SPACE}$"  # a line after its newline
+    lines = arrow.lines(buffer, ends)
+    if len(kept) != len(lines):
+        lines = arrow.take(lines, kept)
+    found = arrow.extract(lines, pattern, len(keys))
+    if found is None:
+        return None
+    columns: dict[str, np.ndarray] = {}
+    written: dict[str, Any] = {}
+    for k, texts in zip(keys, found, strict=True):
+        if k not in reader.needed_set:
+            written[k] = texts
+            continue
+        values = arrow.numpy_of(arrow.as_number(texts))
+        if not np.isfinite(values).all() or not _cell_numbers_ok(reader, values, texts):
+            return None
+        columns[k] = values
+    first_line = line + int(kept[0])
+    for k in new:
+        reader._new_key(first_line, k)
+    ordered = {name: columns[name] for name in reader.needed}
+    return _split(reader, line + kept, ordered, size, data, cells=written, json=True)
+
+
 def _cell_numbers_ok(reader: PointReader, values: np.ndarray, texts: Any) -> bool:
     words = ~np.isfinite(values)
     if words.any():  # nan and inf words are allowed here; 1e400 is not
@@ -227,6 +299,7 @@ def _split(
     data: bytes,
     heads: Any = None,
     cells: dict[str, Any] | None = None,
+    json: bool = False,
 ) -> list[Chunk]:
     """The block's rows as chunks of at most `size` = (rows, bytes held) each."""
     n = len(where)
@@ -244,6 +317,7 @@ def _split(
                 cells=None
                 if cells is None
                 else {name: c.slice(start, stop - start) for name, c in cells.items()},
+                cells_json=json,
             )
         )
     return found

@@ -42,6 +42,7 @@ class Chunk:
     head: Any = None
     head_sep: str = ","
     cells: dict[str, Any] | None = None
+    cells_json: bool = False  # the cells of other columns are JSON texts as written
 
 
 @dataclass

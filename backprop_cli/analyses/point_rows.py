@@ -74,6 +74,8 @@ def cells_of(w: Writer, chunk: Chunk) -> None:
 
 def _cell_text(w: Writer, chunk: Chunk, name: str, sep: str) -> Any:
     cells = chunk.cells or {}
+    if name in cells and chunk.cells_json and name not in chunk.columns:
+        return arrow.quoted(arrow.json_cells(cells[name]), sep)
     if name in cells:
         return arrow.quoted(arrow.text_column(cells[name]), sep)
     if name in chunk.columns:
@@ -129,6 +131,9 @@ def _json_extra(chunk: Chunk, extras: list[str]) -> list[Any] | bool | None:
     parts: list[Any] = [', "extra": {']
     for k, name in enumerate(given):
         column = cells[name]
+        if chunk.cells_json:  # JSON values as written
+            parts += [("" if k == 0 else ", ") + json.dumps(name) + ": ", column]
+            continue
         plain = arrow.is_text(column) and not column.null_count
         if not plain or not arrow.all_match(column, _PLAIN_JSON):
             return False
@@ -152,6 +157,8 @@ def table_columns(w: Writer, chunk: Chunk, result: Result) -> list[Any]:
             columns.append(cells[name])
         elif name in chunk.columns:
             columns.append(arrow.floats(chunk.columns[name]))
+        elif name in cells and chunk.cells_json:
+            columns.append(arrow.json_cells(cells[name]))
         elif name in cells:
             columns.append(arrow.text_column(cells[name]))
         else:
@@ -182,7 +189,10 @@ def materialize(chunk: Chunk) -> None:
     extras = [name for name in cells if name not in chunk.columns]
     if extras:
         pylists = {name: arrow.to_pylist(cells[name]) for name in extras}
-        texts = {name: [_json_text(v) for v in values] for name, values in pylists.items()}
+        if chunk.cells_json:  # already JSON texts, as written
+            texts = pylists
+        else:
+            texts = {name: [_json_text(v) for v in values] for name, values in pylists.items()}
         chunk.extra = [{name: texts[name][k] for name in extras} for k in range(len(chunk.lines))]
     chunk.head = None
     chunk.cells = None

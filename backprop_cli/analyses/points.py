@@ -252,23 +252,25 @@ class PointReader:
                 yield self._csv_row(line, text)
 
     def batches(self, size: int) -> Iterator[Chunk | Row | Bad]:
-        """`rows`, with CSV read a block of lines at a time (point_blocks): whole blocks
-        become chunks where every cell keeps the strict rules, line by line otherwise."""
-        if self.kind != "csv":
-            yield from self.rows()
-            return
+        """`rows`, read a block of lines at a time (point_blocks): whole blocks become
+        chunks where every cell keeps the strict rules, line by line otherwise."""
         from .point_blocks import csv_items
 
         yield from csv_items(self, size, CHUNK_BYTES)
 
     def one_row(self, line: int, text: str) -> Iterator[Row | Bad]:
-        """A CSV line as `rows` reads it: nothing for a blank line."""
+        """A line as `rows` reads it: nothing for a blank line."""
         if not text.strip():
             return
         if len(text) > MAX_LINE_CHARS:
             yield Bad(line, f"longer than {MAX_LINE_CHARS:,} characters")
+        elif self.kind == "jsonl":
+            yield self._json_row(line, text)
         else:
             yield self._csv_row(line, text)
+
+    def known(self, name: str) -> bool:
+        return name in self._known
 
     def _csv_row(self, line: int, text: str) -> Row | Bad:
         try:

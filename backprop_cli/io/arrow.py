@@ -413,6 +413,35 @@ def _value_bytes(rows: Any) -> bytes:
     return memoryview(data)[start:end].tobytes()
 
 
+def extract(texts: Any, pattern: str, count: int) -> list[Any] | None:
+    """The groups m0, m1, … of `pattern` in every text, a string array each, or None where
+    some text does not match."""
+    pc = _pc()
+    parts = pc.extract_regex(texts, pattern)
+    if parts.null_count:
+        return None
+    return [parts.field(f"m{j}") for j in range(count)]
+
+
+def as_number(texts: Any) -> Any:
+    return _pc().cast(texts, _pa().float64())
+
+
+def json_cells(texts: Any) -> Any:
+    """JSON values as written, as CSV cells: a string as its text, anything else as is."""
+    pc = _pc()
+    quoted_ = pc.starts_with(texts, '"')
+    if not pc.any(quoted_).as_py():
+        return texts
+    if pc.any(pc.match_substring(texts, "\\")).as_py():
+        import json
+
+        cells = texts.to_pylist()
+        return strings([str(json.loads(v)) if v.startswith('"') else v for v in cells])
+    inner = pc.utf8_slice_codeunits(texts, 1, -1)
+    return pc.if_else(quoted_, inner, texts)
+
+
 def take(column: Any, rows: np.ndarray) -> Any:
     return column.take(arrow_of(np.asarray(rows, dtype=np.int64)))
 
