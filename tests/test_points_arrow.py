@@ -56,6 +56,16 @@ def through(text, expression, kind, on_error, allow=False, dtype="float64", fast
         point_blocks.FAST = saved
 
 
+def both_readers(block, *args):
+    """`through` with blocks of `block` characters and with the line reader alone."""
+    saved = point_blocks.BLOCK_CHARS
+    point_blocks.BLOCK_CHARS = block
+    try:
+        return through(*args, fast=True), through(*args, fast=False)
+    finally:
+        point_blocks.BLOCK_CHARS = saved
+
+
 CELLS = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False).map(repr),
     st.integers(-(10**20), 10**20).map(str),
@@ -139,13 +149,7 @@ def csv_files(draw):
 )
 def test_blocks_read_as_the_strict_reader_does(text, kind, on_error, allow, dtype, block):
     expression = "x*y + 1" if "y" in text.splitlines()[0] else "x*x"
-    saved = point_blocks.BLOCK_CHARS
-    point_blocks.BLOCK_CHARS = block
-    try:
-        fast = through(text, expression, kind, on_error, allow, dtype, fast=True)
-        strict = through(text, expression, kind, on_error, allow, dtype, fast=False)
-    finally:
-        point_blocks.BLOCK_CHARS = saved
+    fast, strict = both_readers(block, text, expression, kind, on_error, allow, dtype)
     assert fast == strict
 
 
@@ -218,13 +222,7 @@ def jsonl_files(draw):
 )
 def test_json_lines_read_as_the_strict_reader_does(text, kind, on_error, allow, dtype, block):
     expression = "x*y + 1" if '"y"' in text.split("\n")[0] else "x*x"
-    saved = point_blocks.BLOCK_CHARS
-    point_blocks.BLOCK_CHARS = block
-    try:
-        fast = through(text, expression, kind, on_error, allow, dtype, fast=True)
-        strict = through(text, expression, kind, on_error, allow, dtype, fast=False)
-    finally:
-        point_blocks.BLOCK_CHARS = saved
+    fast, strict = both_readers(block, text, expression, kind, on_error, allow, dtype)
     if kind == "csv" and ('"z"' in text or '"e"' in text):
         # A key first seen on a later row is a CSV column only if it came before the header
         # was written, which is after the first chunk: where chunks end is the readers' own.
