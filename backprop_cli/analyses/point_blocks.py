@@ -263,6 +263,10 @@ def _json(reader: PointReader, data: bytes, line: int, size: tuple[int, int]) ->
         values = arrow.numpy_of(arrow.as_number(texts))
         if not np.isfinite(values).all() or not _cell_numbers_ok(reader, values, texts):
             return None
+        zero = values == 0
+        if zero.any():  # a JSON integer is a Python int first: -0 is 0
+            values = values.copy()
+            values[zero & ~arrow.numpy_of(arrow.matches(texts, "[.eE]"))] = 0.0
         columns[k] = values
     first_line = line + int(kept[0])
     for k in new:

@@ -469,6 +469,10 @@ def any_match(column: Any, text: str) -> bool:
     return bool(_pc().any(_pc().match_substring(column, text)).as_py())
 
 
+def matches(column: Any, pattern: str) -> Any:
+    return _pc().match_substring_regex(column, pattern)
+
+
 def all_match(column: Any, pattern: str) -> bool:
     return bool(_pc().all(_pc().match_substring_regex(column, pattern)).as_py())
 
