@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from inprocess import machine, table, write_json
 from timing import ENV
 
@@ -73,30 +72,30 @@ csv.write_csv(t, sys.argv[2])
 """
 
 
-def write_inputs(folder: Path, n: int) -> dict[str, Path]:
-    """The same n points as CSV, Parquet and JSON lines (normal, seed 0, written as Python
-    writes them)."""
-    import pyarrow as pa
-    import pyarrow.csv as csv
-    import pyarrow.parquet as pq
+WRITE_INPUTS = """
+import sys
+import numpy as np, pyarrow as pa, pyarrow.csv as csv, pyarrow.parquet as pq
+folder, n = sys.argv[1], int(sys.argv[2])
+names = ["w0", "w1", "w2", "x0", "x1"]
+rng = np.random.default_rng(0)
+t = pa.table({name: rng.normal(size=n) for name in names})
+csv.write_csv(t, f"{folder}/points-{n}.csv")
+pq.write_table(t, f"{folder}/points-{n}.parquet")
+if n <= 1_000_000:
+    columns = [t.column(name).to_pylist() for name in names]
+    with open(f"{folder}/points-{n}.jsonl", "w") as f:
+        for row in zip(*columns):
+            f.write("{" + ", ".join(f'"{k}": {v!r}' for k, v in zip(names, row)) + "}\\n")
+"""
 
-    rng = np.random.default_rng(0)
-    t = pa.table({name: rng.normal(size=n) for name in NAMES})
+
+def write_inputs(folder: Path, n: int) -> dict[str, Path]:
+    """The same n points as CSV, Parquet and JSON lines (normal, seed 0; floats as Python
+    writes them), written by a child process so that this one stays small: a child's peak
+    memory counts what it shares of its parent's at the start."""
+    subprocess.run([sys.executable, "-c", WRITE_INPUTS, str(folder), str(n)], check=True)
     paths = {k: folder / f"points-{n}.{k}" for k in ("csv", "parquet", "jsonl")}
-    csv.write_csv(t, paths["csv"])
-    pq.write_table(t, paths["parquet"])
-    if n <= 1_000_000:
-        columns = [t.column(name).to_pylist() for name in NAMES]
-        with open(paths["jsonl"], "w") as f:
-            for row in zip(*columns, strict=True):
-                f.write(
-                    "{"
-                    + ", ".join(f'"{k}": {v!r}' for k, v in zip(NAMES, row, strict=True))
-                    + "}\n"
-                )
-    else:
-        del paths["jsonl"]
-    return paths
+    return {k: p for k, p in paths.items() if p.exists()}
 
 
 def commands(folder: Path, paths: dict[str, Path]) -> dict[str, list[str]]:
