@@ -5,7 +5,7 @@ directions. Product code that the tests use too."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ from .compare import EPS, SPREAD_SLACK, abs_error, judge
 FD_BAND = (2, 44)
 _STENCIL = np.array([-2.0, -1.0, 1.0, 2.0])
 FD_ROUNDING = 64  # a function value is trusted to FD_ROUNDING·ε of its size
-FD_POINTS_PER_PASS = 2_000_000  # batch size × nodes per vectorised pass (bounds memory)
+FD_POINTS_PER_PASS = 2_000_000  # points × node-elements a pass holds at once (bounds memory)
 FD_AGREEMENT = 1e-2  # neighbouring steps must agree this well (relative) to be trusted
 FD_PLATEAU = 3  # ... along a run of at least this many step sizes
 FD_CONSISTENCY = 1e-2  # the outer points must predict the centre value this well
@@ -118,38 +118,32 @@ def _stencil_table(
     graph: Graph, env: Mapping[str, Any], wrt: Iterable[Element], outputs: Outputs
 ) -> _Table:
     """Evaluate every element's stencils in passes of at most FD_POINTS_PER_PASS
-    node-elements; `outputs` turns each pass's output into rows of numbers to estimate."""
+    node-elements held at once; `outputs` turns each pass's output into rows of numbers to
+    estimate."""
     entries = {e: _element(e) for e in wrt}
     env = {name: np.asarray(value, dtype=np.float64) for name, value in env.items()}
     cores = engine.input_cores(graph, env)
     steps = {e: _steps(float(env[name][index])) for e, (name, index) in entries.items()}
-    deps: list[frozenset[str]] | None = None
-    width = sum(max(1, int(np.prod(c))) for c in cores)
-    budget = max(1, FD_POINTS_PER_PASS // max(1, width))
+    lifetimes = _Lifetimes(graph, cores)
+    budget = max(1, FD_POINTS_PER_PASS // lifetimes.held)
+    feeds = _feeds(graph, sorted({name for name, _ in entries.values()}), lifetimes.branched)
     centre = np.zeros(0)
     kink: dict[Element, bool] = dict.fromkeys(entries, False)
     rows: dict[Element, list[np.ndarray]] = {e: [] for e in entries}
     crossings: dict[Element, list[np.ndarray]] = {e: [] for e in entries}
     for group in _passes(list(entries), steps, budget):
         batch, blocks = _stencil_batch(graph, env, group, entries, steps)
-        values = engine.evaluate(graph, batch, np.float64, cores=cores)
+        crossing = _Crossings(blocks, lambda piece, k: entries[piece[0]][0] in feeds[k])
         size = 1 + sum((hi - lo) * len(_STENCIL) for _, lo, hi in group)
-        f = outputs(values[graph.output], cores[graph.output], size)
-        branches = _branches(graph, values, cores, size)
-        del values, batch
-        if branches and deps is None:
-            deps = graph.depends_on()
+        out = _evaluate_pass(graph, batch, cores, size, lifetimes, crossing.visit)
+        f = outputs(out, cores[graph.output], size)
+        del out, batch
         centre = np.array(f[0])
         for piece in group:
             e, lo, hi = piece
-            name, n = entries[e][0], hi - lo
-            mine = [b for nid, b in branches.items() if deps is not None and name in deps[nid]]
-            kink[e] = kink[e] or any(bool((b[0] == 0).any()) for b in mine)
-            crossed = np.zeros(n, dtype=bool)
-            for b in mine:
-                crossed |= (b[blocks[piece]] != b[0]).reshape(n, -1).any(axis=1)
-            rows[e].append(f[blocks[piece]].reshape(n, len(_STENCIL), -1))
-            crossings[e].append(crossed)
+            kink[e] = kink[e] or crossing.kink[piece]
+            rows[e].append(f[blocks[piece]].reshape(hi - lo, len(_STENCIL), -1))
+            crossings[e].append(crossing.crossed[piece])
     offsets = {}
     for e, (name, index) in entries.items():
         x = float(env[name][index])
@@ -163,6 +157,109 @@ def _stencil_table(
         {e: np.concatenate(c) for e, c in crossings.items()},
         kink,
     )
+
+
+class _Lifetimes:
+    """When each node's value can be dropped in a pass, and the most node-elements held at
+    once (per point of the pass): a value lives from its node to its last consumer, the
+    variables and the output for the whole pass. A chain of 10⁵ nodes holds a handful."""
+
+    def __init__(self, graph: Graph, cores: list[tuple[int, ...]]) -> None:
+        n = len(graph.nodes)
+        plan = engine.plan(graph)
+        last = list(range(n))  # an unused value goes at once
+        for node in graph.nodes:
+            for i in node.inputs:
+                last[i] = node.id  # dependency order: the final write is the last use
+        for k, op in enumerate(plan):
+            if op is None:
+                last[k] = n  # the batch holds the variables anyway; constants are small
+        last[graph.output] = n
+        self.last = last
+        self.branched = [op is not None and op.branch is not None for op in plan]
+        widths = np.array([max(1, math.prod(c)) for c in cores] if any(cores) else [1] * n)
+        # held just after node k is computed: every width so far, less those dropped before
+        dropped = np.bincount(np.array(last), weights=widths, minlength=n + 1)[:n]
+        before = np.concatenate([[0.0], np.cumsum(dropped)[:-1]])
+        self.held = max(1, int((np.cumsum(widths) - before).max(initial=0)))
+
+
+def _evaluate_pass(
+    graph: Graph,
+    batch: Mapping[str, np.ndarray],
+    cores: list[tuple[int, ...]],
+    size: int,
+    lifetimes: _Lifetimes,
+    visit: Callable[[int, np.ndarray], None],
+) -> Any:
+    """engine.evaluate over one pass (the same operations on the same arguments), each value
+    dropped after its last use: the output's value. `visit(node id, piece)` sees the
+    branch (piece) of every piecewise node, broadcast to (size, *core), while it lives."""
+    values: list[Any] = [None] * len(graph.nodes)
+    with np.errstate(all="ignore"):
+        for node, op in zip(graph.nodes, engine.plan(graph), strict=True):
+            k = node.id
+            if op is None:
+                if node.op == "input":
+                    assert node.name is not None
+                    values[k] = np.asarray(batch[node.name], dtype=np.float64)[()]
+                else:
+                    values[k] = np.asarray(node.value, dtype=np.float64)[()]
+                continue
+            if op.shape is None and not cores[k]:
+                values[k] = op.forward(*[values[i] for i in node.inputs])
+            else:
+                args, ctx = engine.op_args(node, values, cores)
+                values[k] = engine.apply(op, args, ctx)
+            if op.branch is not None:
+                args, ctx = engine.op_args(node, values, cores)
+                piece = op.branch(*args) if ctx is None else op.branch(*args, ctx=ctx)
+                visit(k, np.broadcast_to(np.asarray(piece), (size, *cores[k])))
+            for i in node.inputs:
+                if lifetimes.last[i] == k:
+                    values[i] = None
+            if lifetimes.last[k] == k:
+                values[k] = None
+    return values[graph.output]
+
+
+def _feeds(graph: Graph, names: list[str], wanted: list[bool]) -> dict[int, set[str]]:
+    """Of the named variables, those each `wanted` node depends on (one pass in dependency
+    order, sets of variables as bits)."""
+    if not any(wanted):
+        return {}
+    bit = {name: 1 << k for k, name in enumerate(names)}
+    masks: list[int] = []
+    for node in graph.nodes:
+        if node.op == "input":
+            masks.append(bit.get(node.name, 0) if node.name is not None else 0)
+        else:
+            mask = 0
+            for i in node.inputs:
+                mask |= masks[i]
+            masks.append(mask)
+    return {
+        k: {name for name in names if masks[k] & bit[name]} for k, want in enumerate(wanted) if want
+    }
+
+
+class _Crossings:
+    """The branch nodes seen in one pass, piece by piece: whether a node that moves with the
+    piece (`moves(piece, node id)`) sits on its kink at the centre, and which steps'
+    stencils cross a branch boundary (some point on another piece than the centre's)."""
+
+    def __init__(self, blocks: Mapping[Piece, slice], moves: Callable[[Piece, int], bool]):
+        self.blocks, self.moves = blocks, moves
+        self.kink = dict.fromkeys(blocks, False)
+        self.crossed = {piece: np.zeros(piece[2] - piece[1], dtype=bool) for piece in blocks}
+
+    def visit(self, node_id: int, b: np.ndarray) -> None:
+        for piece, where in self.blocks.items():
+            if not self.moves(piece, node_id):
+                continue
+            n = piece[2] - piece[1]
+            self.kink[piece] = self.kink[piece] or bool((b[0] == 0).any())
+            self.crossed[piece] |= (b[where] != b[0]).reshape(n, -1).any(axis=1)
 
 
 def _element(entry: Element) -> tuple[str, tuple[int, ...]]:
@@ -579,7 +676,7 @@ def _direction_status(
 
 class _DirectionScan:
     """The stencil values of every direction, in passes of at most FD_POINTS_PER_PASS
-    node-elements: `values[d]` is (steps, 4, 1), `crossed[d]` (steps,)."""
+    node-elements held at once: `values[d]` is (steps, 4, 1), `crossed[d]` (steps,)."""
 
     def __init__(
         self,
@@ -597,31 +694,27 @@ class _DirectionScan:
         self.kink, self.finite = False, True
         self.centre = np.zeros(1)
         self.exps = exps
-        width = sum(max(1, int(np.prod(c))) for c in self.cores)
-        budget = max(1, FD_POINTS_PER_PASS // width)
+        self.lifetimes = _Lifetimes(graph, self.cores)
+        budget = max(1, FD_POINTS_PER_PASS // self.lifetimes.held)
         steps = dict.fromkeys(range(len(units)), exps)
         rows: dict[int, list[np.ndarray]] = {d: [] for d in steps}
         crossings: dict[int, list[np.ndarray]] = {d: [] for d in steps}
         touched = _depending(graph, set(wrt))
         for group in _passes(list(steps), steps, budget):
-            f, branches, blocks = self._pass(group, seed)
-            mine = [b for nid, b in branches.items() if touched[nid]]
-            self.kink = self.kink or any(bool((b[0] == 0).any()) for b in mine)
+            f, crossing = self._pass(group, seed, lambda piece, k: touched[k])
+            self.kink = self.kink or any(crossing.kink.values())
             self.centre = np.array(f[:1])
             self.finite = bool(np.isfinite(f[0]))
-            for piece, where in blocks.items():
+            for piece, where in crossing.blocks.items():
                 d, lo, hi = piece
-                crossed = np.zeros(hi - lo, dtype=bool)
-                for b in mine:
-                    crossed |= (b[where] != b[0]).reshape(hi - lo, -1).any(axis=1)
                 rows[int(d)].append(f[where].reshape(hi - lo, len(_STENCIL), 1))
-                crossings[int(d)].append(crossed)
+                crossings[int(d)].append(crossing.crossed[piece])
         self.values = {d: np.concatenate(r) for d, r in rows.items()}
         self.crossed = {d: np.concatenate(c) for d, c in crossings.items()}
 
     def _pass(
-        self, group: list[Piece], seed: Any
-    ) -> tuple[np.ndarray, dict[int, np.ndarray], dict[Piece, slice]]:
+        self, group: list[Piece], seed: Any, moves: Callable[[Piece, int], bool]
+    ) -> tuple[np.ndarray, _Crossings]:
         """One pass: the centre, then each piece's points x + t·u (t = ±h, ±2h)."""
         size = 1 + sum((hi - lo) * len(_STENCIL) for _, lo, hi in group)
         points = np.broadcast_to(self.x, (size, len(self.x))).copy()
@@ -639,10 +732,10 @@ class _DirectionScan:
                 blocks[piece] = where
                 start += len(t)
         batch = self._batch(points, size)
-        values = engine.evaluate(self.graph, batch, np.float64, cores=self.cores)
-        out = values[self.graph.output]
+        crossing = _Crossings(blocks, moves)
+        out = _evaluate_pass(self.graph, batch, self.cores, size, self.lifetimes, crossing.visit)
         f = _scalar_output(out, self.cores[self.graph.output], seed, size)
-        return f, _branches(self.graph, values, self.cores, size), blocks
+        return f, crossing
 
     def _batch(self, points: np.ndarray, size: int) -> dict[str, np.ndarray]:
         """Every variable at every point: the moved ones from `points`, the rest fixed."""
