@@ -9,6 +9,7 @@ cut is counted, and the sums are always over everything.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,11 @@ MAX_FACTORS = 40  # factors shown per path: the first and last halves of a longe
 MAX_VARIABLES = 50  # variables explained when --wrt names none
 MAX_STEPS = 500  # reverse or forward steps shown; the rest are counted
 MAX_LEGEND = 200  # short names listed under "where"
+# SymPy's local derivatives, worked out in a child: its budget (past it, the rest is done
+# here), its memory and the edges it sends at a time.
+FORMULA_SECONDS = 10.0
+FORMULA_MEMORY_MB = 2048
+FORMULA_BATCH = 32
 
 
 @dataclass
@@ -62,7 +68,13 @@ def explain(graph: Graph, point: dict[str, Any], wrt: list[str], mode: str) -> d
     variables = [_paths(ctx, name) for name in shown_wrt]
     steps, steps_total = _reverse_steps(ctx) if mode == "reverse" else ([], 0)
     forward = [_forward(ctx, name) for name in shown_wrt] if mode == "forward" else []
-    _attach_formulas(ctx, variables, steps, forward)
+    formulas = _Formulas(ctx, _shown_edges(variables, steps, forward))
+    try:  # while SymPy works in its child
+        legend, cost, warnings = _legend(ctx), _cost(ctx, wrt), _warnings(graph, trace)
+    except BaseException:
+        formulas.stop()
+        raise
+    _attach_formulas(formulas.collect(), variables, steps, forward)
     return {
         "expression": graph.source,
         "output": {
@@ -74,13 +86,13 @@ def explain(graph: Graph, point: dict[str, Any], wrt: list[str], mode: str) -> d
         "mode": mode,
         "variables": dict(point),
         "variables_not_shown": wrt[MAX_VARIABLES:],
-        "legend": _legend(ctx),
+        "legend": legend,
         "partials": variables,
         "reverse_steps": steps,
         "reverse_steps_total": steps_total,
         "forward_sweeps": forward,
-        "cost": _cost(ctx, wrt),
-        "warnings": _warnings(graph, trace),
+        "cost": cost,
+        "warnings": warnings,
         "ok": all(v["verdict"] != "mismatch" for v in variables),
     }
 
@@ -95,21 +107,88 @@ def _warnings(graph: Graph, trace: engine.Trace) -> list[dict[str, Any]]:
     return found
 
 
+def _path_links(variables: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [link for v in variables for p in v["paths"] for link in p["links"] if "edge" in link]
+
+
+def _shown_edges(
+    variables: list[dict[str, Any]],
+    steps: list[dict[str, Any]],
+    forward: list[dict[str, Any]],
+) -> list[tuple[int, int]]:
+    """The edges (node, input position) shown anywhere, each once, in order."""
+    shown = [(link["edge"][0], link["edge"][1]) for link in _path_links(variables)]
+    shown += [(s["node"], s["k"]) for s in steps]
+    shown += [(s["node"], s["k"]) for f in forward for s in f["steps"]]
+    return sorted(set(shown))
+
+
+class _Formulas:
+    """SymPy's local derivatives of the shown edges. Where a child started early waits
+    (the command line starts one), the work goes to it: SymPy is imported there while
+    this process starts up, and never here. Edges it did not send within its budget (or
+    after an error) are worked out here, as without a child, so the output is the same."""
+
+    def __init__(self, ctx: _Context, edges: list[tuple[int, int]]) -> None:
+        from ..checks import sandbox
+
+        self.ctx, self.edges = ctx, edges
+        self.job = None
+        if edges and sandbox.spare_waiting():
+            self.job = sandbox.Bounded(
+                _formulas_child,
+                (ctx.graph, ctx.names, ctx.values, edges),
+                seconds=FORMULA_SECONDS,
+                memory_mb=FORMULA_MEMORY_MB,
+            )
+
+    def stop(self) -> None:
+        if self.job is not None:
+            self.job.deadline = 0.0
+            self.job.collect()
+
+    def collect(self) -> dict[tuple[int, int], dict[str, str]]:
+        found: dict[tuple[int, int], dict[str, str]] = {}
+        if self.job is not None:
+            for message in self.job.collect():
+                if "edge" in message:
+                    node, k = message.pop("edge")
+                    found[(node, k)] = message
+        missing = [edge for edge in self.edges if edge not in found]
+        if missing:
+            from ..checks.symbolic import local_formulas
+
+            ctx = self.ctx
+            found.update(local_formulas(ctx.graph, ctx.names, ctx.values, missing))
+        return found
+
+
+def _formulas_child(
+    graph: Graph,
+    names: list[str],
+    values: list[float],
+    edges: list[tuple[int, int]],
+    *,
+    emit: Callable[[dict[str, Any]], None],
+) -> None:
+    """The child's side of `_Formulas`: one message per edge, {"edge": [node, k], **formula},
+    sent a batch at a time so that a budget cut keeps what was done."""
+    from ..checks.symbolic import local_formulas
+
+    for start in range(0, len(edges), FORMULA_BATCH):
+        batch = [(int(node), int(k)) for node, k in edges[start : start + FORMULA_BATCH]]
+        for (node, k), formula in local_formulas(graph, names, values, batch).items():
+            emit({"edge": [node, k], **formula})
+
+
 def _attach_formulas(
-    ctx: _Context,
+    formulas: dict[tuple[int, int], dict[str, str]],
     variables: list[dict[str, Any]],
     steps: list[dict[str, Any]],
     forward: list[dict[str, Any]],
 ) -> None:
     """Put the symbolic local derivatives on every edge that is shown (and on no other)."""
-    from ..checks.symbolic import local_formulas
-
-    links = [link for v in variables for p in v["paths"] for link in p["links"] if "edge" in link]
-    shown = [(link["edge"][0], link["edge"][1]) for link in links]
-    shown += [(s["node"], s["k"]) for s in steps]
-    shown += [(s["node"], s["k"]) for f in forward for s in f["steps"]]
-    formulas = local_formulas(ctx.graph, ctx.names, ctx.values, sorted(set(shown)))
-    for link in links:
+    for link in _path_links(variables):
         link["formula"] = formulas[(link["edge"][0], link["edge"][1])]
     for s in steps:
         s["local_formula"] = formulas[(s["node"], s["k"])]

@@ -60,6 +60,12 @@ def prestart() -> None:
     _spare = (pid, job_w, result_r)
 
 
+def spare_waiting() -> bool:
+    """Whether a child started early waits for a job: a computation handed to it costs no
+    import of SymPy here, nor a fresh child's."""
+    return _spare is not None
+
+
 def _take_spare() -> tuple[int, int, int] | None:
     global _spare
     spare, _spare = _spare, None
@@ -75,7 +81,6 @@ def _hand_over(
 ) -> bool:
     """Send the job to the waiting child (from a thread: a large job must not wait for the
     child to finish its imports); False if it cannot be sent or the child is gone."""
-    import pickle
     import threading
 
     pid, job_w, result_r = spare
@@ -86,7 +91,7 @@ def _hand_over(
     try:
         if gone:
             raise ChildProcessError
-        data = pickle.dumps((func, args, memory_mb, seconds))
+        data = _job_bytes((func, args, memory_mb, seconds))
     except Exception:
         os.close(job_w)
         os.close(result_r)
@@ -106,6 +111,26 @@ def _hand_over(
 
     threading.Thread(target=send, daemon=True).start()
     return True
+
+
+def _job_bytes(job: tuple[Any, ...]) -> bytes:
+    """The job pickled for the child started early. A graph goes without the facts it has
+    cached (a compiled plan may hold functions made on the fly, which do not pickle): the
+    child works out again the few it needs."""
+    import copyreg
+    import io
+    import pickle
+
+    from ..core.graph import Graph
+
+    def graph_alone(graph: Graph) -> tuple[Any, ...]:
+        return Graph, (graph.nodes, graph.output, graph.source, graph.variables)
+
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, pickle.HIGHEST_PROTOCOL)
+    pickler.dispatch_table = {**copyreg.dispatch_table, Graph: graph_alone}
+    pickler.dump(job)
+    return buffer.getvalue()
 
 
 def _spare_child(job_r: int, result_w: int) -> None:

@@ -316,7 +316,7 @@ def _without_typer(argv: list[str]) -> int | None:
         if fields is None:
             return None
         if fields.get("symbolic", True) and fields.get("points_file") is None:
-            from ..checks import sandbox, symbolic  # noqa: F401 - numpy, ops: for both
+            from ..checks import sandbox, symbolic
 
             sandbox.prestart()  # SymPy's child imports it while we start up
         from .grad_run import GradArgs, run
@@ -324,8 +324,32 @@ def _without_typer(argv: list[str]) -> int | None:
         return _guarded(lambda: run(GradArgs(**fields)))
     if argv[:1] and argv[0] in _QUICK:
         fields = quick_args(argv[0], argv[1:])
-        return None if fields is None else _quick(argv[0], fields)
+        if fields is None:
+            return None
+        if argv[0] == "explain" and _explain_formulas_in_child(fields):
+            from ..checks import sandbox, symbolic  # noqa: F401 - numpy, ops: for both
+
+            sandbox.prestart()  # SymPy's local derivatives: its child imports it meanwhile
+        return _quick(argv[0], fields)
     return None
+
+
+# explain's formats that show SymPy's local derivatives without SymPy in this process
+# (markdown and latex name the symbols with SymPy's LaTeX, html's page works out its own).
+_EXPLAIN_CHILD_FORMATS = frozenset({"table", "json", "jsonl", "csv", "tsv"})
+
+
+def _explain_formulas_in_child(fields: dict[str, Any]) -> bool:
+    """Whether this explain shows SymPy's formulas and needs SymPy nowhere else: not
+    --step (the stepper shows numbers) nor --show-program (it prints the program)."""
+    if fields.get("step") or fields.get("show_program"):
+        return False
+    fmt, output = fields.get("fmt"), fields.get("output")
+    if fmt is None and output is not None and output != "-":
+        from .output import from_extension
+
+        fmt = from_extension(output)
+    return (fmt or "table") in _EXPLAIN_CHILD_FORMATS
 
 
 def _quick(command: str, fields: dict[str, Any]) -> int | None:

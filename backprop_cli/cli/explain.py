@@ -165,6 +165,8 @@ def explain(
         if step:
             stepper.run(program, point, _names(wrt), digits, output)
             return
+        if chosen == "table":
+            _import_rich()
         with api.quiet():  # its warnings are printed below
             result = api.explain(
                 program, point, wrt=_names(wrt), mode=mode.value, allow_nonfinite=allow_nonfinite
@@ -208,6 +210,12 @@ def explain(
     if not report["ok"]:
         _stderr("disagreement: the sum over paths differs from the reverse sweep")
         leave(EXIT_DISAGREE)
+
+
+def _import_rich() -> None:
+    """Rich's modules for the table, imported before SymPy's formulas are asked for: where
+    a child works them out, this runs while it is still importing SymPy."""
+    from rich import console, table, tree  # noqa: F401 - for the time they take, here
 
 
 def path_rows(report: dict[str, Any], delimiter: str = ",") -> str:
