@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 
         def known(self, name: str) -> bool: ...
 
+        def keys_of(self, text: str) -> list[str]: ...
+
         def _new_key(self, line: int, name: str) -> None: ...
 
 
@@ -220,8 +222,6 @@ _SPACE = "[ \t]*"
 
 
 def _json(reader: PointReader, data: bytes, line: int, size: tuple[int, int]) -> list[Chunk] | None:
-    from .points import _members
-
     buffer = b"\n" + data
     ends = np.flatnonzero(np.frombuffer(buffer, dtype=np.uint8) == 10)
     length = np.diff(ends) - 1
@@ -232,7 +232,7 @@ def _json(reader: PointReader, data: bytes, line: int, size: tuple[int, int]) ->
         return None
     first = buffer[ends[kept[0]] + 1 : ends[kept[0] + 1]].decode("utf-8", "replace")
     try:
-        keys = list(_members(first))
+        keys = reader.keys_of(first)
     except Exception:  # any reason the line reader gives: it names it
         return None
     if not all(_PLAIN_KEY.fullmatch(k) for k in keys) or not reader.needed_set <= set(keys):

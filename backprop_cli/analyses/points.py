@@ -272,6 +272,10 @@ class PointReader:
     def known(self, name: str) -> bool:
         return name in self._known
 
+    def keys_of(self, text: str) -> list[str]:
+        """A JSON line's keys in the order written (its errors are the line reader's)."""
+        return list(_members(text))
+
     def _csv_row(self, line: int, text: str) -> Row | Bad:
         try:
             cells = next(_csv([text], self.delimiter))
