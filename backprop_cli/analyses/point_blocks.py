@@ -65,7 +65,7 @@ def block_chars(chunk_bytes: int) -> int:
     return max(64, min(BLOCK_CHARS, chunk_bytes // 4))
 
 
-def csv_items(reader: PointReader, size: int, chunk_bytes: int) -> Iterator[Chunk | Row | Bad]:
+def text_items(reader: PointReader, size: int, chunk_bytes: int) -> Iterator[Chunk | Row | Bad]:
     """Every row after the header: whole blocks of lines as chunks (of at most `size` rows
     and about `chunk_bytes` held) where Arrow reads them and every cell passes the strict
     rules; the strict reader's rows and bad rows otherwise."""

@@ -1,6 +1,8 @@
 """Many points through one graph (`grad --points`): read the points in chunks (CSV, TSV or
-JSON lines), evaluate every chunk's values and gradients in one vectorised forward and
-reverse sweep, and write one row per point, in input order, in bounded memory.
+JSON lines a block at a time, with this module's line reader for what the block reader in
+point_blocks cannot vouch for; Parquet and Arrow files by record batch), evaluate every
+chunk's values and gradients in one vectorised forward and reverse sweep, and write one row
+per point, in input order, in bounded memory (point_rows for a chunk read at once).
 
 Memory does not grow with the file: a chunk ends at MAX_CHUNK_ROWS rows, at CHUNK_ELEMENTS
 node values, or at about CHUNK_BYTES of text held (a file of 100,000 pass-through columns
@@ -237,29 +239,16 @@ class PointReader:
     def extras(self) -> list[str]:
         return [n for n in self.names if n not in self._needed]
 
-    def rows(self) -> Iterator[Row | Bad]:
-        """(line, variable values, extra values) per row, or Bad for a row that cannot be read."""
-        first = [self.pending] if self.pending is not None else []
-        for line, text in _chain(first, self.source):
-            if not text.strip():
-                continue
-            if len(text) > MAX_LINE_CHARS:
-                yield Bad(line, f"longer than {MAX_LINE_CHARS:,} characters")
-                continue
-            if self.kind == "jsonl":
-                yield self._json_row(line, text)
-            else:
-                yield self._csv_row(line, text)
-
     def batches(self, size: int) -> Iterator[Chunk | Row | Bad]:
-        """`rows`, read a block of lines at a time (point_blocks): whole blocks become
-        chunks where every cell keeps the strict rules, line by line otherwise."""
-        from .point_blocks import csv_items
+        """The rows after the header, read a block of lines at a time (point_blocks):
+        whole blocks become chunks where every cell keeps the strict rules, rows (or bad
+        rows) read one line at a time otherwise."""
+        from .point_blocks import text_items
 
-        yield from csv_items(self, size, CHUNK_BYTES)
+        yield from text_items(self, size, CHUNK_BYTES)
 
     def one_row(self, line: int, text: str) -> Iterator[Row | Bad]:
-        """A line as `rows` reads it: nothing for a blank line."""
+        """One line as a row, a bad row, or nothing (a blank line)."""
         if not text.strip():
             return
         if len(text) > MAX_LINE_CHARS:
@@ -463,13 +452,6 @@ def _why(exc: csv.Error) -> str:
     if "unexpected end of data" in text:
         return "a quote is not closed on this line; a quoted field may not span lines"
     return text
-
-
-def _chain(
-    first: list[tuple[int, str]], rest: Iterator[tuple[int, str]]
-) -> Iterator[tuple[int, str]]:
-    yield from first
-    yield from rest
 
 
 def _is_number(text: str, allow_nonfinite: bool = False) -> bool:
