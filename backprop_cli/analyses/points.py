@@ -590,7 +590,9 @@ def open_points(
 def _first_bytes(raw: Any, count: int) -> tuple[bytes, Any]:
     """The first `count` bytes (fewer only at the end of the input), and a stream that still
     starts with them: the same file sought back, or the bytes put before the rest of a pipe."""
-    if _seekable(raw):
+    from ..io.arrow import seekable
+
+    if seekable(raw):
         at = raw.tell()
         head = raw.read(count)
         raw.seek(at)
@@ -602,12 +604,12 @@ def _first_bytes(raw: Any, count: int) -> tuple[bytes, Any]:
 def _footed(raw: Any, found: str, head: bytes) -> tuple[Any, bool]:
     """Whether a file that starts as Parquet or as an Arrow file also ends as one (a text
     file may start with PAR1); a pipe is held in memory to tell."""
-    from ..io.arrow import ARROW_MAGIC, PARQUET_MAGIC
+    from ..io.arrow import ARROW_MAGIC, PARQUET_MAGIC, seekable
 
     magic = PARQUET_MAGIC if found == "parquet" else ARROW_MAGIC
     if found == "arrow" and not head.startswith(ARROW_MAGIC):
         return raw, True  # an Arrow stream: no text starts with its bytes
-    if not _seekable(raw):
+    if not seekable(raw):
         raw = io.BytesIO(raw.read())
     at = raw.tell()
     size = raw.seek(0, io.SEEK_END)
@@ -615,13 +617,6 @@ def _footed(raw: Any, found: str, head: bytes) -> tuple[Any, bool]:
     ends = raw.read(len(magic)) == magic and size - at >= 2 * len(magic)
     raw.seek(at)
     return raw, ends
-
-
-def _seekable(stream: Any) -> bool:
-    try:
-        return bool(stream.seekable())
-    except (AttributeError, OSError, ValueError):
-        return False
 
 
 class _Joined(io.RawIOBase):

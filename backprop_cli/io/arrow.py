@@ -499,14 +499,14 @@ class TableSource:
         pa = _pa()
         self.what = what
         try:
-            if _seekable(stream):
+            if seekable(stream):
                 at = stream.tell()
                 head = stream.read(len(ARROW_MAGIC))
                 stream.seek(at)
             else:
                 head = stream.peek(len(ARROW_MAGIC)) if hasattr(stream, "peek") else b""
             stream_format = kind == "arrow" and not bytes(head).startswith(ARROW_MAGIC)
-            if not stream_format and not _seekable(stream):
+            if not stream_format and not seekable(stream):
                 stream = io.BytesIO(stream.read())
             if kind == "parquet":
                 import pyarrow.parquet as pq
@@ -538,7 +538,8 @@ class TableSource:
             raise BackpropError(f"{self.what}: cannot read on ({_why(exc)})") from None
 
 
-def _seekable(stream: Any) -> bool:
+def seekable(stream: Any) -> bool:
+    """Whether a stream can go back (a file can, a pipe cannot)."""
     try:
         return bool(stream.seekable())
     except (AttributeError, OSError, ValueError):
