@@ -331,7 +331,7 @@ def test_one_checked_point_is_said_in_the_singular(tmp_path):
     [
         (("grad", "x", "x=1", "--format", "jsno"),
          "error: --format: 'jsno' is not one of table, json, csv, markdown, tsv, jsonl, html, "
-         "dot, mermaid, svg, png, pdf, latex; did you mean json?"),
+         "dot, mermaid, svg, png, pdf, latex, parquet, arrow; did you mean json?"),
         (("grad", "x", "x=1", "--dtype", "f32"),
          "error: --dtype: 'f32' is not one of float64, float32"),
         (("grad", "x", "x=1", "--digits", "abc"),
